@@ -1,0 +1,191 @@
+"""The HTTP application: routing for the three services, and the one place where exceptions
+become AWS error bodies.
+
+Control plane: ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>`` (json 1.1).
+Runtime and events: ``POST /<path>`` as their rest-json models declare. One port serves all three.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import asynccontextmanager
+
+from botocore import xform_name
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..config import Settings
+from ..control import ControlPlane
+from ..control.base import Context
+from ..errors import (
+    NotImplementedOperation,
+    RequestEntityTooLarge,
+    SerializationException,
+    ServiceError,
+    UnknownOperationException,
+)
+from ..events import EventOperations
+from ..jobs.runner import JobRunner
+from ..runtime import RuntimeOperations
+from ..store.metadata import Store
+from . import auth, protocol
+
+log = logging.getLogger("openpersonalize.api")
+JSON_11 = "application/x-amz-json-1.1"
+
+
+class Service:
+    """Everything one server process needs: settings, the store, the job runner, the handlers."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None, run_jobs: bool = True):
+        self.settings = settings
+        self.store = store or Store(settings.resolved_store_url())
+        self.runner = JobRunner(self.store, settings) if run_jobs and settings.workers > 0 else None
+        self.handlers = {
+            "personalize": ControlPlane(),
+            "personalize-runtime": RuntimeOperations(),
+            "personalize-events": EventOperations(),
+        }
+        self.keys = settings.credentials()
+
+    def start(self) -> None:
+        if not self.keys:
+            log.warning("No access keys configured: every request is accepted, signed or not. "
+                        "Set OPENPERSONALIZE_ACCESS_KEYS=AKID:SECRET to require AWS Signature V4.")
+        if self.runner is not None:
+            # An embedded SQLite store belongs to this process alone: jobs it was running when it
+            # stopped are orphans. A shared store relies on lease expiry instead.
+            self.runner.start(recover=self.store.is_sqlite)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    def handler(self, op: protocol.Operation):
+        method = getattr(self.handlers[op.service], xform_name(op.name), None)
+        if method is None:
+            raise NotImplementedOperation(
+                f"{op.name} ({op.service}) is not implemented yet in openpersonalize "
+                f"{__version__}; docs/coverage.md lists the state of every operation.")
+        return method
+
+    def call(self, op: protocol.Operation, ctx: Context, params: dict) -> dict:
+        result = self.handler(op)(ctx, params)
+        if self.runner is not None and op.name.startswith("Create"):
+            self.runner.wake()
+        return result
+
+
+def create_app(service: Service) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    async def dispatch(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        op = None
+        try:
+            body = await _read_body(request, service.settings.max_body_bytes)
+            op = _route(request)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            if service.keys:
+                auth.verify(method=request.method, url=str(request.url), headers=headers, body=body,
+                            keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
+            params = protocol.validate_input(op, _parse_json(body))
+            ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
+                          region=auth.scope_region(headers.get("authorization")) or service.settings.region)
+            result = await run_in_threadpool(service.call, op, ctx, params)
+            return _success(op, result, request_id)
+        except ServiceError as exc:
+            return _error(op, exc, request_id)
+        except Exception:
+            log.exception("unhandled error in %s", op.name if op else request.url.path)
+            return _error(op, ServiceError("We encountered an internal error. Please try again."),
+                          request_id, status=500)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"service": "openpersonalize", "version": __version__})
+
+    routes = [
+        Route("/", dispatch, methods=["POST"]),
+        Route("/", health, methods=["GET"]),
+        Route("/{path:path}", dispatch, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestEntityTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _route(request: Request) -> protocol.Operation:
+    target = request.headers.get("x-amz-target")
+    path = request.url.path
+    if target is not None:
+        op = protocol.control_operation(target)
+        if op is None:
+            raise UnknownOperationException(
+                f"Unknown operation in X-Amz-Target: '{target}'. Control-plane operations are "
+                f"'{protocol.TARGET_PREFIX}<Operation>' with an operation of the personalize model.")
+        return op
+    op = protocol.rest_routes().get((request.method, path))
+    if op is not None:
+        return op
+    if path == "/":
+        raise UnknownOperationException(
+            "Missing X-Amz-Target header: control-plane requests to / name their operation as "
+            f"'{protocol.TARGET_PREFIX}<Operation>'.")
+    known = ", ".join(sorted(p for _, p in protocol.rest_routes()))
+    raise UnknownOperationException(f"No operation at {request.method} {path}. Paths served: {known}.")
+
+
+def _parse_json(body: bytes):
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SerializationException(f"The request body is not valid JSON: {exc}.") from None
+
+
+def _success(op: protocol.Operation, result: dict | None, request_id: str) -> Response:
+    headers = {"x-amzn-RequestId": request_id}
+    if op.service == "personalize-events":
+        return Response(b"", status_code=200, headers=headers)
+    content_type = JSON_11 if op.service == protocol.CONTROL_PLANE else "application/json"
+    body = json.dumps(protocol.shape_output(op, result), separators=(",", ":"))
+    return Response(body, status_code=200, media_type=content_type, headers=headers)
+
+
+def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, status: int | None = None) -> Response:
+    if status is None:
+        status = exc.status
+        if op is not None and op.service != protocol.CONTROL_PLANE:
+            shape = protocol.service_models()[op.service].shape_for(exc.code) \
+                if exc.code in protocol.service_models()[op.service].shape_names else None
+            if shape is not None and "error" in shape.metadata:
+                status = shape.metadata["error"].get("httpStatusCode", status)
+    code = exc.code if status != 500 else "InternalFailure"
+    body = json.dumps({"__type": code, "message": exc.message})
+    content_type = JSON_11 if op is None or op.service == protocol.CONTROL_PLANE else "application/json"
+    return Response(body, status_code=status, media_type=content_type,
+                    headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code})

@@ -1,0 +1,253 @@
+"""The wire contract, read from botocore's service models at start-up.
+
+Three models are served: ``personalize`` (json 1.1, routed by ``X-Amz-Target``), and
+``personalize-runtime`` / ``personalize-events`` (rest-json, routed by method and path). This module
+finds the operation for a request, checks its input against every constraint the model declares
+(botocore on the client checks only required members, types and minimums), and shapes the output
+so that only modeled members, in their modeled types, go back on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import re
+from dataclasses import dataclass
+
+import botocore.session
+from botocore.model import OperationModel, ServiceModel, Shape
+
+from ..errors import InvalidInputException
+
+SERVICE_NAMES = ("personalize", "personalize-runtime", "personalize-events")
+CONTROL_PLANE = "personalize"
+TARGET_PREFIX = "AmazonPersonalize."
+
+
+@dataclass(frozen=True)
+class Operation:
+    service: str
+    model: OperationModel
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+@functools.lru_cache(maxsize=None)
+def service_models() -> dict[str, ServiceModel]:
+    session = botocore.session.get_session()
+    return {name: session.get_service_model(name) for name in SERVICE_NAMES}
+
+
+@functools.lru_cache(maxsize=None)
+def rest_routes() -> dict[tuple[str, str], Operation]:
+    """``(method, path)`` to operation, for the two rest-json services."""
+    routes = {}
+    for name in SERVICE_NAMES[1:]:
+        model = service_models()[name]
+        for op_name in model.operation_names:
+            op = model.operation_model(op_name)
+            routes[(op.http["method"], op.http["requestUri"])] = Operation(name, op)
+    return routes
+
+
+def control_operation(target: str) -> Operation | None:
+    if not target.startswith(TARGET_PREFIX):
+        return None
+    model = service_models()[CONTROL_PLANE]
+    name = target[len(TARGET_PREFIX):]
+    if name not in model.operation_names:
+        return None
+    return Operation(CONTROL_PLANE, model.operation_model(name))
+
+
+def all_operations() -> list[Operation]:
+    ops = []
+    for service, model in service_models().items():
+        ops.extend(Operation(service, model.operation_model(n)) for n in model.operation_names)
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------
+# Input validation
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(pattern: str) -> re.Pattern | None:
+    # The models' patterns are Java regular expressions matched against the whole value.
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error:
+        return None
+
+
+def _show(value, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _Validator:
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def fail(self, path: str, value, rule: str) -> None:
+        self.errors.append(f"Value '{_show(value)}' at '{path}' failed to satisfy constraint: {rule}")
+
+    def check(self, shape: Shape, value, path: str):
+        """Validate and return the value converted to its Python form (timestamps to floats)."""
+        kind = shape.type_name
+        if kind == "structure":
+            if not isinstance(value, dict):
+                return self.fail(path, value, "Member must be an object")
+            out = {}
+            for member in shape.required_members:
+                if value.get(member) is None:
+                    self.errors.append(f"Value null at '{_join(path, member)}' failed to satisfy "
+                                       "constraint: Member must not be null")
+            for key, item in value.items():
+                if item is None or key not in shape.members:
+                    continue  # unknown members are ignored, for newer SDKs
+                out[key] = self.check(shape.members[key], item, _join(path, key))
+            return out
+        if kind == "list":
+            if not isinstance(value, list):
+                return self.fail(path, value, "Member must be a list")
+            self._length(shape, value, path, "Member must have length")
+            return [self.check(shape.member, item, f"{path}.{i + 1}") for i, item in enumerate(value)]
+        if kind == "map":
+            if not isinstance(value, dict):
+                return self.fail(path, value, "Member must be a map")
+            self._length(shape, value, path, "Member must have length")
+            out = {}
+            for key, item in value.items():
+                self.check(shape.key, key, f"{path}.key")
+                out[key] = self.check(shape.value, item, f"{path}.{key}")
+            return out
+        if kind == "string":
+            if not isinstance(value, str):
+                return self.fail(path, value, "Member must be a string")
+            self._length(shape, value, path, "Member must have length")
+            pattern = shape.metadata.get("pattern")
+            if pattern and (rx := _compiled(pattern)) is not None and not rx.fullmatch(value):
+                self.fail(path, value, f"Member must satisfy regular expression pattern: {pattern}")
+            enum = shape.metadata.get("enum")
+            if enum and value not in enum:
+                self.fail(path, value, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+            return value
+        if kind in ("integer", "long"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    return self.fail(path, value, "Member must be an integer")
+            self._range(shape, value, path)
+            return value
+        if kind in ("float", "double"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return self.fail(path, value, "Member must be a number")
+            self._range(shape, value, path)
+            return float(value)
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                return self.fail(path, value, "Member must be a boolean")
+            return value
+        if kind == "timestamp":
+            return self._timestamp(value, path)
+        if kind == "blob":
+            return value
+        return value
+
+    def _length(self, shape: Shape, value, path: str, rule: str) -> None:
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        n = len(value)
+        if lo is not None and n < lo:
+            self.fail(path, value, f"{rule} greater than or equal to {lo}")
+        if hi is not None and n > hi:
+            self.fail(path, value, f"{rule} less than or equal to {hi}")
+
+    def _range(self, shape: Shape, value, path: str) -> None:
+        lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
+        if lo is not None and value < lo:
+            self.fail(path, value, f"Member must have value greater than or equal to {lo}")
+        if hi is not None and value > hi:
+            self.fail(path, value, f"Member must have value less than or equal to {hi}")
+
+    def _timestamp(self, value, path: str):
+        if isinstance(value, bool):
+            return self.fail(path, value, "Member must be a timestamp")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+            try:
+                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return self.fail(path, value, "Member must be a timestamp (epoch seconds or ISO 8601)")
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed.timestamp()
+        return self.fail(path, value, "Member must be a timestamp")
+
+
+def _join(path: str, member: str) -> str:
+    return f"{path}.{member}" if path else member
+
+
+def validate_input(op: Operation, body) -> dict:
+    """Check ``body`` against the operation's input shape; return it with typed values.
+
+    Raises InvalidInputException naming every violated member, its value and the rule.
+    """
+    shape = op.model.input_shape
+    if shape is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidInputException("The request body must be a JSON object.")
+    validator = _Validator()
+    params = validator.check(shape, body, "")
+    if validator.errors:
+        count = len(validator.errors)
+        noun = "error" if count == 1 else "errors"
+        raise InvalidInputException(f"{count} validation {noun} detected: " + "; ".join(validator.errors))
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# Output shaping
+
+
+def shape_output(op: Operation, result: dict | None) -> dict:
+    """Keep only modeled members, drop nulls, and render timestamps as epoch seconds."""
+    shape = op.model.output_shape
+    if shape is None or result is None:
+        return {}
+    return _render(shape, result)
+
+
+def _render(shape: Shape, value):
+    kind = shape.type_name
+    if kind == "structure":
+        out = {}
+        for key, member in shape.members.items():
+            item = value.get(key) if isinstance(value, dict) else None
+            if item is not None:
+                out[key] = _render(member, item)
+        return out
+    if kind == "list":
+        return [_render(shape.member, item) for item in value]
+    if kind == "map":
+        return {key: _render(shape.value, item) for key, item in value.items()}
+    if kind == "timestamp":
+        if isinstance(value, dt.datetime):
+            return round(value.timestamp(), 3)
+        return round(float(value), 3)
+    if kind in ("integer", "long"):
+        return int(value)
+    if kind in ("float", "double"):
+        return float(value)
+    return value

@@ -1,0 +1,97 @@
+"""The ``openpersonalize`` command.
+
+    openpersonalize serve    the API on one port, with job workers in the same process
+    openpersonalize worker   job workers only, sharing the store of a ``serve`` process
+    openpersonalize coverage print the operation coverage table (docs/coverage.md)
+
+Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-dir`` from
+``OPENPERSONALIZE_DATA_DIR``); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .config import Settings
+
+
+def _settings(args) -> Settings:
+    settings = Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
+                                 data_dir=args.data_dir, store_url=args.store_url,
+                                 workers=getattr(args, "workers", None))
+    if not settings.store_url or settings.store_url.startswith("sqlite"):
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def serve(args) -> int:
+    import uvicorn
+
+    from .api.app import Service, create_app
+
+    settings = _settings(args)
+    service = Service(settings)
+    logging.getLogger("openpersonalize").info(
+        "openpersonalize on http://%s:%d (data %s, store %s)", settings.host, settings.port,
+        Path(settings.data_dir).resolve(), settings.resolved_store_url())
+    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def worker(args) -> int:
+    from .jobs.runner import JobRunner
+    from .store.metadata import Store
+
+    settings = _settings(args)
+    store = Store(settings.resolved_store_url())
+    runner = JobRunner(store, settings, threads=max(1, settings.workers))
+    runner.start(recover=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("openpersonalize").info("worker %s running %d thread(s)", runner.worker_id, runner.threads)
+    stop.wait()
+    runner.stop()
+    return 0
+
+
+def coverage(args) -> int:
+    from .coverage import coverage_markdown
+
+    sys.stdout.write(coverage_markdown())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="openpersonalize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
+        p.add_argument("--store-url", help="SQLAlchemy URL of the metadata store (OPENPERSONALIZE_STORE_URL)")
+        p.add_argument("--workers", type=int, help="job worker threads (OPENPERSONALIZE_WORKERS, default 1)")
+
+    p = sub.add_parser("serve", help="serve the three APIs and run jobs")
+    p.add_argument("--host", help="bind address (OPENPERSONALIZE_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (OPENPERSONALIZE_PORT, default 8080)")
+    common(p)
+    p.set_defaults(func=serve)
+    p = sub.add_parser("worker", help="run jobs for a server that shares this store")
+    common(p)
+    p.set_defaults(func=worker)
+    p = sub.add_parser("coverage", help="print the operation coverage table")
+    p.set_defaults(func=coverage)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

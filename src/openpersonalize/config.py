@@ -1,0 +1,94 @@
+"""One settings object for the whole server.
+
+Every key can be given on the command line (``--data-dir``) or as an environment variable
+(``OPENPERSONALIZE_DATA_DIR``); the command line wins. Defaults give the embedded deployment:
+one process, a SQLite file and a local data folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "OPENPERSONALIZE_"
+
+
+@dataclass
+class Settings:
+    #: Address the HTTP server binds to.
+    host: str = "127.0.0.1"
+    #: Port for all three APIs (control plane, runtime, events).
+    port: int = 8080
+    #: Folder for data files, models and the default SQLite store.
+    data_dir: str = "openpersonalize-data"
+    #: SQLAlchemy URL of the metadata store; default ``sqlite:///<data_dir>/metadata.db``.
+    store_url: str = ""
+    #: Region used in ARNs when a request is unsigned.
+    region: str = "us-east-1"
+    #: Twelve-digit account id used in ARNs.
+    account_id: str = "000000000000"
+    #: ``AKID:SECRET`` pairs separated by commas. Empty: any signature is accepted.
+    access_keys: str = ""
+    #: Largest accepted request body, in bytes.
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: Number of job worker threads in this process (0: jobs wait for a separate worker).
+    workers: int = 1
+    #: Seconds between job queue polls when idle.
+    poll_seconds: float = 0.2
+    #: A running job whose heartbeat is older than this is taken over by another worker.
+    job_lease_seconds: float = 60.0
+    #: How many times a job interrupted by a crash is started again before it is failed.
+    job_max_attempts: int = 2
+    #: Maximum allowed clock skew for signed requests, in seconds.
+    signature_max_skew_seconds: int = 300
+    #: Quotas (AWS defaults, raise them freely when self-hosting).
+    max_dataset_groups: int = 5
+    max_schemas: int = 500
+    max_pending_jobs: int = 5
+    max_pending_solution_versions: int = 20
+    max_solutions_per_group: int = 10
+    max_campaigns_per_group: int = 5
+    max_recommenders_per_group: int = 5
+    max_filters_per_group: int = 30
+    max_tags: int = 50
+
+    extra: dict = field(default_factory=dict)
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'metadata.db'}"
+
+    def credentials(self) -> dict[str, str]:
+        """The configured access keys as ``{access_key_id: secret}``."""
+        pairs = {}
+        for item in filter(None, (p.strip() for p in self.access_keys.split(","))):
+            key, _, secret = item.partition(":")
+            pairs[key] = secret
+        return pairs
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from ``OPENPERSONALIZE_*`` variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(type_name: str, raw: str):
+    if type_name == "int":
+        return int(raw)
+    if type_name == "float":
+        return float(raw)
+    if type_name == "bool":
+        return raw.lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,124 @@
+"""Batch inference jobs and batch segment jobs (the create-time rules; the work is in ``batch/``)."""
+
+from __future__ import annotations
+
+from ..recipes.catalogue import RECIPES_BY_ARN
+from .base import (
+    CREATE_PENDING,
+    Context,
+    check_name_free,
+    check_pending_jobs,
+    create_row,
+    describe,
+    invalid,
+    list_page,
+    require,
+    require_active,
+)
+from .data_jobs import check_s3_path
+from .serving import check_exploration
+
+NO_BATCH_INFERENCE = ("aws-trending-now", "aws-next-best-action")
+SEGMENT_RECIPES = ("aws-item-affinity", "aws-item-attribute-affinity")
+
+
+def _check_locations(p: dict) -> tuple[str, str]:
+    source = check_s3_path("jobInput.s3DataSource.path", p["jobInput"]["s3DataSource"]["path"])
+    target = check_s3_path("jobOutput.s3DataDestination.path", p["jobOutput"]["s3DataDestination"]["path"])
+    out_prefix = target if target.endswith("/") else target + "/"
+    if out_prefix.startswith(source) or out_prefix.rstrip("/") == source.rstrip("/"):
+        raise invalid("jobOutput.s3DataDestination.path", target,
+                      f"lies under the input location {source}; the output must go elsewhere "
+                      "(Invalid S3 output path).")
+    return source, target
+
+
+def _check_filter(ctx: Context, filter_arn: str | None, group_arn: str) -> None:
+    if not filter_arn:
+        return
+    row = require(ctx, filter_arn, "filter")
+    require_active(row, "Filter")
+    if row.group_arn != group_arn:
+        raise invalid("filterArn", filter_arn, f"belongs to dataset group {row.group_arn}, not to "
+                      f"{group_arn} of the solution version.")
+
+
+def _active_version(ctx: Context, arn: str):
+    version = require(ctx, arn, "solution-version")
+    require_active(version, "Solution version")
+    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
+    return version, recipe
+
+
+class BatchInferenceJobOperations:
+    def create_batch_inference_job(self, ctx: Context, p: dict) -> dict:
+        arn = ctx.arn("batch-inference-job", p["jobName"])
+        check_name_free(ctx, arn)
+        version, recipe = _active_version(ctx, p["solutionVersionArn"])
+        name = recipe.name if recipe else "AutoML"
+        if recipe and (recipe.name in NO_BATCH_INFERENCE or recipe.recipe_type == "USER_SEGMENTATION"):
+            raise invalid("solutionVersionArn", version.arn, f"uses {recipe.name}, which has no batch "
+                          "inference" + (" (use CreateBatchSegmentJob)." if recipe.name in SEGMENT_RECIPES else "."))
+        mode = p.get("batchInferenceJobMode") or "BATCH_INFERENCE"
+        if mode == "THEME_GENERATION":
+            if name != "aws-similar-items":
+                raise invalid("batchInferenceJobMode", mode, f"needs an aws-similar-items solution version; "
+                              f"this one uses {name}.")
+            fields = ((p.get("themeGenerationConfig") or {}).get("fieldsForThemeGeneration") or {})
+            if not fields.get("itemName"):
+                raise invalid("themeGenerationConfig.fieldsForThemeGeneration.itemName", "",
+                              "is required in THEME_GENERATION mode.")
+        elif p.get("themeGenerationConfig"):
+            raise invalid("themeGenerationConfig", p["themeGenerationConfig"],
+                          "is allowed only with batchInferenceJobMode THEME_GENERATION.")
+        config = p.get("batchInferenceJobConfig") or {}
+        if config.get("itemExplorationConfig"):
+            check_exploration("batchInferenceJobConfig.itemExplorationConfig", config["itemExplorationConfig"])
+        num = p.get("numResults", 25)
+        if not 1 <= num <= 500:
+            raise invalid("numResults", num, "must be from 1 to 500.")
+        _check_locations(p)
+        _check_filter(ctx, p.get("filterArn"), version.group_arn)
+        check_pending_jobs(ctx, "batch-inference-job")
+        doc = {"jobName": p["jobName"], "solutionVersionArn": version.arn, "filterArn": p.get("filterArn"),
+               "numResults": num, "jobInput": p["jobInput"], "jobOutput": p["jobOutput"],
+               "roleArn": p["roleArn"], "batchInferenceJobConfig": p.get("batchInferenceJobConfig"),
+               "batchInferenceJobMode": mode, "themeGenerationConfig": p.get("themeGenerationConfig"),
+               "status": CREATE_PENDING}
+        create_row(ctx, "batch-inference-job", arn, p["jobName"], doc, group_arn=version.group_arn,
+                   parent_arn=version.arn, tags=p.get("tags"))
+        return {"batchInferenceJobArn": arn}
+
+    def describe_batch_inference_job(self, ctx: Context, p: dict) -> dict:
+        return describe(ctx, p["batchInferenceJobArn"], "batch-inference-job")
+
+    def list_batch_inference_jobs(self, ctx: Context, p: dict) -> dict:
+        return list_page(ctx, p, "batch-inference-job", parent_arn=p.get("solutionVersionArn"))
+
+
+class BatchSegmentJobOperations:
+    def create_batch_segment_job(self, ctx: Context, p: dict) -> dict:
+        arn = ctx.arn("batch-segment-job", p["jobName"])
+        check_name_free(ctx, arn)
+        version, recipe = _active_version(ctx, p["solutionVersionArn"])
+        if recipe is None or recipe.recipe_type != "USER_SEGMENTATION":
+            raise invalid("solutionVersionArn", version.arn, f"uses {recipe.name if recipe else 'AutoML'}; "
+                          f"batch segment jobs need {' or '.join(SEGMENT_RECIPES)}.")
+        num = p.get("numResults", 25)
+        if not 1 <= num <= 5_000_000:
+            raise invalid("numResults", num, "must be from 1 to 5000000.")
+        _check_locations(p)
+        _check_filter(ctx, p.get("filterArn"), version.group_arn)
+        check_pending_jobs(ctx, "batch-segment-job")
+        doc = {"jobName": p["jobName"], "solutionVersionArn": version.arn, "filterArn": p.get("filterArn"),
+               "numResults": num, "jobInput": p["jobInput"], "jobOutput": p["jobOutput"],
+               "roleArn": p["roleArn"], "status": CREATE_PENDING}
+        create_row(ctx, "batch-segment-job", arn, p["jobName"], doc, group_arn=version.group_arn,
+                   parent_arn=version.arn, tags=p.get("tags"))
+        return {"batchSegmentJobArn": arn}
+
+    def describe_batch_segment_job(self, ctx: Context, p: dict) -> dict:
+        return describe(ctx, p["batchSegmentJobArn"], "batch-segment-job")
+
+    def list_batch_segment_jobs(self, ctx: Context, p: dict) -> dict:
+        return list_page(ctx, p, "batch-segment-job", parent_arn=p.get("solutionVersionArn"))

@@ -1,0 +1,193 @@
+"""The job runner: workers claim queued jobs from the store, run their bodies, record the outcome.
+
+Create calls insert the resource in its pending status and a row in the job queue, and return.
+A worker claims the oldest job (exactly one worker gets it), moves the resource to its in-progress
+status, runs the body while renewing a lease, and ends the resource in its success or failure
+status. A job whose worker died (lease expired, or the one-process server restarted) is claimed
+again and restarted from the beginning, at most ``job_max_attempts`` times, then failed with a
+reason. Bodies write their output under temporary names and publish at the end, so a restart
+never finds half an output presented as complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..store.metadata import Store
+from . import bodies
+
+log = logging.getLogger("openpersonalize.jobs")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    pending: str
+    running: str
+    done: str
+    failed: str
+
+
+GENERIC = Vocabulary("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED")
+VOCABULARIES = {"data-deletion-job": Vocabulary("PENDING", "IN_PROGRESS", "COMPLETED", "FAILED")}
+STOPPING, STOPPED = "CREATE STOPPING", "CREATE STOPPED"
+
+
+class JobFailed(Exception):
+    """The job cannot succeed; ``str(exc)`` is the failureReason shown to the user."""
+
+
+class JobCancelled(Exception):
+    """The job was asked to stop (StopSolutionVersionCreation)."""
+
+
+@dataclass
+class JobContext:
+    arn: str
+    kind: str
+    doc: dict
+    store: Store
+    settings: Settings
+    attempt: int
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _progress: dict | None = None
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def progress(self, done: int, total: int | None = None, **extra) -> None:
+        """Record how far the job is; the heartbeat publishes it."""
+        self._progress = {"done": done, "total": total, **extra}
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+
+def vocabulary(kind: str) -> Vocabulary:
+    return VOCABULARIES.get(kind, GENERIC)
+
+
+class JobRunner:
+    """Worker threads that run jobs from the store's queue."""
+
+    def __init__(self, store: Store, settings: Settings, *, threads: int | None = None):
+        from .. import jobs_registry  # noqa: F401  (registers every job body)
+
+        self.store = store
+        self.settings = settings
+        self.threads = settings.workers if threads is None else threads
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, *, recover: bool = False) -> None:
+        """Start the worker threads. ``recover``: this process owns the store, so every job
+        marked running belongs to a dead process and is taken over at once."""
+        if recover:
+            n = self.store.orphan_running_jobs()
+            if n:
+                log.warning("%d job(s) were running when the server stopped; running them again", n)
+        for i in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wake(self) -> None:
+        """A job was queued: poll now rather than after the idle interval."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_one()
+            except Exception:  # the store may be briefly unavailable; never let the worker die
+                log.exception("job worker error")
+                ran = False
+            if not ran:
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+
+    def run_one(self) -> bool:
+        claim = self.store.claim_job(self.worker_id, self.settings.job_lease_seconds,
+                                     self.settings.job_max_attempts + 1)
+        if claim is None:
+            return False
+        arn, kind, attempt = claim
+        self._run(arn, kind, attempt)
+        return True
+
+    # -- one job --------------------------------------------------------------------------
+
+    def _run(self, arn: str, kind: str, attempt: int) -> None:
+        words = vocabulary(kind)
+        row = self.store.get(arn)
+        if row is None:  # deleted while queued
+            with self.store.transaction() as conn:
+                self.store.finish_job(arn, conn)
+            return
+        if row.status in (STOPPING, STOPPED):
+            self._finish(arn, {"status": STOPPED})
+            return
+        if attempt > self.settings.job_max_attempts:
+            self._finish(arn, {"status": words.failed, "failureReason":
+                               f"The job was interrupted {attempt - 1} times (the worker running it "
+                               "stopped) and was not started again."})
+            return
+        self.store.update_doc(arn, {"status": words.running})
+        job = JobContext(arn=arn, kind=kind, doc=row.doc, store=self.store, settings=self.settings,
+                         attempt=attempt)
+        beat = threading.Thread(target=self._heartbeat, args=(job,), daemon=True)
+        beat.start()
+        started = time.time()
+        try:
+            body = bodies.BODIES.get(kind)
+            if body is None:
+                raise JobFailed(f"Running {kind.replace('-', ' ')}s is not implemented yet in this "
+                                "version of openpersonalize.")
+            changes = dict(body(job) or {})
+            changes["status"] = words.done
+            changes["failureReason"] = None
+        except JobCancelled:
+            changes = {"status": STOPPED}
+        except JobFailed as exc:
+            changes = {"status": words.failed, "failureReason": str(exc)}
+        except Exception as exc:
+            log.error("job %s failed:\n%s", arn, traceback.format_exc())
+            changes = {"status": words.failed,
+                       "failureReason": f"Internal error while running the job: {type(exc).__name__}: {exc}"}
+        finally:
+            job._done.set()
+        current = self.store.get(arn)
+        if current is not None and current.status == STOPPING:
+            changes = {"status": STOPPED, "failureReason": None}
+        log.info("job %s -> %s in %.2fs", arn, changes["status"], time.time() - started)
+        self._finish(arn, changes)
+
+    def _finish(self, arn: str, changes: dict) -> None:
+        with self.store.transaction() as conn:
+            self.store.update_doc(arn, changes, conn=conn)
+            self.store.finish_job(arn, conn)
+
+    def _heartbeat(self, job: JobContext) -> None:
+        interval = max(0.2, min(5.0, self.settings.job_lease_seconds / 3))
+        while not job._done.wait(interval):
+            try:
+                state = self.store.heartbeat(job.arn, self.worker_id, job._progress)
+            except Exception:
+                log.exception("heartbeat failed for %s", job.arn)
+                continue
+            if state in ("cancel", None):
+                job._cancel.set()

@@ -1,0 +1,1 @@
+"""Imports every module that registers a job body, so that the runner knows them all."""

@@ -1,0 +1,306 @@
+"""The metadata store: every resource, its tags, and the job queue, in SQLite or PostgreSQL.
+
+Each resource is one row: its ARN, kind, name, status, timestamps, the ARNs of the parents that
+list operations filter on, and ``doc``, the resource as its Describe call returns it (JSON). Keeping
+the whole description in one document means a new member of the model needs no migration, and the
+list summaries are projections of it.
+
+Jobs have a second row in ``jobs``: the queue the runner claims from. Claiming is one conditional
+UPDATE (SQLite) or ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so that with several workers
+each job runs exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(64)),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    # The parents that list operations filter on (datasetGroupArn, solutionArn, ...).
+    Column("group_arn", String(512)),
+    Column("parent_arn", String(512)),
+    Column("doc", Text, nullable=False),
+    Column("tags", Text, nullable=False, default="{}"),
+    Index("ix_resources_kind_created", "kind", "created"),
+    Index("ix_resources_group", "group_arn"),
+    Index("ix_resources_parent", "parent_arn"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("arn", String(512), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    # queued -> running -> done; "cancel" marks a running job that should stop.
+    Column("state", String(16), nullable=False),
+    Column("worker", String(128)),
+    Column("heartbeat", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("enqueued", Float, nullable=False),
+    Column("progress", Text),
+    Index("ix_jobs_state", "state", "enqueued"),
+)
+
+
+@dataclass
+class Row:
+    arn: str
+    kind: str
+    name: str
+    status: str | None
+    created: float
+    updated: float
+    group_arn: str | None
+    parent_arn: str | None
+    doc: dict
+    tags: dict
+
+    @classmethod
+    def from_mapping(cls, m) -> "Row":
+        return cls(m["arn"], m["kind"], m["name"], m["status"], m["created"], m["updated"],
+                   m["group_arn"], m["parent_arn"], json.loads(m["doc"]), json.loads(m["tags"]))
+
+
+class Conflict(Exception):
+    """A row with the same ARN already exists."""
+
+
+class Store:
+    """Metadata access. Thread-safe: every method opens its own transaction."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = self._make_engine(url)
+        metadata.create_all(self.engine)
+        # SQLite allows one writer; serialising our own writers avoids "database is locked".
+        self._write_lock = threading.RLock() if self.is_sqlite else None
+
+    @staticmethod
+    def _make_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    @contextmanager
+    def transaction(self) -> Iterator:
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- resources ------------------------------------------------------------------------
+
+    def insert(self, *, arn: str, kind: str, name: str, doc: dict, status: str | None = None,
+               group_arn: str | None = None, parent_arn: str | None = None,
+               tags: dict | None = None, job: bool = False, conn=None) -> None:
+        now = doc.get("creationDateTime") or time.time()
+        values = dict(arn=arn, kind=kind, name=name, status=status, created=now, updated=now,
+                      group_arn=group_arn, parent_arn=parent_arn, doc=json.dumps(doc),
+                      tags=json.dumps(tags or {}))
+        try:
+            if conn is not None:
+                conn.execute(insert(resources).values(**values))
+                if job:
+                    conn.execute(insert(jobs).values(arn=arn, kind=kind, state="queued", attempts=0,
+                                                     enqueued=now))
+                return
+            with self.transaction() as c:
+                self.insert(arn=arn, kind=kind, name=name, doc=doc, status=status,
+                            group_arn=group_arn, parent_arn=parent_arn, tags=tags, job=job, conn=c)
+        except IntegrityError as exc:
+            raise Conflict(arn) from exc
+
+    def get(self, arn: str, conn=None) -> Row | None:
+        stmt = select(resources).where(resources.c.arn == arn)
+        if conn is not None:
+            m = conn.execute(stmt).mappings().first()
+        else:
+            with self.engine.connect() as c:
+                m = c.execute(stmt).mappings().first()
+        return Row.from_mapping(m) if m else None
+
+    def update_doc(self, arn: str, changes: dict, *, conn=None, expect_status: tuple | None = None) -> Row | None:
+        """Merge ``changes`` into the document (a value of None removes the member).
+
+        ``status`` in ``changes`` also updates the status column. With ``expect_status`` the update
+        happens only while the status is one of those values; returns the new row or None.
+        """
+        if conn is None:
+            with self.transaction() as c:
+                return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
+        row = self.get(arn, conn=conn)
+        if row is None or (expect_status is not None and row.status not in expect_status):
+            return None
+        now = time.time()
+        doc = dict(row.doc)
+        for key, value in changes.items():
+            if value is None:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+        doc["lastUpdatedDateTime"] = now
+        status = changes.get("status", row.status)
+        conn.execute(update(resources).where(resources.c.arn == arn)
+                     .values(doc=json.dumps(doc), status=status, updated=now))
+        row.doc, row.status, row.updated = doc, status, now
+        return row
+
+    def set_tags(self, arn: str, tags: dict, conn=None) -> None:
+        if conn is None:
+            with self.transaction() as c:
+                return self.set_tags(arn, tags, conn=c)
+        conn.execute(update(resources).where(resources.c.arn == arn).values(tags=json.dumps(tags)))
+
+    def delete(self, arn: str, conn=None) -> None:
+        if conn is None:
+            with self.transaction() as c:
+                return self.delete(arn, conn=c)
+        conn.execute(delete(resources).where(resources.c.arn == arn))
+        conn.execute(delete(jobs).where(jobs.c.arn == arn))
+
+    def query(self, kind: str | tuple[str, ...], *, group_arn: str | None = None,
+              parent_arn: str | None = None, statuses: tuple[str, ...] | None = None,
+              after: tuple[float, str] | None = None, limit: int | None = None, conn=None) -> list[Row]:
+        """Resources of a kind, newest first (ties broken by ARN), optionally after a position."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        stmt = select(resources).where(resources.c.kind.in_(kinds))
+        if group_arn is not None:
+            stmt = stmt.where(resources.c.group_arn == group_arn)
+        if parent_arn is not None:
+            stmt = stmt.where(resources.c.parent_arn == parent_arn)
+        if statuses is not None:
+            stmt = stmt.where(resources.c.status.in_(statuses))
+        if after is not None:
+            created, arn = after
+            stmt = stmt.where(or_(resources.c.created < created,
+                                  and_(resources.c.created == created, resources.c.arn > arn)))
+        stmt = stmt.order_by(resources.c.created.desc(), resources.c.arn.asc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if conn is not None:
+            return [Row.from_mapping(m) for m in conn.execute(stmt).mappings()]
+        with self.engine.connect() as c:
+            return [Row.from_mapping(m) for m in c.execute(stmt).mappings()]
+
+    def count(self, kind: str | tuple[str, ...], **filters) -> int:
+        return len(self.query(kind, **filters))
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def claim_job(self, worker: str, lease_seconds: float, max_attempts: int) -> tuple[str, str, int] | None:
+        """Take the oldest queued job (or one whose worker stopped beating) for ``worker``.
+
+        Returns ``(arn, kind, attempt)`` or None. A job found abandoned after ``max_attempts``
+        starts is returned with its attempt count so the runner can fail it with a reason.
+        """
+        now = time.time()
+        stale = now - lease_seconds
+        claimable = or_(jobs.c.state == "queued",
+                        and_(jobs.c.state.in_(("running", "cancel")), jobs.c.heartbeat < stale))
+        with self.transaction() as conn:
+            stmt = select(jobs.c.arn, jobs.c.kind, jobs.c.attempts).where(claimable)
+            stmt = stmt.order_by(jobs.c.enqueued.asc()).limit(1)
+            if not self.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            found = conn.execute(stmt).first()
+            if found is None:
+                return None
+            arn, kind, attempts = found
+            result = conn.execute(update(jobs).where(and_(jobs.c.arn == arn, claimable))
+                                  .values(state="running", worker=worker, heartbeat=now,
+                                          attempts=attempts + 1))
+            if result.rowcount != 1:
+                return None
+            return arn, kind, attempts + 1
+
+    def heartbeat(self, arn: str, worker: str, progress: dict | None = None) -> str | None:
+        """Renew the lease; returns the job state (``cancel`` asks the job to stop) or None if lost."""
+        with self.transaction() as conn:
+            values = {"heartbeat": time.time()}
+            if progress is not None:
+                values["progress"] = json.dumps(progress)
+            result = conn.execute(update(jobs).where(and_(jobs.c.arn == arn, jobs.c.worker == worker))
+                                  .values(**values))
+            if result.rowcount != 1:
+                return None
+            return conn.execute(select(jobs.c.state).where(jobs.c.arn == arn)).scalar()
+
+    def finish_job(self, arn: str, conn) -> None:
+        conn.execute(update(jobs).where(jobs.c.arn == arn).values(state="done"))
+
+    def job_state(self, arn: str, conn=None) -> dict | None:
+        stmt = select(jobs).where(jobs.c.arn == arn)
+        if conn is not None:
+            m = conn.execute(stmt).mappings().first()
+        else:
+            with self.engine.connect() as c:
+                m = c.execute(stmt).mappings().first()
+        if m is None:
+            return None
+        out = dict(m)
+        out["progress"] = json.loads(out["progress"]) if out["progress"] else None
+        return out
+
+    def request_cancel(self, arn: str, conn) -> None:
+        conn.execute(update(jobs).where(and_(jobs.c.arn == arn, jobs.c.state == "running"))
+                     .values(state="cancel"))
+        conn.execute(update(jobs).where(and_(jobs.c.arn == arn, jobs.c.state == "queued"))
+                     .values(state="done"))
+
+    def orphan_running_jobs(self) -> int:
+        """Make every running job claimable at once (used when one process owns the store)."""
+        with self.transaction() as conn:
+            result = conn.execute(update(jobs).where(jobs.c.state.in_(("running", "cancel")))
+                                  .values(heartbeat=0.0))
+            return result.rowcount
