@@ -1,0 +1,42 @@
+"""The control-plane suite runs once per metadata store: SQLite (the embedded default) and a real
+PostgreSQL server started for the run. Without PostgreSQL binaries the PostgreSQL half is skipped
+locally, but fails under CI, where ``.ci/run`` installs them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.postgres import PostgresServer, find_bin_dir
+from tests.servers import ServerProcess, free_port, reset_store
+
+QUOTAS = {"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000", "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000"}
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    if os.environ.get("OPENPERSONALIZE_TEST_STORE_URL"):
+        yield os.environ["OPENPERSONALIZE_TEST_STORE_URL"]
+        return
+    if find_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is required under CI (apt-get install postgresql)")
+        pytest.skip("PostgreSQL binaries not installed")
+    pg = PostgresServer(free_port())
+    pg.start()
+    yield pg.url
+    pg.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp(f"server-{request.param}")
+    store_url = None
+    if request.param == "postgresql":
+        store_url = request.getfixturevalue("postgres_url")
+        reset_store(store_url)
+    proc = ServerProcess(data_dir=data_dir, port=free_port(), store_url=store_url, env=QUOTAS)
+    proc.start()
+    yield proc
+    proc.stop()
