@@ -125,15 +125,20 @@ def create_app(service: Service) -> Starlette:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes. A larger body is read and dropped (so the client, still
+    sending, gets the 413 rather than a reset connection), up to a hard cap where we hang up."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdigit() and int(declared) > 16 * limit:
         raise RequestEntityTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise RequestEntityTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > 16 * limit:
+            break
+    if size > limit:
+        raise RequestEntityTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     return b"".join(chunks)
 
 

@@ -276,8 +276,13 @@ class Store:
                 return None
             return conn.execute(select(jobs.c.state).where(jobs.c.arn == arn)).scalar()
 
-    def finish_job(self, arn: str, conn) -> None:
-        conn.execute(update(jobs).where(jobs.c.arn == arn).values(state="done"))
+    def finish_job(self, arn: str, conn, worker: str | None = None) -> bool:
+        """Mark a job done; with ``worker``, only if that worker still holds it (a worker whose
+        lease expired must not overwrite the outcome of the worker that took the job over)."""
+        stmt = update(jobs).where(jobs.c.arn == arn)
+        if worker is not None:
+            stmt = stmt.where(and_(jobs.c.worker == worker, jobs.c.state.in_(("running", "cancel"))))
+        return conn.execute(stmt.values(state="done")).rowcount == 1
 
     def job_state(self, arn: str, conn=None) -> dict | None:
         stmt = select(jobs).where(jobs.c.arn == arn)

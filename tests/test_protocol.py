@@ -1,0 +1,72 @@
+"""The wire: malformed requests get clear 4xx errors, never a 500 or a hang; every operation of the
+three models answers with something other than 404/500."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from botocore import xform_name
+
+from openpersonalize.api import protocol
+
+TARGET = "AmazonPersonalize."
+
+
+def post(server, path="/", body=b"{}", headers=None):
+    req = urllib.request.Request(server.endpoint + path, data=body, method="POST",
+                                 headers={"Content-Type": "application/x-amz-json-1.1", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+@pytest.mark.parametrize("path, body, headers, status, code, fragment", [
+    ("/", b"{not json", {"X-Amz-Target": TARGET + "ListDatasetGroups"}, 400, "SerializationException", "not valid JSON"),
+    ("/", b"[1, 2]", {"X-Amz-Target": TARGET + "ListDatasetGroups"}, 400, "InvalidInputException", "JSON object"),
+    ("/", b"{}", {"X-Amz-Target": TARGET + "MakeCoffee"}, 404, "UnknownOperationException", "MakeCoffee"),
+    ("/", b"{}", {"X-Amz-Target": "Other.ListDatasetGroups"}, 404, "UnknownOperationException", "Other.ListDatasetGroups"),
+    ("/", b"{}", {}, 404, "UnknownOperationException", "Missing X-Amz-Target"),
+    ("/nowhere", b"{}", {}, 404, "UnknownOperationException", "/nowhere"),
+    ("/", b"{}", {"X-Amz-Target": TARGET + "DescribeDatasetGroup"}, 400, "InvalidInputException",
+     "Value null at 'datasetGroupArn'"),
+    ("/", json.dumps({"maxResults": "ten"}).encode(), {"X-Amz-Target": TARGET + "ListDatasetGroups"}, 400,
+     "InvalidInputException", "Member must be an integer"),
+    ("/recommendations", b"{\"userId\": 5}", {}, 400, "InvalidInputException", "Member must be a string"),
+])
+def test_malformed_requests(server, path, body, headers, status, code, fragment):
+    got, hdrs, raw = post(server, path, body, headers)
+    payload = json.loads(raw)
+    assert got == status and payload["__type"] == code and fragment in payload["message"]
+    assert hdrs.get("x-amzn-requestid") and hdrs.get("x-amzn-errortype") == code
+
+
+def test_huge_body_is_refused(server):
+    body = b'{"name": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+    status, _, raw = post(server, "/", body, {"X-Amz-Target": TARGET + "CreateDatasetGroup"})
+    assert status == 413 and json.loads(raw)["__type"] == "RequestEntityTooLargeException"
+
+
+def test_every_operation_answers(server, personalize, runtime, events):
+    """No operation of the 79 answers 404 or 500: each either works or names what is wrong."""
+    clients = {"personalize": personalize, "personalize-runtime": runtime, "personalize-events": events}
+    ops = protocol.all_operations()
+    assert len(ops) == 79
+    for op in ops:
+        status, _, raw = post(server, op.model.http["requestUri"] if op.service != "personalize" else "/", b"{}",
+                              {"X-Amz-Target": TARGET + op.name} if op.service == "personalize" else {})
+        assert status not in (404, 500), (op.name, status, raw)
+        if status >= 400:
+            payload = json.loads(raw)
+            assert payload["__type"] and payload["message"], op.name
+            if payload["__type"] == "NotImplementedException":
+                assert op.name in payload["message"]
+        assert hasattr(clients[op.service], xform_name(op.name))
+
+
+def test_rest_json_errors_map_to_modeled_exceptions(events):
+    with pytest.raises(events.exceptions.InvalidInputException):
+        events.put_events(trackingId="t", sessionId="s", eventList=[
+            {"eventType": "click", "sentAt": 1700000000, "itemId": "x" * 300}])
