@@ -174,3 +174,38 @@ def test_a_worker_that_lost_its_lease_cannot_overwrite_the_outcome(store, body):
     assert store.get("contested").doc["numDeleted"] == 2
     slow.stop()
     fast.stop()
+
+
+@pytest.mark.parametrize("mode, status, check", [
+    ("ok", "ACTIVE", lambda doc: doc["numDeleted"] != __import__("os").getpid()),  # ran in another process
+    ("fail", "CREATE FAILED", lambda doc: doc["failureReason"] == "the data says no"),
+    ("raise", "CREATE FAILED", lambda doc: doc["failureReason"].startswith("Internal error") and "boom" in doc["failureReason"]),
+    ("crash", "CREATE FAILED", lambda doc: "exit code 3" in doc["failureReason"] or "without a result" in doc["failureReason"]),
+])
+def test_isolated_bodies_run_in_a_child_process(store, mode, status, check):
+    import tests.job_bodies  # noqa: F401
+
+    store.insert(arn=f"iso-{mode}", kind="test-isolated", name="x", doc={"status": "CREATE PENDING", "mode": mode},
+                 status="CREATE PENDING", job=True)
+    runner = JobRunner(store, settings(job_modules="tests.job_bodies"), threads=1)
+    runner.start()
+    row = wait_status(store, f"iso-{mode}", (status,), timeout=60)
+    runner.stop()
+    assert check(row.doc), row.doc
+
+
+def test_stopping_an_isolated_body_ends_its_process(store):
+    import tests.job_bodies  # noqa: F401
+
+    store.insert(arn="iso-slow", kind="test-isolated", name="x", doc={"status": "CREATE PENDING", "mode": "slow"},
+                 status="CREATE PENDING", job=True)
+    runner = JobRunner(store, settings(job_modules="tests.job_bodies"), threads=1)
+    runner.start()
+    deadline = time.time() + 60
+    while not (store.job_state("iso-slow")["progress"] or {}).get("done") and time.time() < deadline:
+        time.sleep(0.1)
+    with store.transaction() as conn:
+        store.update_doc("iso-slow", {"status": "CREATE STOPPING"}, conn=conn)
+        store.request_cancel("iso-slow", conn)
+    wait_status(store, "iso-slow", ("CREATE STOPPED",), timeout=20)
+    runner.stop()

@@ -41,6 +41,11 @@ class Settings:
     job_lease_seconds: float = 60.0
     #: How many times a job interrupted by a crash is started again before it is failed.
     job_max_attempts: int = 2
+    #: Where heavy job bodies run: "process" (a child process per job, the API never waits on
+    #: them) or "thread" (inside the worker thread; simpler to debug).
+    job_isolation: str = "process"
+    #: Extra modules to import (comma-separated) that register job bodies: plugins.
+    job_modules: str = ""
     #: Maximum allowed clock skew for signed requests, in seconds.
     signature_max_skew_seconds: int = 300
     #: Quotas (AWS defaults, raise them freely when self-hosting).
@@ -53,6 +58,31 @@ class Settings:
     max_recommenders_per_group: int = 5
     max_filters_per_group: int = 30
     max_tags: int = 50
+
+    # -- data: s3:// locations, dataset files, imports (docs/data.md) --------------------------
+    #: Where ``s3://`` paths go: ``auto`` (S3 when an endpoint is configured, else embedded
+    #: buckets under ``<data_dir>/s3``), ``local`` (always embedded) or ``s3`` (always S3; AWS
+    #: itself when no endpoint is set).
+    s3_backend: str = "auto"
+    #: S3 endpoint URL; default: ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``.
+    s3_endpoint_url: str = ""
+    #: S3 credentials; default: the standard AWS credential chain (``AWS_ACCESS_KEY_ID``, ...).
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    #: S3 region; default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
+    s3_region: str = ""
+    #: Folder or ``s3://`` prefix holding dataset rows as Parquet; default ``<data_dir>/data``.
+    data_root: str = ""
+    #: Bytes of CSV parsed at a time by imports; memory use follows this, not the file size.
+    import_block_bytes: int = 8 * 1024 * 1024
+    #: Parquet compression of dataset files: none, snappy, lz4, zstd, gzip.
+    parquet_compression: str = "lz4"
+    #: Seconds a replaced dataset file is kept for readers that started before the swap.
+    file_grace_seconds: float = 3600.0
+    #: Minimum records in an Interactions import job (AWS: 1000).
+    min_import_interactions: int = 1000
+    #: Largest total input of a data deletion job, in bytes (AWS: 100 MB).
+    max_deletion_input_bytes: int = 100 * 1024 * 1024
 
     extra: dict = field(default_factory=dict)
 

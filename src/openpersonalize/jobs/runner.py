@@ -11,6 +11,7 @@ never finds half an output presented as complete.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -59,10 +60,13 @@ class JobContext:
     _cancel: threading.Event = field(default_factory=threading.Event)
     _progress: dict | None = None
     _done: threading.Event = field(default_factory=threading.Event)
+    on_progress: object = None  # set in a child process: sends progress to the parent
 
     def progress(self, done: int, total: int | None = None, **extra) -> None:
         """Record how far the job is; the heartbeat publishes it."""
         self._progress = {"done": done, "total": total, **extra}
+        if self.on_progress is not None:
+            self.on_progress(self._progress)
 
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
@@ -78,6 +82,9 @@ class JobRunner:
 
     def __init__(self, store: Store, settings: Settings, *, threads: int | None = None):
         from .. import jobs_registry  # noqa: F401  (registers every job body)
+
+        for module in filter(None, (m.strip() for m in settings.job_modules.split(","))):
+            importlib.import_module(module)
 
         self.store = store
         self.settings = settings
@@ -157,7 +164,12 @@ class JobRunner:
             if body is None:
                 raise JobFailed(f"Running {kind.replace('-', ' ')}s is not implemented yet in this "
                                 "version of openpersonalize.")
-            changes = dict(body(job) or {})
+            if kind in bodies.ISOLATED and self.settings.job_isolation == "process":
+                from .isolation import run_in_child
+
+                changes = run_in_child(job)
+            else:
+                changes = dict(body(job) or {})
             changes["status"] = words.done
             changes["failureReason"] = None
         except JobCancelled:

@@ -1,0 +1,88 @@
+"""Run one job body in a child process.
+
+The child rebuilds the store from the settings, runs the registered body, and sends back its
+progress and its outcome through a pipe. The parent keeps the lease (heartbeat) and ends the child
+at once when the job is asked to stop. Bodies publish their output atomically, so ending a child
+half-way leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import multiprocessing
+import traceback
+
+from ..config import Settings
+
+log = logging.getLogger("openpersonalize.jobs")
+_CONTEXT = multiprocessing.get_context("spawn")  # no fork: the parent has threads and sockets
+
+
+def run_in_child(job) -> dict:
+    """Run ``job``'s body in a child process; returns the body's result or raises like the body."""
+    from .runner import JobCancelled, JobFailed
+
+    parent, child = _CONTEXT.Pipe(duplex=False)
+    proc = _CONTEXT.Process(target=_child_main, name=f"job {job.arn}", daemon=True,
+                            args=(job.kind, job.arn, job.attempt, dataclasses.asdict(job.settings),
+                                  job.store.url, child))
+    proc.start()
+    child.close()
+    try:
+        while True:
+            if job._cancel.is_set():
+                proc.terminate()
+                raise JobCancelled()
+            if parent.poll(0.2):
+                try:
+                    kind, payload = parent.recv()
+                except EOFError:
+                    proc.join(5)
+                    raise RuntimeError(f"the job process ended without a result (exit code {proc.exitcode})")
+                if kind == "progress":
+                    job._progress = payload
+                elif kind == "ok":
+                    return payload
+                elif kind == "failed":
+                    raise JobFailed(payload)
+                elif kind == "cancelled":
+                    raise JobCancelled()
+                else:
+                    summary, trace = payload
+                    log.error("job %s failed in its process:\n%s", job.arn, trace)
+                    raise RuntimeError(summary)
+            elif not proc.is_alive() and not parent.poll(0):
+                raise RuntimeError(f"the job process died (exit code {proc.exitcode})")
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn) -> None:
+    from .. import jobs_registry  # noqa: F401  (registers the bodies in this process)
+    from ..store.metadata import Store
+    from . import bodies
+    from .runner import JobCancelled, JobContext, JobFailed
+
+    for module in filter(None, (m.strip() for m in settings.get("job_modules", "").split(","))):
+        importlib.import_module(module)
+    store = Store(store_url)
+    try:
+        row = store.get(arn)
+        job = JobContext(arn=arn, kind=kind, doc=row.doc, store=store, settings=Settings(**settings),
+                         attempt=attempt, on_progress=lambda p: conn.send(("progress", p)))
+        result = dict(bodies.BODIES[kind](job) or {})
+        conn.send(("ok", result))
+    except JobFailed as exc:
+        conn.send(("failed", str(exc)))
+    except JobCancelled:
+        conn.send(("cancelled", None))
+    except BaseException as exc:  # report every failure to the parent, never die silently
+        conn.send(("error", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+    finally:
+        conn.close()
+        store.close()
