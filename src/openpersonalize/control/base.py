@@ -59,7 +59,7 @@ KINDS = {k.segment: k for k in [
          "solutionVersions", job=True),
     Kind("campaign", "campaignArn", "campaign", "CampaignSummary", "campaigns"),
     Kind("event-tracker", "eventTrackerArn", "eventTracker", "EventTrackerSummary", "eventTrackers"),
-    Kind("filter", "filterArn", "filter", "FilterSummary", "Filters"),
+    Kind("filter", "filterArn", "filter", "FilterSummary", "Filters", job=True),
     Kind("recommender", "recommenderArn", "recommender", "RecommenderSummary", "recommenders", job=True),
     Kind("metric-attribution", "metricAttributionArn", "metricAttribution", "MetricAttributionSummary",
          "metricAttributions"),

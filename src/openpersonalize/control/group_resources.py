@@ -10,8 +10,10 @@ from ..errors import (
     ResourceAlreadyExistsException,
     ResourceInUseException,
 )
+from ..filters.lifecycle import check_new_filter
 from .base import (
     ACTIVE,
+    CREATE_PENDING,
     IN_FLIGHT,
     Context,
     check_name_free,
@@ -64,13 +66,14 @@ class FilterOperations:
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
         expression = p["filterExpression"]
-        if not expression.strip():
-            raise invalid("filterExpression", expression, "is empty.")
         limit = ctx.settings.max_filters_per_group
         check_quota(ctx.store.count("filter", group_arn=group.arn), limit,
                     f"Cannot create a filter. More than {limit} filters in dataset group {group.arn}.")
+        # Grammar, static rules and field references are checked now; the job compiles the
+        # filter against the schemas as they are when it runs, and ends ACTIVE or CREATE FAILED.
+        check_new_filter(ctx.store, group.arn, expression)
         doc = {"name": p["name"], "datasetGroupArn": group.arn, "filterExpression": expression,
-               "status": ACTIVE}
+               "status": CREATE_PENDING}
         create_row(ctx, "filter", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
         return {"filterArn": arn}
 
