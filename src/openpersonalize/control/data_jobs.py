@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidInputException, ResourceInUseException
+from ..store.files import check_uri
 from .base import (
     CREATE_PENDING,
     IN_FLIGHT,
@@ -27,7 +28,7 @@ def check_s3_path(member: str, value: str) -> str:
     """An ``s3://bucket/key`` location; anything else is refused with the member named."""
     if not _S3_URI.fullmatch(value):
         raise invalid(member, value, "is not an S3 location of the form s3://bucket/key.")
-    return value
+    return check_uri(value, member)  # no '..', empty segments or control characters
 
 
 class DatasetImportJobOperations:

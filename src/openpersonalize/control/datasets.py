@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from ..data.rows import remove_dataset_files
 from ..data.schemas import check_evolution, check_for_dataset, normalise_dataset_type, parse_schema
 from ..errors import InvalidInputException, ResourceAlreadyExistsException, ResourceInUseException
 from .base import (
@@ -141,6 +142,7 @@ class DatasetOperations:
             raise ResourceInUseException(f"Resource {arn} is in use by {busy[0].arn}, which is "
                                          f"{busy[0].status}.")
         ctx.store.delete(arn)
+        remove_dataset_files(ctx.store, ctx.settings, arn)  # its rows go with it
         return {}
 
 

@@ -1,0 +1,220 @@
+"""Dataset rows kept in the SQL store: real-time records, and the list of each dataset's bulk files.
+
+``put_records``: one row per record accepted by PutEvents, PutUsers, PutItems, PutActions or
+PutActionInteractions. It is written in the request's transaction, so an accepted record is
+durable when the call returns. ``row`` holds the record as schema column -> typed value (JSON).
+``user_id`` is the real user (NULL for anonymous events, whose USER_ID is their session id), so
+that data deletion jobs find every record of a user. A repeated ``eventId`` in one dataset is
+ignored (a unique index), which makes client retries harmless.
+
+``dataset_files``: the Parquet files that make up a dataset's bulk rows, as one JSON list with a
+generation number. Jobs write new files under fresh names, then publish them by swapping this list
+with a compare-and-set on the generation, so readers see either the old or the new data set,
+never a mix, and a failed job leaves the dataset exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from .metadata import Store, metadata
+
+put_records = Table(
+    "put_records",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("dataset_arn", String(512), nullable=False),
+    Column("entity_id", String(256)),
+    Column("user_id", String(256)),
+    Column("session_id", String(256)),
+    Column("event_id", String(256)),
+    Column("created", Float, nullable=False),
+    Column("row", Text, nullable=False),
+    Index("ix_put_records_dataset", "dataset_arn", "id"),
+    Index("ix_put_records_user", "dataset_arn", "user_id"),
+    Index("ux_put_records_event", "dataset_arn", "event_id", unique=True),
+)
+
+dataset_files = Table(
+    "dataset_files",
+    metadata,
+    Column("dataset_arn", String(512), primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("parts", Text, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+
+@dataclass
+class PutRecord:
+    """One real-time record to store."""
+
+    row: dict
+    entity_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass
+class BulkState:
+    """A dataset's bulk files: ``parts`` are dicts with ``file`` (relative to the data root),
+    ``rows``, ``batch`` (the import that wrote it; later batches replace earlier rows with the
+    same ID in Items, Users and Actions) and ``time`` (when it was published)."""
+
+    generation: int
+    parts: list[dict]
+
+
+class Records:
+    """Access to ``put_records`` and ``dataset_files`` through a metadata ``Store``."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        metadata.create_all(store.engine, tables=[put_records, dataset_files], checkfirst=True)
+
+    # -- real-time records ----------------------------------------------------------------
+
+    def _insert_ignoring_duplicates(self):
+        dialect = self.store.engine.dialect.name
+        if dialect == "sqlite":
+            return sqlite.insert(put_records).on_conflict_do_nothing()
+        if dialect == "postgresql":
+            return postgresql.insert(put_records).on_conflict_do_nothing()
+        return insert(put_records)
+
+    def append(self, dataset_arn: str, records: Iterable[PutRecord]) -> int:
+        """Store records in one transaction; returns how many were new (repeated eventIds are not)."""
+        now = time.time()
+        values = [dict(dataset_arn=dataset_arn, entity_id=r.entity_id, user_id=r.user_id,
+                       session_id=r.session_id, event_id=r.event_id, created=now,
+                       row=json.dumps(r.row, separators=(",", ":"))) for r in records]
+        if not values:
+            return 0
+        stmt = self._insert_ignoring_duplicates()
+        with self.store.transaction() as conn:
+            added = 0
+            for v in values:  # one statement per row: rowcount tells which were duplicates
+                try:
+                    added += conn.execute(stmt, v).rowcount
+                except IntegrityError:
+                    pass
+            return added
+
+    def iter_rows(self, dataset_arn: str, batch: int = 5000, until_id: int | None = None
+                  ) -> Iterator[list[tuple[int, float, str | None, str | None, dict]]]:
+        """Batches of ``(id, created, user_id, session_id, row)`` in insertion order.
+
+        Paged by id, so memory stays bounded and rows added while reading are not half-seen
+        (``until_id`` fixes the end; default: the newest id when reading starts).
+        """
+        if until_id is None:
+            until_id = self.last_id(dataset_arn)
+        after = 0
+        while True:
+            stmt = (select(put_records.c.id, put_records.c.created, put_records.c.user_id,
+                           put_records.c.session_id, put_records.c.row)
+                    .where(and_(put_records.c.dataset_arn == dataset_arn, put_records.c.id > after,
+                                put_records.c.id <= until_id))
+                    .order_by(put_records.c.id).limit(batch))
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+            if not rows:
+                return
+            yield [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+            after = rows[-1][0]
+
+    def last_id(self, dataset_arn: str) -> int:
+        with self.store.engine.connect() as conn:
+            value = conn.execute(select(func.max(put_records.c.id))
+                                 .where(put_records.c.dataset_arn == dataset_arn)).scalar()
+        return int(value or 0)
+
+    def count(self, dataset_arn: str) -> int:
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(put_records)
+                                    .where(put_records.c.dataset_arn == dataset_arn)).scalar() or 0)
+
+    def delete_users(self, dataset_arn: str, user_ids: list[str]) -> int:
+        """Delete the records of these users, and the anonymous records of their sessions."""
+        deleted = 0
+        with self.store.transaction() as conn:
+            for start in range(0, len(user_ids), 500):
+                chunk = user_ids[start:start + 500]
+                sessions = select(put_records.c.session_id).where(and_(
+                    put_records.c.dataset_arn == dataset_arn, put_records.c.user_id.in_(chunk),
+                    put_records.c.session_id.is_not(None))).distinct()
+                session_ids = [s for (s,) in conn.execute(sessions)]
+                deleted += conn.execute(delete(put_records).where(and_(
+                    put_records.c.dataset_arn == dataset_arn, put_records.c.user_id.in_(chunk)))).rowcount
+                for s in range(0, len(session_ids), 500):
+                    deleted += conn.execute(delete(put_records).where(and_(
+                        put_records.c.dataset_arn == dataset_arn, put_records.c.user_id.is_(None),
+                        put_records.c.session_id.in_(session_ids[s:s + 500])))).rowcount
+        return deleted
+
+    def session_aliases(self, dataset_arn: str) -> dict[str, str]:
+        """sessionId -> userId, from events that carried both (the latest user wins)."""
+        stmt = (select(put_records.c.session_id, put_records.c.user_id)
+                .where(and_(put_records.c.dataset_arn == dataset_arn,
+                            put_records.c.session_id.is_not(None), put_records.c.user_id.is_not(None)))
+                .order_by(put_records.c.id))
+        with self.store.engine.connect() as conn:
+            return {s: u for s, u in conn.execute(stmt)}
+
+    # -- bulk files -------------------------------------------------------------------------
+
+    def bulk_state(self, dataset_arn: str) -> BulkState:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(dataset_files.c.generation, dataset_files.c.parts)
+                               .where(dataset_files.c.dataset_arn == dataset_arn)).first()
+        if row is None:
+            return BulkState(0, [])
+        return BulkState(int(row[0]), json.loads(row[1]))
+
+    def publish(self, dataset_arn: str, expected_generation: int, parts: list[dict]) -> bool:
+        """Replace the file list if nobody else published since ``expected_generation``."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            if expected_generation == 0:
+                try:
+                    conn.execute(insert(dataset_files).values(
+                        dataset_arn=dataset_arn, generation=1, parts=json.dumps(parts), updated=now))
+                    return True
+                except IntegrityError:
+                    return False
+            result = conn.execute(update(dataset_files).where(and_(
+                dataset_files.c.dataset_arn == dataset_arn,
+                dataset_files.c.generation == expected_generation)).values(
+                generation=expected_generation + 1, parts=json.dumps(parts), updated=now))
+            return result.rowcount == 1
+
+    def forget_dataset(self, dataset_arn: str) -> list[dict]:
+        """Remove every record and the file list of a dataset; returns the files to delete."""
+        state = self.bulk_state(dataset_arn)
+        with self.store.transaction() as conn:
+            conn.execute(delete(put_records).where(put_records.c.dataset_arn == dataset_arn))
+            conn.execute(delete(dataset_files).where(dataset_files.c.dataset_arn == dataset_arn))
+        return state.parts
