@@ -22,7 +22,7 @@ from .errors import InvalidInputException, ResourceInUseException, ResourceNotFo
 from .store.records import PutRecord
 
 EVENT_MAX_BYTES = 10 * 1024
-STRING_MAX, TEXTUAL_MAX, IMPRESSION_MAX = 1000, 20000, 25
+ID_MAX, STRING_MAX, TEXTUAL_MAX = 256, 1000, 20000
 MILLIS = 10 ** 11
 
 
@@ -49,7 +49,8 @@ def typed_value(f: Field, value, member: str):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _bad(member, value, f"is not a string; {f.name} is a string field.")
         text = value if isinstance(value, str) else json.dumps(value)
-        limit = TEXTUAL_MAX if f.textual else STRING_MAX
+        limit = ID_MAX if f.name.upper() in ("USER_ID", "ITEM_ID", "ACTION_ID") else \
+            TEXTUAL_MAX if f.textual else STRING_MAX
         if len(text) > limit:
             if f.textual:
                 return text[:limit]
