@@ -1,0 +1,312 @@
+"""Solution metrics (GetSolutionMetrics) by the hold-out protocol of recipes-and-metrics.md §5.1.
+
+``solution_metrics`` trains a separate model on the training part of the split and measures it;
+the metric definitions are plain functions over ranked lists so that they can be checked alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .recipes.base import Model, TrainingData
+
+K = 25
+CUTOFFS = (5, 10, 25)
+NEGATIVES = 100  # PERSONALIZED_RANKING: ground truth ranked among this many random items
+MAX_SEGMENT_ITEMS = 200  # USER_SEGMENTATION: items measured (a seeded sample beyond this)
+
+
+# -- definitions --------------------------------------------------------------------------------
+
+
+def precision_at(ranked: Sequence[int], relevant: set[int], k: int) -> float:
+    return sum(1 for i in list(ranked)[:k] if i in relevant) / k
+
+
+def reciprocal_rank_at(ranked: Sequence[int], relevant: set[int], k: int = K) -> float:
+    for pos, i in enumerate(list(ranked)[:k], start=1):
+        if i in relevant:
+            return 1.0 / pos
+    return 0.0
+
+
+def ndcg_at(ranked: Sequence[int], relevant: set[int] | dict[int, float], k: int) -> float:
+    """DCG / IDCG with gains 1 (a set) or per-item gains (a dict: event weights)."""
+    gains = relevant if isinstance(relevant, dict) else {i: 1.0 for i in relevant}
+    dcg = sum(gains.get(i, 0.0) / math.log2(pos + 1) for pos, i in enumerate(list(ranked)[:k], start=1))
+    ideal = sorted(gains.values(), reverse=True)[:k]
+    idcg = sum(g / math.log2(pos + 1) for pos, g in enumerate(ideal, start=1))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def ranking_metrics(lists: Sequence[Sequence[int]], truths: Sequence[set[int]], n_items: int,
+                    weights: Sequence[dict[int, float]] | None = None) -> dict[str, float]:
+    """The standard keys, averaged over users; ``coverage`` over ``n_items``."""
+    out: dict[str, float] = {}
+    if not lists:
+        return out
+    seen = set()
+    for r in lists:
+        seen.update(int(i) for i in list(r)[:K])
+    out["coverage"] = len(seen) / max(n_items, 1)
+    out["mean_reciprocal_rank_at_25"] = float(np.mean([reciprocal_rank_at(r, t) for r, t in zip(lists, truths)]))
+    for k in CUTOFFS:
+        out[f"normalized_discounted_cumulative_gain_at_{k}"] = float(
+            np.mean([ndcg_at(r, t, k) for r, t in zip(lists, truths)]))
+    for k in CUTOFFS:
+        out[f"precision_at_{k}"] = float(np.mean([precision_at(r, t, k) for r, t in zip(lists, truths)]))
+    if weights is not None:
+        out["normalized_discounted_cumulative_gain_with_event_weights_at_k"] = float(
+            np.mean([ndcg_at(r, w, K) for r, w in zip(lists, weights)]))
+    return out
+
+
+# -- the split ------------------------------------------------------------------------------------
+
+
+def seed_from(key: str | int) -> int:
+    """A reproducible seed from a solution version ARN (or an int)."""
+    if isinstance(key, int):
+        return key
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+
+
+def deduplicate(data: TrainingData) -> TrainingData:
+    """Drop interactions identical in user, item, time, type and value (§5.1 step 1)."""
+    value = np.nan_to_num(data.event_value, nan=-1e30).view(np.int32)
+    rec = np.rec.fromarrays([data.user, data.item, data.timestamp, data.event_type, value])
+    _, first = np.unique(rec, return_index=True)
+    keep = np.zeros(data.n_interactions, bool)
+    keep[first] = True
+    return data.subset(keep)
+
+
+@dataclass
+class HoldOut:
+    """Training part plus, per test user, history (item indices, oldest first) and truth."""
+
+    train: TrainingData
+    users: np.ndarray
+    histories: list[np.ndarray]
+    truths: list[set[int]]
+    truth_events: list[dict[int, int]]  # item -> event type code of its ground-truth event
+
+
+def user_holdout(data: TrainingData, seed: int, share: float = 0.1) -> HoldOut:
+    """§5.1: 10 % of users with >= 2 interactions; their newest max(1, round(0.1 n)) interactions
+    (distinct items) are the truth, the rest their history; the other users train."""
+    counts = np.bincount(data.user, minlength=data.n_users)
+    eligible = np.flatnonzero(counts >= 2)
+    rng = np.random.default_rng(seed)
+    n_test = max(1, int(round(share * len(eligible)))) if len(eligible) else 0
+    test = np.sort(rng.choice(eligible, size=n_test, replace=False)) if n_test else np.empty(0, np.int64)
+    is_test = np.zeros(data.n_users, bool)
+    is_test[test] = True
+    order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
+    starts = np.searchsorted(data.user[order], test)
+    hists, truths, events = [], [], []
+    for u, s in zip(test, starts):
+        rows = order[s:s + counts[u]]
+        cut = len(rows) - max(1, int(round(0.1 * len(rows))))
+        hist_items = data.item[rows[:cut]]
+        _, last = np.unique(hist_items[::-1], return_index=True)
+        hists.append(hist_items[::-1][np.sort(last)][::-1].astype(np.int64))  # distinct, oldest first
+        truth_rows = rows[cut:]
+        truths.append({int(i) for i in data.item[truth_rows]})
+        events.append({int(i): int(e) for i, e in zip(data.item[truth_rows], data.event_type[truth_rows])})
+    return HoldOut(data.subset(~is_test[data.user]), test, hists, truths, events)
+
+
+# -- per recipe type --------------------------------------------------------------------------
+
+
+def solution_metrics(recipe_type: str, fit: Callable[[TrainingData], Model], data: TrainingData,
+                     seed: int, event_weights: dict[int, float] | None = None,
+                     rewards: np.ndarray | None = None, recipe: str = "") -> dict[str, float]:
+    """GetSolutionMetrics for a recipe: ``fit`` trains on the training part of the split."""
+    data = deduplicate(data)
+    if recipe_type == "USER_SEGMENTATION":
+        return segmentation_metrics(fit, data, seed)
+    if recipe_type == "PERSONALIZED_ACTIONS":
+        return action_metrics(fit, data, seed)
+    if recipe == "aws-semantic-similarity":
+        return semantic_metrics(fit(data), seed)
+    split = user_holdout(data, seed)
+    if not len(split.users):
+        return {}
+    model = fit(split.train)
+    lists = recommend_lists(model, recipe_type, split, seed)
+    weights = None
+    if event_weights is not None:
+        weights = [{i: event_weights.get(e, 0.0) for i, e in ev.items()} for ev in split.truth_events]
+    out = ranking_metrics(lists, split.truths, data.n_items, weights)
+    if rewards is not None:
+        out["average_rewards_at_k"] = average_rewards(lists, split.truths, rewards)
+    if recipe == "aws-trending-now":
+        out["trend_prediction_accuracy"] = trend_accuracy(model, data)
+    return out
+
+
+def recommend_lists(model: Model, recipe_type: str, split: HoldOut, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed + 1)
+    lists = []
+    for hist, truth in zip(split.histories, split.truths):
+        if recipe_type == "RELATED_ITEMS":
+            idx, _ = model.similar_items(int(hist[-1]) if len(hist) else -1, K)
+        elif recipe_type == "PERSONALIZED_RANKING":
+            negatives = rng.choice(model.n_items, size=min(NEGATIVES, model.n_items), replace=False)
+            pool = np.unique(np.r_[np.fromiter(truth, np.int64), negatives])
+            idx, _ = model.rank(hist, pool)
+        else:
+            idx, _ = model.recommend(hist, K)
+        lists.append([int(i) for i in idx[:K]])
+    return lists
+
+
+def average_rewards(lists, truths, rewards: np.ndarray) -> float:
+    vals = []
+    for r, t in zip(lists, truths):
+        denom = sum(float(rewards[i]) for i in t)
+        if denom > 0:
+            got = sum(float(rewards[i]) for i in set(r[:K]) & t)
+            vals.append(min(max(got / denom, 0.0), 1.0))
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def trend_accuracy(model: Model, data: TrainingData) -> float:
+    """Share of the items that trended in the newest window which the model, trained up to the
+    window before, also named as trending (top 25). May legitimately be 0.0."""
+    from .recipes.popularity import trend_scores
+
+    window = model.meta.get("window")
+    if not window or not data.n_interactions:
+        return 0.0
+    anchor = float(data.timestamp.max())
+    inc, _ = trend_scores(data.item, data.timestamp, data.n_items, window, anchor)
+    actual = {int(i) for i in np.argsort(-inc)[:K] if inc[i] > 0}
+    if not actual:
+        return 0.0
+    before = data.timestamp <= anchor - window
+    prev_inc, _ = trend_scores(data.item[before], data.timestamp[before], data.n_items, window, anchor - window)
+    predicted = {int(i) for i in np.argsort(-prev_inc)[:K] if prev_inc[i] > 0}
+    return len(actual & predicted) / len(actual)
+
+
+def segmentation_metrics(fit: Callable[[TrainingData], Model], data: TrainingData, seed: int) -> dict[str, float]:
+    """§5.1 step 10: per user 80/20 split; per test item, rank all users; K = ceil(1 % users)."""
+    rng = np.random.default_rng(seed)
+    test = rng.random(data.n_interactions) < 0.2
+    model = fit(data.subset(~test))
+    users_per_item: dict[int, set[int]] = {}
+    for u, i in zip(data.user[test], data.item[test]):
+        users_per_item.setdefault(int(i), set()).add(int(u))
+    items = sorted(users_per_item)
+    if len(items) > MAX_SEGMENT_ITEMS:
+        items = sorted(rng.choice(items, size=MAX_SEGMENT_ITEMS, replace=False).tolist())
+    active = np.bincount(data.user, minlength=data.n_users) > 0
+    k = max(1, math.ceil(0.01 * int(active.sum())))
+    hits, recalls, covered = [], [], set()
+    for i in items:
+        top, _ = model.users_for_items(np.array([i]), k)
+        found = len(set(top.tolist()) & users_per_item[i])
+        hits.append(found / k)
+        recalls.append(found / len(users_per_item[i]))
+        covered.update(top.tolist())
+    if not items:
+        return {}
+    return {"hits_at_1_percent": float(np.mean(hits)), "recall_at_1_percent": float(np.mean(recalls)),
+            "coverage": len(covered) / max(int(active.sum()), 1)}
+
+
+def semantic_metrics(model: Model, seed: int, sample: int = 200) -> dict[str, float]:
+    """Mean normalised popularity, freshness and cosine similarity of the top 25 for a sample
+    of items that have text."""
+    a = model.arrays
+    items = np.flatnonzero(np.asarray(a["has_text"]))
+    rng = np.random.default_rng(seed)
+    if len(items) > sample:
+        items = rng.choice(items, size=sample, replace=False)
+    pops, fresh, sims = [], [], []
+    emb = a["embedding"]
+    for i in items:
+        idx, _ = model.similar_items(int(i), K)
+        if len(idx):
+            pops.append(float(np.mean(a["pop_norm"][idx])))
+            fresh.append(float(np.mean(a["fresh_norm"][idx])))
+            sims.append(float(np.mean(emb[idx] @ emb[int(i)])))
+    if not sims:
+        return {}
+    return {"item_popularity": float(np.mean(pops)), "item_freshness": float(np.mean(fresh)),
+            "item_similarity": float(np.mean(sims))}
+
+
+# -- next best action --------------------------------------------------------------------------
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (rank statistic, ties averaged)."""
+    pos, neg = labels.sum(), len(labels) - labels.sum()
+    if pos == 0 or neg == 0:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    s = scores[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def action_metrics(fit: Callable[[TrainingData], Model], data: TrainingData, seed: int) -> dict[str, float]:
+    import pyarrow.compute as pc
+
+    ai = data.action_interactions
+    if ai is None or ai.num_rows < 10:
+        return {}
+    ts = np.asarray(ai.column("TIMESTAMP").to_pylist(), dtype=np.int64)
+    cut = np.quantile(ts, 0.9)
+    train_tbl = ai.filter(pc.less_equal(ai.column("TIMESTAMP"), cut))
+    test_tbl = ai.filter(pc.greater(ai.column("TIMESTAMP"), cut))
+    train = TrainingData(**{**data.__dict__, "action_interactions": train_tbl})
+    model = fit(train)
+    users = model.user_index(np.asarray(test_tbl.column("USER_ID").to_pylist(), dtype=str))
+    acts_raw = np.asarray(test_tbl.column("ACTION_ID").to_pylist(), dtype=str)
+    action_ids = model.arrays["action_ids"]
+    acts = np.searchsorted(action_ids, acts_raw)
+    ok = (acts < len(action_ids)) & (action_ids[np.minimum(acts, len(action_ids) - 1)] == acts_raw)
+    taken = np.array([str(e).strip().upper().replace(" ", "_") == "TAKEN"
+                      for e in test_tbl.column("EVENT_TYPE").to_pylist()])
+    truth: dict[int, set[int]] = {}
+    pairs: dict[tuple[int, int], int] = {}
+    for u, a, t, good in zip(users, acts, taken, ok):
+        if not good:
+            continue
+        pairs[(int(u), int(a))] = max(pairs.get((int(u), int(a)), 0), int(t))
+        if t:
+            truth.setdefault(int(u), set()).add(int(a))
+    out: dict[str, float] = {}
+    lists = {u: model.actions_for_user(u, K)[0].tolist() for u in truth}
+    if truth:
+        seen = set()
+        for r in lists.values():
+            seen.update(r)
+        out["coverage"] = len(seen) / max(len(action_ids), 1)
+        for k in CUTOFFS:
+            out[f"normalized_discounted_cumulative_gain_at_{k}"] = float(
+                np.mean([ndcg_at(lists[u], truth[u], k) for u in truth]))
+        out["precision"] = float(np.mean([len(set(lists[u][:K]) & truth[u]) / K for u in truth]))
+        out["recall"] = float(np.mean([len(set(lists[u][:K]) & truth[u]) / len(truth[u]) for u in truth]))
+    if pairs:
+        scores = np.array([model.propensity(u)[a] for (u, a) in pairs])
+        labels = np.array(list(pairs.values()))
+        out["auc"] = auc(scores, labels)
+    return out

@@ -1,0 +1,39 @@
+"""The minimum data a training needs (datasets-and-import.md §7), as TooLittleData reasons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import TooLittleData, TrainingData
+
+MIN_INTERACTIONS = 1000
+MIN_ACTIVE_USERS = 25
+MIN_ACTIVE_SHARE = 0.01
+
+FEWER_INTERACTIONS = "Create failed. Dataset has fewer than 1000 interactions."
+FEWER_ACTIVE_USERS = "Create failed. Dataset has fewer than 25 users with at least 2 interactions each."
+FEWER_ACTIVE_SHARE = "Create failed. Fewer than 1 percent of users have at least 2 interactions."
+NO_ACTIONS = "Create failed. Next-Best-Action needs an Actions dataset."
+NO_ITEM_TEXT = ("Create failed. Semantic-Similarity needs an Items dataset with an itemName field "
+                "and a textual field.")
+
+
+def check_minimum_data(recipe_name: str, data: TrainingData) -> None:
+    """Raise TooLittleData with the spec's reason when ``data`` (already filtered by event type,
+    value threshold and eventsConfig) cannot train ``recipe_name``."""
+    if recipe_name == "aws-semantic-similarity":
+        roles = data.item_columns
+        if data.items is None or not roles.item_name or not roles.textual:
+            raise TooLittleData(NO_ITEM_TEXT)
+        return
+    if recipe_name == "aws-next-best-action" and data.actions is None:
+        raise TooLittleData(NO_ACTIONS)
+    if data.n_interactions < MIN_INTERACTIONS:
+        raise TooLittleData(FEWER_INTERACTIONS)
+    per_user = np.bincount(data.user, minlength=data.n_users)
+    users = int((per_user > 0).sum())
+    active = int((per_user >= 2).sum())
+    if active < MIN_ACTIVE_USERS:
+        raise TooLittleData(FEWER_ACTIVE_USERS)
+    if active < MIN_ACTIVE_SHARE * users:
+        raise TooLittleData(FEWER_ACTIVE_SHARE)

@@ -1,0 +1,406 @@
+"""User-Personalization (v1, v2, legacy HRNN) and Personalized-Ranking (v1, v2).
+
+One collaborative core scores every item for a history:
+
+* EASE (Steck 2019) for catalogues up to ``Settings.ease_max_items``: B = I - P / diag(P) with
+  P = (X'X + l2 I)^-1 in float32. A user's scores are the weighted sum of B's rows for their
+  history, so new users and new events need no fold-in at all.
+* implicit's ALS beyond that size (``hidden_dimension`` factors); a new history is folded in by
+  one least-squares solve against the item factors.
+
+Around the core: ``recency_mask`` / ``apply_recency_bias`` give the latest ``bptt`` history
+items full weight and older ones ``OLDER_WEIGHT``; users without history get popularity; the
+campaign's ``explorationWeight`` gives new items (``explorationItemAgeCutOff``) that share of
+the slots, ordered by metadata similarity to the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
+from .features import metadata_embedding
+from .scoring import histories, interaction_matrix, popularity, softmax_of, topk, topk_rows
+
+OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
+BLOCK = 1024  # users scored per matrix product in batch calls
+EASE_L2_SCALE = 8.0  # untuned l2 = scale x mean interactions per item (docs/recipes.md)
+EASE_L2_GRID = (2.0, 4.0, 8.0, 16.0)  # multiples of the mean tried when the catalogue is small
+EASE_DROPOUT = 0.33
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Campaign exploration: ``weight`` share of slots for items newer than ``age_cutoff_days``."""
+
+    weight: float = 0.3
+    age_cutoff_days: float = 30.0
+    now: float | None = None  # epoch s; default: the newest training timestamp
+
+
+@model_class
+class CollaborativeModel(Model):
+    """Scores for all items given a history; shared by personalization, ranking and segments."""
+
+    # -- core scoring --------------------------------------------------------------------------
+    def _weights(self, hist: np.ndarray) -> np.ndarray:
+        w = np.ones(len(hist), dtype=np.float32)
+        if self.meta.get("recency") and len(hist) > self.meta["bptt"]:
+            w[: len(hist) - self.meta["bptt"]] = OLDER_WEIGHT
+        return w
+
+    def scores_for_history(self, hist: np.ndarray, user: int = -1) -> np.ndarray:
+        """Raw scores over all items (float32); popularity when the history is empty."""
+        hist = np.asarray(hist, dtype=np.int64)
+        hist = hist[(hist >= 0) & (hist < self.n_items)]
+        if len(hist) == 0:
+            return np.asarray(self.arrays["popularity"], dtype=np.float32).copy()
+        w = self._weights(hist)
+        a = self.arrays
+        if self.meta["backend"] == "ease":
+            return w @ a["B"][hist]
+        V = np.asarray(a["item_factors"])
+        if 0 <= user < len(a["user_factors"]) and not self.meta.get("recency"):
+            x = np.asarray(a["user_factors"][user])
+        else:
+            x = als_fold_in(V, hist, w * self.meta["alpha"], self.meta["reg"], self._yty())
+        return V @ x
+
+    def _yty(self) -> np.ndarray:
+        if not hasattr(self, "_YtY"):
+            V = np.asarray(self.arrays["item_factors"])
+            self._YtY = V.T @ V
+        return self._YtY
+
+    def history_matrix(self, users: np.ndarray) -> sp.csr_matrix:
+        """Weighted history rows of the given users (CSR over items)."""
+        a = self.arrays
+        indptr, items = a["hist_indptr"], a["hist_items"]
+        rows, cols, vals = [], [], []
+        for k, u in enumerate(users):
+            h = np.asarray(items[indptr[u]:indptr[u + 1]]) if u >= 0 else np.empty(0, np.int32)
+            rows.append(np.full(len(h), k))
+            cols.append(h)
+            vals.append(self._weights(h))
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(len(users), self.n_items), dtype=np.float32)
+
+    def score_block(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) raw scores; rows of users without history are popularity."""
+        a = self.arrays
+        X = self.history_matrix(users)
+        if self.meta["backend"] == "ease":
+            S = np.asarray(X @ a["B"], dtype=np.float32)
+        elif self.meta.get("recency"):
+            S = np.stack([self.scores_for_history(self.history(int(u))) for u in users]) \
+                if len(users) else np.zeros((0, self.n_items), np.float32)
+        else:
+            S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
+        empty = np.diff(X.indptr) == 0
+        if empty.any():
+            S[empty] = a["popularity"]
+        return S
+
+
+@model_class
+class PersonalizationModel(CollaborativeModel):
+    """GetRecommendations (userId) and GetPersonalizedRanking."""
+
+    def recommend(self, user: int | np.ndarray, n: int, exclude: np.ndarray | None = None,
+                  candidates_mask: np.ndarray | None = None, exploration: Exploration | None = None,
+                  **options: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` items; scores are softmax probabilities over the whole catalogue."""
+        hist = self.history(user) if np.isscalar(user) else np.asarray(user)
+        uid = int(user) if np.isscalar(user) else -1
+        s = self.scores_for_history(hist, uid)
+        if exploration is not None and exploration.weight > 0:
+            return self._explore(s, hist, n, exclude, candidates_mask, exploration)
+        idx, top = topk(s, n, candidates_mask, exclude)
+        return idx, softmax_of(top, s, self.meta["temperature"])
+
+    def recommend_batch(self, users: np.ndarray, n: int, mask: np.ndarray | None = None,
+                        exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        users = np.asarray(users, dtype=np.int64)
+        out_i, out_s = [], []
+        for start in range(0, len(users), BLOCK):
+            block = users[start:start + BLOCK]
+            S = self.score_block(block)
+            if exclude_seen:
+                X = self.history_matrix(block)
+                S[X.nonzero()] = -np.inf
+            t = self.meta["temperature"]
+            finite = np.where(np.isfinite(S), S, -np.inf)
+            top = finite.max(axis=1, keepdims=True)
+            log_z = top / t + np.log(np.exp((finite - top) / t).sum(axis=1, keepdims=True))
+            m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + BLOCK])
+            idx, vals = topk_rows(S, n, m)
+            out_i.append(idx)
+            out_s.append(np.exp(vals / t - log_z).astype(np.float32))
+        if not out_i:
+            return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
+        return np.concatenate(out_i), np.concatenate(out_s)
+
+    def rank(self, user: int | np.ndarray, item_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Known items by score, unknown ones (-1) last; softmax over the known ones."""
+        hist = self.history(user) if np.isscalar(user) else np.asarray(user)
+        s = self.scores_for_history(hist, int(user) if np.isscalar(user) else -1)
+        items = np.asarray(item_indices, dtype=np.int64)
+        known = items >= 0
+        raw = np.full(len(items), -np.inf, dtype=np.float32)
+        raw[known] = s[items[known]]
+        order = np.lexsort((np.arange(len(items)), -raw))
+        probs = np.zeros(len(items), dtype=np.float32)
+        if known.any():
+            probs[known] = softmax_of(raw[known], raw[known], self.meta["temperature"])
+        return items[order], probs[order]
+
+    # -- exploration ---------------------------------------------------------------------------
+    def _explore(self, s, hist, n, exclude, mask, ex: Exploration):
+        a = self.arrays
+        now = ex.now if ex.now is not None else self.meta["now"]
+        created = np.asarray(a["item_created"])
+        fresh = np.isnan(created) | (created >= now - ex.age_cutoff_days * DAY)
+        slots = int(round(min(max(ex.weight, 0.0), 1.0) * n))
+        allowed = np.ones(self.n_items, bool) if mask is None else np.asarray(mask, bool).copy()
+        if exclude is not None and len(exclude):
+            allowed[np.asarray(exclude)] = False
+        # Fresh items are ranked by metadata likeness to the history, newest first on ties.
+        content = np.asarray(a["item_content"])
+        profile = content[hist].mean(axis=0) if len(hist) else np.zeros(content.shape[1], np.float32)
+        age_rank = np.nan_to_num(created, nan=now) / max(now, 1.0)
+        fresh_score = content @ profile + 1e-3 * age_rank
+        new_idx, _ = topk(fresh_score, slots, allowed & fresh)
+        allowed[new_idx] = False
+        base_idx, _ = topk(s, n - len(new_idx), allowed)
+        # Spread exploration slots evenly through the list instead of bunching them at the end.
+        total = len(base_idx) + len(new_idx)
+        positions = {int((k + 0.5) * total / len(new_idx)) for k in range(len(new_idx))} if len(new_idx) else set()
+        b, e = iter(base_idx), iter(new_idx)
+        merged = [next(e) if pos in positions else next(b) for pos in range(total)]
+        idx = np.asarray(merged, dtype=np.int64)
+        return idx, softmax_of(s[idx], s, self.meta["temperature"])
+
+
+def als_fold_in(V: np.ndarray, hist: np.ndarray, confidence: np.ndarray, reg: float,
+                yty: np.ndarray) -> np.ndarray:
+    """ALS user vector for a history: (Y'Y + Y_h'(C-1)Y_h + reg I) x = Y_h' C 1."""
+    Vh = V[hist]
+    c = np.asarray(confidence, dtype=np.float32)
+    A = yty + (Vh.T * (c - 1.0)) @ Vh + reg * np.eye(V.shape[1], dtype=np.float32)
+    return np.linalg.solve(A, Vh.T @ c).astype(np.float32)
+
+
+def ease(X: sp.csr_matrix, l2: float, dropout: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """EASE item-item weights B (zero diagonal) and diag(P), all float32.
+
+    ``dropout`` > 0 adds EDLAE's emphasised-dropout penalty p/(1-p) * diag(X'X) to the diagonal
+    (Steck 2020): popular items get more regularisation, which makes l2 less critical.
+    """
+    G = (X.T @ X).toarray().astype(np.float32)
+    diag = np.diag_indices_from(G)
+    G[diag] += l2 + dropout / (1.0 - dropout) * G[diag]
+    P = np.linalg.inv(G)
+    d = np.diag(P).copy()
+    B = P / (-d)
+    B[diag] = 0.0
+    return B.astype(np.float32), d.astype(np.float32)
+
+
+def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float) -> float:
+    """The candidate with the best NDCG@25 when 10 % of each user's items are held out."""
+    rng = np.random.default_rng(seed)
+    X = X.tocsr()
+    row_len = np.diff(X.indptr)
+    held = (rng.random(X.nnz) < 0.1) & (np.repeat(row_len, row_len) >= 5)
+    rows = np.repeat(np.arange(X.shape[0]), row_len)
+    fit = sp.csr_matrix((X.data[~held], (rows[~held], X.indices[~held])), shape=X.shape)
+    val = sp.csr_matrix((np.ones(held.sum(), np.float32), (rows[held], X.indices[held])), shape=X.shape)
+    users = np.flatnonzero(np.diff(val.indptr) > 0)
+    if len(users) > 2000:
+        users = np.sort(rng.choice(users, 2000, replace=False))
+    if len(users) == 0:
+        return candidates[len(candidates) // 2]
+    discounts = 1.0 / np.log2(np.arange(2, 27))
+    best, best_score = candidates[0], -1.0
+    for l2 in candidates:
+        B, _ = ease(fit, l2, dropout)
+        S = np.asarray(fit[users] @ B)
+        S[fit[users].nonzero()] = -np.inf
+        idx, _ = topk_rows(S, 25)
+        truth = val[users]
+        score = 0.0
+        for k, u in enumerate(users):
+            t = set(truth.indices[truth.indptr[k]:truth.indptr[k + 1]].tolist())
+            dcg = sum(discounts[p] for p, i in enumerate(idx[k]) if i in t)
+            score += dcg / discounts[:min(len(t), 25)].sum()
+        if score > best_score:
+            best, best_score = l2, score
+    return float(best)
+
+
+def fit_als(X: sp.csr_matrix, factors: int, settings: Settings, iterations: int | None = None):
+    """implicit ALS on the float32 CSR, no copies beyond implicit's own transpose."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    # implicit parallelises over users itself; a BLAS pool underneath would oversubscribe.
+    with threadpool_limits(1, "blas"):
+        m = AlternatingLeastSquares(factors=factors, regularization=settings.als_regularization,
+                                    alpha=settings.als_alpha, iterations=iterations or settings.als_iterations,
+                                    num_threads=settings.num_threads, random_state=settings.seed,
+                                    calculate_training_loss=False)
+        m.fit(X, show_progress=False)
+    return m.user_factors, m.item_factors
+
+
+def item_created(data: TrainingData) -> np.ndarray:
+    """Creation time per item: CREATION_TIMESTAMP, else first interaction, else NaN."""
+    created = np.full(data.n_items, np.inf)
+    np.minimum.at(created, data.item, data.timestamp.astype(np.float64))
+    created[np.isinf(created)] = np.nan
+    if data.items is not None and "CREATION_TIMESTAMP" in data.items.column_names:
+        rows = data.item_table_rows()
+        col = np.array([np.nan if v is None else v for v in data.items.column("CREATION_TIMESTAMP").to_pylist()],
+                       dtype=np.float64)
+        has = rows >= 0
+        given = np.full(data.n_items, np.nan)
+        given[has] = col[rows[has]]
+        created = np.where(np.isnan(given), created, given)
+    return created
+
+
+class CollaborativeAlgorithm(Algorithm):
+    """Fits :class:`CollaborativeModel` variants (EASE or ALS by catalogue size)."""
+
+    model_cls: type[CollaborativeModel] = PersonalizationModel
+    factors_param = "hidden_dimension"
+
+    def backend(self, data: TrainingData, settings: Settings) -> str:
+        return "ease" if data.n_items <= settings.ease_max_items else "als"
+
+    def default_l2(self, data: TrainingData) -> float:
+        return EASE_L2_SCALE * max(data.n_interactions / max(data.n_items, 1), 1.0)
+
+    def choose_l2(self, X, data, params, settings) -> float:
+        """The given ``ease_l2`` (HPO), else a validation-tuned one for catalogues up to
+        ``settings.ease_tune_max_items``, else the scaled mean."""
+        if "ease_l2" in params:
+            return float(params["ease_l2"])
+        if data.n_items > settings.ease_tune_max_items:
+            return self.default_l2(data)
+        mean = self.default_l2(data) / EASE_L2_SCALE
+        return tune_l2(X, [mean * g for g in EASE_L2_GRID], settings.seed, EASE_DROPOUT)
+
+    def internal_search_space(self, data, settings):
+        if self.backend(data, settings) == "ease":
+            base = self.default_l2(data)
+            return {"ease_l2": (base / 10.0, base * 10.0)}
+        return {}
+
+    def describe(self, data, params, settings):
+        if self.backend(data, settings) == "ease":
+            l2 = params.get("ease_l2")
+            return {"algorithm": "ease", "ease_dropout": str(EASE_DROPOUT),
+                    "ease_l2": "tuned on validation" if l2 is None else f"{l2:.4g}"}
+        return {"algorithm": "implicit-als", "factors": str(params.get(self.factors_param, 100)),
+                "iterations": str(settings.als_iterations)}
+
+    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+        X = interaction_matrix(data)
+        backend = self.backend(data, settings)
+        arrays: dict[str, np.ndarray] = {"item_ids": data.item_ids, "user_ids": data.user_ids}
+        meta: dict[str, Any] = {"backend": backend}
+        if backend == "ease":
+            l2 = self.choose_l2(X, data, params, settings)
+            arrays["B"], arrays["diag_p"] = ease(X, l2, EASE_DROPOUT)
+            meta["l2"] = l2
+        else:
+            factors = int(params.get(self.factors_param, 100))
+            arrays["user_factors"], arrays["item_factors"] = fit_als(X, factors, settings)
+            meta.update(factors=factors, reg=settings.als_regularization, alpha=settings.als_alpha)
+        return self._finish(data, params, settings, arrays, meta)
+
+    def _finish(self, data, params, settings, arrays, meta) -> Model:
+        arrays["hist_indptr"], arrays["hist_items"] = histories(data)
+        arrays["popularity"] = popularity(data)
+        arrays["item_created"] = item_created(data)
+        arrays["item_content"] = metadata_embedding(data, 32, settings.seed)
+        recency = params.get("recency_mask", params.get("apply_recency_bias", False))
+        meta.update(recipe=params.get("_recipe", ""), bptt=int(params.get("bptt", 32)),
+                    recency=bool(recency), now=float(data.timestamp.max()) if data.n_interactions else 0.0,
+                    temperature=1.0)
+        model = self.model_cls(arrays, meta)
+        meta["temperature"] = _temperature(model, settings.seed)
+        return model
+
+    def update(self, previous, data, params, settings):
+        """Fold new users and items in: EASE gains columns for new items (their regression on
+        the old items, through the stored diag(P)); ALS solves factors for the new rows."""
+        old_items = previous.n_items
+        index = previous.item_index(data.item_ids)
+        if (index[:old_items] != np.arange(old_items)).any() if len(index) >= old_items else True:
+            return self.fit(data, params, settings)  # old items not a prefix: refit
+        X = interaction_matrix(data)
+        a = previous.arrays
+        arrays = {"item_ids": data.item_ids, "user_ids": data.user_ids}
+        meta = {k: previous.meta[k] for k in ("backend", "l2", "factors", "reg", "alpha") if k in previous.meta}
+        new = data.n_items - old_items
+        if previous.meta["backend"] == "ease":
+            B = np.asarray(a["B"])
+            d = np.asarray(a["diag_p"])
+            Xo, Xn = X[:, :old_items], X[:, old_items:]
+            P = (np.eye(old_items, dtype=np.float32) - B) * d  # P = (I - B) diag(d)
+            cross = (Xo.T @ Xn).toarray().astype(np.float32)
+            Bn = np.zeros((data.n_items, data.n_items), dtype=np.float32)
+            Bn[:old_items, :old_items] = B
+            Bn[:old_items, old_items:] = P @ cross
+            arrays["B"] = Bn
+            arrays["diag_p"] = np.r_[d, np.ones(new, np.float32)].astype(np.float32)
+        else:
+            V = np.asarray(a["item_factors"])
+            U_old = np.asarray(a["user_factors"])
+            reg, alpha = meta["reg"], meta["alpha"]
+            U = np.zeros((data.n_users, V.shape[1]), np.float32)
+            known_u = previous.user_index(data.user_ids)
+            U[known_u >= 0] = U_old[known_u[known_u >= 0]]
+            Xt = X.T.tocsr()
+            V2 = np.vstack([V, np.zeros((new, V.shape[1]), np.float32)])
+            uu = U.T @ U
+            for j in range(old_items, data.n_items):
+                us = Xt.indices[Xt.indptr[j]:Xt.indptr[j + 1]]
+                if len(us):
+                    V2[j] = als_fold_in(U, us, alpha * Xt.data[Xt.indptr[j]:Xt.indptr[j + 1]], reg, uu)
+            yty = V2.T @ V2
+            for u in np.flatnonzero(known_u < 0):
+                its = X.indices[X.indptr[u]:X.indptr[u + 1]]
+                if len(its):
+                    U[u] = als_fold_in(V2, its, alpha * X.data[X.indptr[u]:X.indptr[u + 1]], reg, yty)
+            arrays["user_factors"], arrays["item_factors"] = U, V2
+        return self._finish(data, params, settings, arrays, meta)
+
+
+def _temperature(model: CollaborativeModel, seed: int) -> float:
+    """Softmax temperature: the typical spread of a user's top scores, so probabilities are
+    neither uniform nor one-hot."""
+    rng = np.random.default_rng(seed)
+    users = rng.choice(model.n_users, size=min(64, model.n_users), replace=False) if model.n_users else []
+    spreads = []
+    for u in users:
+        s = np.sort(model.scores_for_history(model.history(int(u)), int(u)))[::-1][:100]
+        if len(s) > 1 and np.isfinite(s).all():
+            spreads.append(float(s.std()))
+    t = float(np.median(spreads)) if spreads else 1.0
+    return t if t > 1e-6 else 1.0
+
+
+class UserPersonalization(CollaborativeAlgorithm):
+    recipes = ("aws-user-personalization", "aws-user-personalization-v2")
+
+
+class PersonalizedRanking(CollaborativeAlgorithm):
+    recipes = ("aws-personalized-ranking", "aws-personalized-ranking-v2")

@@ -1,0 +1,194 @@
+"""``train``: what the CreateSolutionVersion job runs.
+
+filter and weight events -> minimum-data checks -> HPO (when asked) -> metrics by the §5.1
+protocol -> the final fit (or, for trainingMode UPDATE, a fold-in into the previous model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import evaluation
+from .base import Algorithm, HyperParameters, Model, Settings, TrainingData
+from .catalogue import Param, Recipe
+from .checks import check_minimum_data
+from .registry import RECIPE_BY_NAME, algorithm_for, resolve
+
+HPO_OBJECTIVE = "normalized_discounted_cumulative_gain_at_25"
+DEFAULT_HPO_JOBS = 20
+
+
+@dataclass
+class TrainResult:
+    model: Model
+    tuned_params: dict[str, Any]  # {"algorithmHyperParameters": {...}, "algorithm": {...}, "hpo": [...]}
+    metrics: dict[str, float]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def __iter__(self):  # model, tuned, metrics = train(...)
+        return iter((self.model, self.tuned_params, self.metrics))
+
+
+def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | None = None, *,
+          event_type: str | None = None, perform_hpo: bool = False, training_mode: str = "FULL",
+          previous: Model | None = None, seed: str | int = 0, settings: Settings | None = None,
+          compute_metrics: bool = True) -> TrainResult:
+    """Train ``recipe`` (name or ARN; legacy names train as their successor) on ``data``.
+
+    ``solution_config`` is CreateSolution's ``solutionConfig``; ``event_type`` its top-level
+    ``eventType``. ``seed`` is usually the solution version ARN (reproducible splits). Raises
+    TooLittleData (user's fault, reason for failureReason) or ValueError for bad parameters.
+    """
+    config = dict(solution_config or {})
+    settings = settings or Settings(seed=evaluation.seed_from(seed) % (2**31))
+    name = resolve(recipe)
+    spec = RECIPE_BY_NAME[name]
+    algorithm = algorithm_for(name)
+    weighted, event_weights = prepare(data, event_type, config)
+    check_minimum_data(name, weighted)
+
+    params = HyperParameters.parse(spec, config.get("algorithmHyperParameters"),
+                                   config.get("featureTransformationParameters")).replace(_recipe=name)
+    trials: list[dict[str, Any]] = []
+    if perform_hpo and (any(p.tunable for p in spec.params) or algorithm.internal_search_space(weighted, settings)):
+        params, trials = search(algorithm, spec, weighted, params, config.get("hpoConfig") or {}, settings)
+
+    metrics: dict[str, float] = {}
+    if compute_metrics:
+        def fit(d: TrainingData) -> Model:
+            return algorithm.fit(d, params, settings)
+
+        rewards = objective_rewards(weighted, config.get("optimizationObjective"))
+        metrics = evaluation.solution_metrics(spec.recipe_type, fit, weighted, evaluation.seed_from(seed),
+                                              event_weights, rewards, name)
+
+    if training_mode == "UPDATE" and previous is not None:
+        model = algorithm.update(previous, weighted, params, settings)
+    else:
+        model = algorithm.fit(weighted, params, settings)
+    model.meta.setdefault("recipe", name)
+    tuned = {"algorithmHyperParameters": params.as_strings("algorithm"),
+             "algorithm": algorithm.describe(weighted, params, settings)}
+    if "l2" in model.meta:  # the value validation chose
+        tuned["algorithm"]["ease_l2"] = f"{model.meta['l2']:.4g}"
+    return TrainResult(model, tuned, metrics, trials)
+
+
+def prepare(data: TrainingData, event_type: str | None, config: Mapping[str, Any]
+            ) -> tuple[TrainingData, dict[int, float] | None]:
+    """Apply eventType + eventValueThreshold, or eventsConfig (per-type weight and threshold).
+
+    Without either, every interaction counts with weight 1. With eventsConfig, only the listed
+    event types train (Proposed), each with its weight; returns the weights by event code for
+    the weighted NDCG metric.
+    """
+    keep = np.ones(data.n_interactions, bool)
+    vocab = {str(t): k for k, t in enumerate(data.event_types)}
+    threshold = config.get("eventValueThreshold")
+    weights = None
+    by_code: dict[int, float] | None = None
+    if event_type:
+        keep &= data.event_type == vocab.get(event_type, -1)
+        if threshold is not None:
+            keep &= data.event_value >= float(threshold)  # NaN (null) never passes
+    events = ((config.get("eventsConfig") or {}).get("eventParametersList")) or []
+    if events:
+        by_code = {}
+        listed = np.zeros(data.n_interactions, bool)
+        weights = np.zeros(data.n_interactions, np.float32)
+        for e in events:
+            code = vocab.get(e.get("eventType", ""), -1)
+            sel = data.event_type == code
+            if e.get("eventValueThreshold") is not None:
+                sel &= data.event_value >= float(e["eventValueThreshold"])
+            w = float(e.get("weight", 1.0))
+            by_code[code] = w
+            listed |= sel
+            weights[sel] = w
+        keep &= listed & (weights > 0)
+    out = data.subset(keep)
+    if weights is not None:
+        out.weight = weights[keep]
+    return out, by_code
+
+
+def objective_rewards(data: TrainingData, objective: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The optimizationObjective's item column as a reward per item (None when not set)."""
+    if not objective or data.items is None:
+        return None
+    column = objective.get("itemAttribute")
+    if not column or column not in data.items.column_names:
+        return None
+    rows = data.item_table_rows()
+    values = np.array([np.nan if v is None else float(v) for v in data.items.column(column).to_pylist()])
+    rewards = np.zeros(data.n_items)
+    rewards[rows >= 0] = np.nan_to_num(values[rows[rows >= 0]])
+    return rewards
+
+
+# -- HPO ------------------------------------------------------------------------------------------
+
+
+def search_space(spec: Recipe, hpo: Mapping[str, Any]) -> list[tuple[Param, Any]]:
+    """(param, range) per tunable hyperparameter: the hpoConfig's ranges, else the catalogue's."""
+    given: dict[str, Any] = {}
+    ranges = hpo.get("algorithmHyperParameterRanges") or {}
+    for key in ("integerHyperParameterRanges", "continuousHyperParameterRanges"):
+        for r in ranges.get(key) or []:
+            given[r["name"]] = (float(r["minValue"]), float(r["maxValue"]))
+    for r in ranges.get("categoricalHyperParameterRanges") or []:
+        given[r["name"]] = tuple(r["values"])
+    space = []
+    for p in spec.params:
+        if p.where != "algorithm":
+            continue
+        if p.name in given:
+            space.append((p, given[p.name]))
+        elif p.tunable and not given:
+            space.append((p, p.values if p.kind == "categorical" else (p.low, p.high)))
+    return space
+
+
+def sample(p: Param, rng_range: Any, rng: np.random.Generator) -> Any:
+    if p.kind == "categorical":
+        v = rng_range[int(rng.integers(len(rng_range)))]
+        return v == "true" if set(p.values) == {"true", "false"} else v
+    lo, hi = rng_range
+    if p.kind == "int":
+        return int(rng.integers(int(lo), int(hi) + 1))
+    return float(rng.uniform(lo, hi))
+
+
+def search(algorithm: Algorithm, spec: Recipe, data: TrainingData, params: HyperParameters,
+           hpo: Mapping[str, Any], settings: Settings) -> tuple[HyperParameters, list[dict[str, Any]]]:
+    """Random search (first trial: the given/default values) optimising NDCG@25 on a validation
+    split of the training data; at most maxNumberOfTrainingJobs fits."""
+    budget = int((hpo.get("hpoResourceConfig") or {}).get("maxNumberOfTrainingJobs", DEFAULT_HPO_JOBS))
+    rng = np.random.default_rng(settings.seed + 7)
+    space = search_space(spec, hpo)
+    internal = algorithm.internal_search_space(data, settings)
+    val_seed = settings.seed + 11
+    best, best_score, trials = params, -1.0, []
+    for t in range(max(budget, 1)):
+        if t == 0:
+            candidate = params
+        else:
+            changes = {p.name: sample(p, r, rng) for p, r in space}
+            for knob, (lo, hi) in internal.items():
+                changes[knob] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+            candidate = params.replace(**changes)
+
+        def fit(d: TrainingData, c: HyperParameters = candidate) -> Model:
+            return algorithm.fit(d, c, settings)
+
+        m = evaluation.solution_metrics(spec.recipe_type, fit, data, val_seed, recipe=spec.name)
+        score = m.get(HPO_OBJECTIVE, m.get("hits_at_1_percent", 0.0))
+        trials.append({"params": {k: v for k, v in candidate.items() if not k.startswith("_")}, "score": score})
+        if score > best_score:
+            best, best_score = candidate, score
+    return best, trials
