@@ -109,3 +109,28 @@ def interactions_dataset(personalize, unique, group):
     schema = personalize.create_schema(name=unique("s"), schema=json.dumps(INTERACTIONS_SCHEMA))["schemaArn"]
     return personalize.create_dataset(name=unique("d"), schemaArn=schema, datasetGroupArn=group,
                                       datasetType="Interactions")["datasetArn"]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) on loopback for the session."""
+    from tests.servers import SeaweedFS
+
+    weed = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    weed.start()
+    yield weed
+    weed.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory, seaweedfs):
+    """A second server whose s3:// paths go to SeaweedFS, configured through the standard
+    AWS_ENDPOINT_URL_S3 / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables. It keeps its own
+    SQLite store: sharing the session's store would let each server's workers run the other's jobs."""
+    data_dir = tmp_path_factory.mktemp("s3server")
+    env = {"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000", "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000",
+           "OPENPERSONALIZE_STORE_URL": f"sqlite:///{data_dir / 'metadata.db'}", **seaweedfs.env()}
+    proc = ServerProcess(data_dir=data_dir, port=free_port(), env=env)
+    proc.start()
+    yield proc
+    proc.stop()
