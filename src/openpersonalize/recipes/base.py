@@ -63,7 +63,8 @@ class ColumnRoles:
 class TrainingData:
     """Interactions as parallel numpy arrays, and the optional metadata tables.
 
-    ``user_ids`` / ``item_ids`` map index to id; ``user`` / ``item`` are int32 indices per
+    ``user_ids`` / ``item_ids`` map index to id and are sorted (``np.unique`` order: lookups
+    by id bisect them); ``user`` / ``item`` are int32 indices per
     interaction. ``event_type`` holds int16 codes into ``event_types`` (the vocabulary);
     ``event_value`` is float32 with NaN for null. ``weight`` is the per-interaction weight that
     :func:`~openpersonalize.recipes.training.train` sets from ``eventsConfig`` (1.0 when absent).

@@ -66,7 +66,8 @@ class CollaborativeModel(Model):
         if self.meta["backend"] == "ease":
             return w @ a["B"][hist]
         V = np.asarray(a["item_factors"])
-        if 0 <= user < len(a["user_factors"]) and not self.meta.get("recency"):
+        reweighted = self.meta.get("recency") and len(hist) > self.meta["bptt"]
+        if 0 <= user < len(a["user_factors"]) and not reweighted and np.array_equal(hist, self.history(user)):
             x = np.asarray(a["user_factors"][user])
         else:
             x = als_fold_in(V, hist, w * self.meta["alpha"], self.meta["reg"], self._yty())
@@ -97,11 +98,11 @@ class CollaborativeModel(Model):
         X = self.history_matrix(users)
         if self.meta["backend"] == "ease":
             S = np.asarray(X @ a["B"], dtype=np.float32)
-        elif self.meta.get("recency"):
-            S = np.stack([self.scores_for_history(self.history(int(u))) for u in users]) \
-                if len(users) else np.zeros((0, self.n_items), np.float32)
         else:
             S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
+            if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
+                for k in np.flatnonzero(np.diff(X.indptr) > self.meta["bptt"]):
+                    S[k] = self.scores_for_history(self.history(int(users[k])), -1)
         empty = np.diff(X.indptr) == 0
         if empty.any():
             S[empty] = a["popularity"]
@@ -286,6 +287,10 @@ class CollaborativeAlgorithm(Algorithm):
     def default_l2(self, data: TrainingData) -> float:
         return EASE_L2_SCALE * max(data.n_interactions / max(data.n_items, 1), 1.0)
 
+    def extends_cheaply(self, data: TrainingData, settings: Settings) -> bool:
+        """True when folding held-out users into a model is much cheaper than a refit (ALS)."""
+        return self.backend(data, settings) == "als"
+
     def choose_l2(self, X, data, params, settings) -> float:
         """The given ``ease_l2`` (HPO), else a validation-tuned one for catalogues up to
         ``settings.ease_tune_max_items``, else the scaled mean."""
@@ -368,15 +373,20 @@ class CollaborativeAlgorithm(Algorithm):
             U = np.zeros((data.n_users, V.shape[1]), np.float32)
             known_u = previous.user_index(data.user_ids)
             U[known_u >= 0] = U_old[known_u[known_u >= 0]]
+            # Rows to solve: users and items the previous model had no interactions for.
+            old_len = np.diff(np.asarray(a["hist_indptr"]))
+            fold_users = (known_u < 0) | (old_len[np.maximum(known_u, 0)] == 0)
+            old_pop = np.asarray(a["popularity"])
+            fold_items = np.r_[old_pop == 0, np.ones(new, bool)]
             Xt = X.T.tocsr()
             V2 = np.vstack([V, np.zeros((new, V.shape[1]), np.float32)])
             uu = U.T @ U
-            for j in range(old_items, data.n_items):
+            for j in np.flatnonzero(fold_items):
                 us = Xt.indices[Xt.indptr[j]:Xt.indptr[j + 1]]
                 if len(us):
                     V2[j] = als_fold_in(U, us, alpha * Xt.data[Xt.indptr[j]:Xt.indptr[j + 1]], reg, uu)
             yty = V2.T @ V2
-            for u in np.flatnonzero(known_u < 0):
+            for u in np.flatnonzero(fold_users):
                 its = X.indices[X.indptr[u]:X.indptr[u + 1]]
                 if len(its):
                     U[u] = als_fold_in(V2, its, alpha * X.data[X.indptr[u]:X.indptr[u + 1]], reg, yty)

@@ -21,6 +21,7 @@ from .registry import RECIPE_BY_NAME, algorithm_for, resolve
 
 HPO_OBJECTIVE = "normalized_discounted_cumulative_gain_at_25"
 DEFAULT_HPO_JOBS = 20
+FOLD_IN_TYPES = ("USER_PERSONALIZATION", "PERSONALIZED_RANKING")
 
 
 @dataclass
@@ -59,9 +60,11 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
         params, trials = search(algorithm, spec, weighted, params, config.get("hpoConfig") or {}, settings)
 
     metrics: dict[str, float] = {}
+    first: list[Model] = []
     if compute_metrics:
         def fit(d: TrainingData) -> Model:
-            return algorithm.fit(d, params, settings)
+            first.append(algorithm.fit(d, params, settings))
+            return first[-1]
 
         rewards = objective_rewards(weighted, config.get("optimizationObjective"))
         metrics = evaluation.solution_metrics(spec.recipe_type, fit, weighted, evaluation.seed_from(seed),
@@ -69,6 +72,11 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
 
     if training_mode == "UPDATE" and previous is not None:
         model = algorithm.update(previous, weighted, params, settings)
+    elif first and spec.recipe_type in FOLD_IN_TYPES and getattr(algorithm, "extends_cheaply", None) \
+            and algorithm.extends_cheaply(weighted, settings):
+        # Big catalogues: the metrics model saw 90 % of the users; fold the held-out 10 % in
+        # instead of fitting everything a second time.
+        model = algorithm.update(first[0], weighted, params, settings)
     else:
         model = algorithm.fit(weighted, params, settings)
     model.meta.setdefault("recipe", name)
