@@ -188,3 +188,29 @@ def test_masks_are_obeyed_and_filled(recipe, world, trained):
     few[rng.choice(size, 2, replace=False)] = True
     idx, _ = query(model, recipe, world, n, few)
     assert len(idx) <= 2 and few[idx].all()
+
+
+def test_vocabularies_in_any_order(world):
+    """The data layer codes items in first-seen order; lookups must not assume sorted ids."""
+    from openpersonalize.recipes.base import Settings, TrainingData
+    from openpersonalize.recipes.training import train
+
+    d = world.data
+    rng = np.random.default_rng(5)
+    perm_i, perm_u = rng.permutation(d.n_items), rng.permutation(d.n_users)
+    inv_i, inv_u = np.argsort(perm_i), np.argsort(perm_u)
+    shuffled = TrainingData(d.user_ids[perm_u], d.item_ids[perm_i], inv_u[d.user].astype(np.int32),
+                            inv_i[d.item].astype(np.int32), d.timestamp, d.event_type, d.event_types,
+                            d.event_value, None, d.items, d.item_columns, None, d.user_columns,
+                            d.actions, d.action_interactions)
+    settings = Settings(num_threads=1, als_iterations=4)
+    for recipe in ("aws-similar-items", "aws-next-best-action"):
+        model = train(recipe, shuffled, {}, settings=settings, compute_metrics=False).model
+        assert model.item_index(["A-03", "nope"]).tolist() == [int(inv_i[world.item("A-03")]), -1]
+        assert model.user_ids[model.user_index(["u-B-01"])[0]] == "u-B-01"
+        if recipe == "aws-similar-items":
+            idx, _ = model.similar_items(int(model.item_index(["A-cold-1"])[0]), 6)
+            assert sum(model.item_ids[i].startswith("A-") for i in idx) >= 5
+        else:
+            idx, _ = model.actions_for_user(int(model.user_index(["u-A-04"])[0]), 1)
+            assert model.arrays["action_ids"][idx[0]] == "act-A"

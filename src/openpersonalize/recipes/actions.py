@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Algorithm, HyperParameters, Model, Settings, TooLittleData, TrainingData, model_class
+from .base import (Algorithm, HyperParameters, Model, Settings, TooLittleData, TrainingData, _lookup, model_class,
+                   sorter_of)
 from .factorization import fit_als
 from .features import normalize_rows
 from .scoring import interaction_matrix
@@ -113,7 +114,8 @@ class NextBestAction(Algorithm):
              "eligible_actions": int(eligible.sum())})
 
     def _fit_actions(self, data, ai, action_ids, feats, period_days, W, eligible) -> None:
-        users = np.searchsorted(data.user_ids, np.asarray(ai.column("USER_ID").to_pylist(), dtype=str))
+        users = _lookup(data.user_ids, np.asarray(ai.column("USER_ID").to_pylist(), dtype=str),
+                        sorter_of(data.user_ids))
         acts_raw = np.asarray(ai.column("ACTION_ID").to_pylist(), dtype=str)
         acts = np.searchsorted(action_ids, acts_raw)
         acts = np.where((acts < len(action_ids)) & (action_ids[np.minimum(acts, len(action_ids) - 1)] == acts_raw),
@@ -124,6 +126,7 @@ class NextBestAction(Algorithm):
         taken = events == "TAKEN"
         for a in np.unique(acts[recent]):
             sel = recent & (acts == a)
+            sel &= users >= 0
             if (taken & sel).sum() < MIN_EVENTS or (~taken & sel).sum() < MIN_EVENTS:
                 continue
             u, t, tk = users[sel], ts[sel], taken[sel]

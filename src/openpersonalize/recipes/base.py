@@ -63,8 +63,8 @@ class ColumnRoles:
 class TrainingData:
     """Interactions as parallel numpy arrays, and the optional metadata tables.
 
-    ``user_ids`` / ``item_ids`` map index to id and are sorted (``np.unique`` order: lookups
-    by id bisect them); ``user`` / ``item`` are int32 indices per
+    ``user_ids`` / ``item_ids`` map index to id (any order; ``from_records`` sorts them);
+    ``user`` / ``item`` are int32 indices per
     interaction. ``event_type`` holds int16 codes into ``event_types`` (the vocabulary);
     ``event_value`` is float32 with NaN for null. ``weight`` is the per-interaction weight that
     :func:`~openpersonalize.recipes.training.train` sets from ``eventsConfig`` (1.0 when absent).
@@ -125,7 +125,7 @@ class TrainingData:
         if self.items is None:
             return rows
         ids = np.asarray(self.items.column("ITEM_ID").to_pylist(), dtype=str)
-        position = _lookup(self.item_ids, ids)
+        position = _lookup(self.item_ids, ids, sorter_of(self.item_ids))
         ok = position >= 0
         rows[position[ok]] = np.flatnonzero(ok)
         return rows
@@ -168,13 +168,24 @@ class TrainingData:
                    actions=actions, action_interactions=action_interactions)
 
 
-def _lookup(vocabulary: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Index of each value in a sorted vocabulary, -1 when absent."""
+def _lookup(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:
+    """Index of each value in a vocabulary, -1 when absent. ``sorter`` (an argsort of the
+    vocabulary) makes any order work; without it the vocabulary must be sorted."""
     if len(vocabulary) == 0:
         return np.full(len(values), -1, dtype=np.int64)
-    pos = np.searchsorted(vocabulary, values)
+    pos = np.searchsorted(vocabulary, values, sorter=sorter)
     pos = np.clip(pos, 0, len(vocabulary) - 1)
+    if sorter is not None:
+        pos = sorter[pos]
     return np.where(vocabulary[pos] == values, pos, -1)
+
+
+def sorter_of(vocabulary: np.ndarray) -> np.ndarray | None:
+    """None for a sorted vocabulary (the common case), else its argsort."""
+    v = np.asarray(vocabulary)
+    if len(v) < 2 or bool(np.all(v[:-1] < v[1:])):
+        return None
+    return np.argsort(v, kind="stable")
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,11 +315,17 @@ class Model:
 
     def item_index(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Indices of item ids, -1 for unknown ones."""
-        return _lookup(self.item_ids, np.asarray(ids, dtype=str))
+        return _lookup(self.item_ids, np.asarray(ids, dtype=str), self._sorter("item_ids"))
 
     def user_index(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Indices of user ids, -1 for unknown ones."""
-        return _lookup(self.user_ids, np.asarray(ids, dtype=str))
+        return _lookup(self.user_ids, np.asarray(ids, dtype=str), self._sorter("user_ids"))
+
+    def _sorter(self, name: str) -> np.ndarray | None:
+        cache = self.__dict__.setdefault("_sorters", {})
+        if name not in cache:
+            cache[name] = sorter_of(self.arrays[name])
+        return cache[name]
 
     # queries (overridden by the recipe types that answer them) ------------------------------
     def recommend(self, user: int | np.ndarray, n: int, exclude: np.ndarray | None = None,
