@@ -46,6 +46,8 @@ class Settings:
     job_isolation: str = "process"
     #: Extra modules to import (comma-separated) that register job bodies: plugins.
     job_modules: str = ""
+    #: Theme generator for THEME_GENERATION batch jobs: "builtin" or "module:callable".
+    theme_generator: str = "builtin"
     #: Maximum allowed clock skew for signed requests, in seconds.
     signature_max_skew_seconds: int = 300
     #: Quotas (AWS defaults, raise them freely when self-hosting).

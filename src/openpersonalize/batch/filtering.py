@@ -1,0 +1,134 @@
+"""Filters in batch jobs: the group's data aligned with the model, and per-line masks.
+
+Catalogue rows are the model's item (and user) indices, so a mask applies straight to a score
+matrix. Users the data knows but the model does not (new since training) get rows after the
+model's, so ``IF CurrentUser`` still sees their attributes. Lines are grouped by their
+``filterValues``; each group binds the filter once (cached per distinct value set) and gets its
+masks in one vectorised call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..data.interactions import GroupData, Vocabulary, load_group
+from ..data.rows import group_datasets
+from ..errors import InvalidInputException
+from ..filters import FilterData, Histories, compile_filter
+from ..filters.columns import Catalogue
+from ..jobs.runner import JobContext, JobFailed
+from . import io
+
+MASK_BLOCK = 512  # lines per mask block: block x items booleans stay small
+
+
+def _aligned(vocab: Vocabulary, ids: np.ndarray) -> dict[str, pa.Array]:
+    """``vocab``'s metadata columns re-ordered to ``ids`` (null rows for ids it lacks)."""
+    positions = vocab.codes(ids.tolist()) if len(ids) else np.zeros(0, np.int32)
+    take = pa.array(positions, mask=positions < 0, type=pa.int64())
+    return {name: col.take(take) for name, col in vocab.columns.items()}
+
+
+class GroupView:
+    """A dataset group's filterable data, with rows aligned to a model's indices."""
+
+    def __init__(self, group: GroupData, schemas: dict, model):
+        self.model = model
+        model_users = np.asarray(model.user_ids)
+        data_users = np.asarray(group.users.ids.to_pylist(), dtype=str)
+        in_model = model.user_index(data_users) if len(data_users) else np.zeros(0, np.int64)
+        extra = data_users[in_model < 0]
+        self.user_ids = np.concatenate([model_users, extra]) if len(extra) else model_users
+        self.n_model_users = len(model_users)
+        self._extra = {u: self.n_model_users + k for k, u in enumerate(extra.tolist())}
+        items = Catalogue.from_table(_aligned(group.items, np.asarray(model.item_ids)), schemas.get("ITEMS"),
+                                     size=model.n_items)
+        users = Catalogue.from_table(_aligned(group.users, self.user_ids), schemas.get("USERS"),
+                                     size=len(self.user_ids))
+        # Data-layer user code -> row here; data-layer item code -> model item index.
+        user_row = np.full(len(data_users), -1, dtype=np.int64)
+        known = in_model >= 0
+        user_row[known] = in_model[known]
+        user_row[~known] = self.n_model_users + np.arange(int((~known).sum()))
+        item_index = model.item_index(group.items.ids.to_pylist()) if len(group.items) else np.zeros(0, np.int64)
+        ix = group.interactions
+        if ix is not None and len(ix):
+            types = np.asarray(list(ix.event_types) + [""], dtype=object)
+            events = types[np.where(ix.event_type < 0, len(types) - 1, ix.event_type)]
+            rows = user_row[ix.user]
+            self.histories = Histories.from_pairs(rows, item_index[ix.item], events, len(self.user_ids),
+                                                  timestamps=ix.timestamp)
+            user_events = FilterData.event_types_per_user(rows, events, len(self.user_ids))
+        else:
+            self.histories = Histories.empty(len(self.user_ids))
+            user_events = None
+        self.data = FilterData(items=items, users=users, user_event_types=user_events)
+
+    def user_rows(self, model_users: np.ndarray, ids: list[str]) -> np.ndarray:
+        """Rows of requesting users: their model index, or their row after the model's."""
+        rows = np.asarray(model_users, dtype=np.int64).copy()
+        for k in np.flatnonzero(rows < 0):
+            rows[k] = self._extra.get(ids[k], -1)
+        return rows
+
+
+class LineFilters:
+    """The job's filter, ready to give masks for lines of input."""
+
+    def __init__(self, compiled, view: GroupView):
+        self.compiled = compiled
+        self.view = view
+
+    @classmethod
+    def for_job(cls, job: JobContext, filter_arn: str, model) -> "LineFilters":
+        row = job.store.get(filter_arn)
+        if row is None:
+            raise JobFailed(f"Filter {filter_arn} does not exist any more.")
+        if row.status != "ACTIVE":
+            raise JobFailed(f"Filter {filter_arn} is {row.status}, not ACTIVE.")
+        group_arn = row.group_arn
+        schemas = {kind: ds.schema for kind, ds in group_datasets(job.store, job.settings, group_arn).items()}
+        try:
+            compiled = compile_filter(row.doc["filterExpression"], schemas)
+        except InvalidInputException as exc:
+            raise JobFailed(f"Filter {filter_arn} no longer fits the dataset group: {exc.message}") from None
+        return cls(compiled, GroupView(load_group(job.store, job.settings, group_arn), schemas, model))
+
+    @property
+    def target(self) -> str:
+        return self.compiled.target
+
+    def item_masks(self, records: list[io.Record], users: np.ndarray, items: np.ndarray | None = None
+                   ) -> tuple[np.ndarray | None, list[str | None]]:
+        """A ``(len(records), n_items)`` mask and a per-record error (None where fine)."""
+        n = self.view.model.n_items
+        errors: list[str | None] = [None] * len(records)
+        masks = np.ones((len(records), n), dtype=bool)
+        ids = [r.obj.get("userId", "") for r in records]
+        rows = self.view.user_rows(users, ids)
+        groups: dict[str, list[int]] = {}
+        for k, r in enumerate(records):
+            values = r.obj.get("filterValues") or {}
+            groups.setdefault(repr(sorted(values.items())), []).append(k)
+        for members in groups.values():
+            values = records[members[0]].obj.get("filterValues") or {}
+            try:
+                bound = self.compiled.bind(self.view.data, values)
+                picked = np.asarray(members)
+                for start in range(0, len(picked), MASK_BLOCK):
+                    block = picked[start:start + MASK_BLOCK]
+                    masks[block] = bound.masks(
+                        users=rows[block], histories=self.view.histories.take(rows[block]),
+                        current_items=None if items is None else items[block])
+            except InvalidInputException as exc:
+                for k in members:
+                    errors[k] = f"Line {records[k].line}: {exc.message}"
+        return masks, errors
+
+    def user_mask(self, values: dict | None) -> np.ndarray:
+        """For segment jobs: the users (model indices) a UserID filter lets through."""
+        bound = self.compiled.bind(self.view.data, values or {})
+        mask = bound.masks(batch=1)[0]
+        return np.asarray(mask[: self.view.n_model_users])
+

@@ -1,0 +1,111 @@
+"""Streaming JSON Lines input and all-or-nothing output for batch jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..jobs.runner import JobFailed
+from ..store.files import ObjectInfo, Storage
+
+MAX_FILES = 1000
+MAX_TOTAL_BYTES = 1024 ** 3
+CHUNK_LINES = 4096
+
+
+@dataclass
+class Record:
+    """One non-blank input line: its number, its parsed object (or None) and the raw text."""
+
+    line: int
+    raw: str
+    obj: dict | None
+    error: str | None = None
+
+
+@dataclass
+class Planned:
+    source: ObjectInfo
+    final_uri: str
+    temp_uri: str
+    temp_root: str  # this job attempt's temporary folder
+
+
+def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attempt: int) -> list[Planned]:
+    """The input objects and, for each, where its ``.out`` goes (temporary, then final)."""
+    try:
+        objects = storage.list_objects(input_uri, "jobInput.s3DataSource.path")
+    except FileNotFoundError:
+        objects = []
+    except OSError as exc:
+        raise JobFailed(f"Invalid S3 input path: {input_uri} cannot be read ({exc}).") from None
+    if not objects:
+        raise JobFailed(f"Input data location is empty: no object at {input_uri}.")
+    if len(objects) > MAX_FILES:
+        raise JobFailed(f"The input location holds {len(objects)} files; a batch job reads at most {MAX_FILES}.")
+    total = sum(o.size for o in objects)
+    if total > MAX_TOTAL_BYTES:
+        raise JobFailed(f"The input files total {total} bytes; a batch job reads at most 1 GB.")
+    out_prefix = output_uri if output_uri.endswith("/") else output_uri + "/"
+    folder = input_uri.rsplit("/", 1)[0] + "/"
+    temp_prefix = f"{out_prefix}_temporary/{job_name}-{attempt}/"
+    planned = []
+    for o in objects:
+        relative = o.uri[len(folder):] if o.uri.startswith(folder) else o.uri.rsplit("/", 1)[1]
+        planned.append(Planned(o, f"{out_prefix}{relative}.out", f"{temp_prefix}{relative}.out", temp_prefix))
+    return planned
+
+
+def read_records(storage: Storage, obj: ObjectInfo, chunk_lines: int = CHUNK_LINES) -> Iterator[list[Record]]:
+    """Chunks of parsed records from one JSON Lines object; blank lines are skipped.
+
+    A line that is not valid UTF-8 JSON, or not a JSON object, becomes a record with ``error``.
+    """
+    chunk: list[Record] = []
+    with storage.open_input(obj) as f:
+        for number, raw_bytes in enumerate(f, start=1):
+            if not raw_bytes.strip():
+                continue
+            try:
+                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+                chunk.append(Record(number, raw, None, f"Line {number} is not valid UTF-8."))
+            else:
+                try:
+                    obj_ = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    chunk.append(Record(number, raw, None, f"Line {number} is not valid JSON: {exc.msg} "
+                                                           f"at column {exc.colno}."))
+                else:
+                    if isinstance(obj_, dict):
+                        chunk.append(Record(number, raw, obj_))
+                    else:
+                        chunk.append(Record(number, raw, None, f"Line {number} is not a JSON object."))
+            if len(chunk) >= chunk_lines:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def error_line(record: Record, message: str, *, wrap_input: bool = True) -> str:
+    payload = record.obj if record.obj is not None else record.raw
+    if wrap_input:
+        return json.dumps({"input": payload, "output": None, "error": message}, ensure_ascii=False)
+    return json.dumps({**(record.obj or {"input": record.raw}), "output": None, "error": message},
+                      ensure_ascii=False)
+
+
+def publish(storage: Storage, planned: list[Planned]) -> None:
+    """Move every finished temporary output to its final name, then drop the temporary folder."""
+    for p in planned:
+        storage.move(p.temp_uri, p.final_uri)
+    discard(storage, planned)
+
+
+def discard(storage: Storage, planned: list[Planned]) -> None:
+    """Remove this attempt's temporary folder (a rerun starts from nothing)."""
+    if planned:
+        storage.remove(planned[0].temp_root)
