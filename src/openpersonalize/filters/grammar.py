@@ -377,8 +377,13 @@ def syntax_error(text: str, exc: UnexpectedInput) -> InvalidInputException:
     pos = exc.pos_in_stream
     if text[pos] == '"':
         return _error(text, f"unterminated string starting at {_position(text, pos)}")
-    return _error(text, f"unexpected '{_word_at(text, pos)}' at {_position(text, pos)}"
-                        f"{_expected(_accepts_after(text[:pos], exc.allowed))}")
+    hint = " (strings are in double quotes)" if text[pos] == "'" else ""
+    return _error(text, f"unexpected {_quote(_word_at(text, pos))} at {_position(text, pos)}"
+                        f"{_expected(_accepts_after(text[:pos], exc.allowed))}{hint}")
+
+
+def _quote(word: str) -> str:
+    return f'"{word}"' if "'" in word else f"'{word}'"
 
 
 def _accepts_after(prefix: str, fallback) -> set[str]:

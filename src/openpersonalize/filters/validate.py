@@ -60,6 +60,10 @@ class FilterInfo:
     uses_current_item: bool
 
 
+def _article(word: str) -> str:
+    return "an" if word[0].lower() in "aeio" else "a"  # "a UserID", "an int"
+
+
 def dataset_of(ref: FieldRef) -> str:
     """The dataset type whose schema defines the field a reference names."""
     return {CURRENT_USER: "USERS", CURRENT_ITEM: "ITEMS"}.get(ref.dataset, ref.dataset)
@@ -111,7 +115,7 @@ class _Checker:
         if f is not None:
             if string_op and f.numeric:
                 raise self.fail(str(cond.field), cond.pos,
-                                f"{f.name} is a {f.type} field; {cond.op} compares strings, use =, !=, <, "
+                                f"{f.name} is {_article(f.type)} {f.type} field; {cond.op} compares strings, use =, !=, <, "
                                 "<=, > or >= for numbers")
             if not string_op and not f.numeric:
                 raise self.fail(str(cond.field), cond.pos,
@@ -121,7 +125,7 @@ class _Checker:
             if isinstance(v, FieldRef):  # CurrentItem.F
                 g = self.schema_field(v)
                 if g is not None and string_op and g.numeric:
-                    raise self.fail(str(v), v.pos, f"{g.name} is a {g.type} field; {cond.op} needs a "
+                    raise self.fail(str(v), v.pos, f"{g.name} is {_article(g.type)} {g.type} field; {cond.op} needs a "
                                                    "string field")
                 if g is not None and not string_op and not g.numeric:
                     raise self.fail(str(v), v.pos, f"{g.name} is a string field; '{cond.op}' needs a "
@@ -157,7 +161,7 @@ class _Checker:
             hint = " (test the requesting user with IF CurrentUser.<field>)" \
                 if ref.dataset == "USERS" and expression.target != "UserID" else ""
             raise self.fail(str(ref), ref.pos,
-                            f"an {expression.target} expression can only use "
+                            f"{_article(expression.target)} {expression.target} expression can only use "
                             f"{' and '.join(_SHOWN[d] for d in allowed)} fields{hint}")
         if ref.dataset != first:
             raise self.fail(str(ref), ref.pos,
