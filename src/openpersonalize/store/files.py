@@ -190,6 +190,8 @@ class Storage:
         """Publish ``src`` under ``dst`` (rename locally, copy then delete on S3)."""
         fs, src = self.filesystem(src_uri)
         _, dst = self.filesystem(dst_uri)
+        if fs is self.local:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)  # a key's folders may not exist yet
         fs.mv(src, dst)
 
     def remove(self, uri: str) -> None:
