@@ -114,12 +114,18 @@ def interactions_dataset(personalize, unique, group):
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory):
     """A real S3-compatible server (SeaweedFS) on loopback for the session."""
+    import shutil
+    import tempfile
+
     from tests.servers import SeaweedFS
 
-    weed = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    # Its own temporary folder: pytest may prune basetemp folders of a concurrent run.
+    folder = tempfile.mkdtemp(prefix="seaweedfs-")
+    weed = SeaweedFS(folder)
     weed.start()
     yield weed
     weed.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,8 @@ class SeaweedFS:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode}")
+                tail = (self.dir / "weed.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"weed exited with {self.proc.returncode}:\n{tail}")
             try:
                 client.create_bucket(Bucket="ready-check")
                 return

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.conftest import items_dataset, tracking_id, users_dataset  # noqa: F401  (fixtures)
+from tests.data.conftest import (  # noqa: F401  (fixtures)
+    events,
+    items_dataset,
+    personalize,
+    tracking_id,
+    users_dataset,
+)
 from tests.data.helpers import export_job, parse_csv
 
 

@@ -6,7 +6,19 @@ import json
 
 import pytest
 
-from tests.conftest import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from tests.conftest import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA, make_client
+
+
+# Clients bound to this suite's server. The root fixtures of the same names are session-scoped and
+# would stay bound to whichever server first resolved them (tests/control parametrises ``server``).
+@pytest.fixture(scope="session")
+def personalize(server):
+    return make_client("personalize", server.endpoint)
+
+
+@pytest.fixture(scope="session")
+def events(server):
+    return make_client("personalize-events", server.endpoint)
 
 
 def _dataset(personalize, unique, group, schema: dict, dataset_type: str) -> str:

@@ -26,11 +26,11 @@ def test_view_codes_users_items_and_columns(server, personalize, events, unique,
                                             items_dataset, tracking_id):
     table = interactions_table(1000, seed=21, users=50, items=40)
     location = put_local(server, "view", unique("i") + ".csv", csv_bytes(table))
-    assert import_job(personalize, interactions_dataset, location, unique("imp"))["status"] == "ACTIVE"
+    job = import_job(personalize, interactions_dataset, location, unique("imp")); assert job["status"] == "ACTIVE", job.get("failureReason")
     items = pa.table({"ITEM_ID": ["i1", "zz-only-in-items"], "GENRES": ["a|b", "c"], "PRICE": [1.0, None],
                       "CREATION_TIMESTAMP": [1_600_000_000, 1_600_000_001]})
     location = put_local(server, "view", unique("it") + ".csv", csv_bytes(items))
-    assert import_job(personalize, items_dataset, location, unique("imp"))["status"] == "ACTIVE"
+    job = import_job(personalize, items_dataset, location, unique("imp")); assert job["status"] == "ACTIVE", job.get("failureReason")
     events.put_items(datasetArn=items_dataset, items=[{"itemId": "i1", "properties": '{"genres": "new"}'}])
     # An anonymous session, later identified: its events move to the user.
     events.put_events(trackingId=tracking_id, sessionId="sess-9", eventList=[
@@ -59,9 +59,9 @@ def test_deletion_job_removes_users_everywhere(server, personalize, events, uniq
                                                users_dataset, tracking_id):
     table = interactions_table(1200, seed=4, users=30)
     location = put_local(server, "del", unique("i") + ".csv", csv_bytes(table))
-    assert import_job(personalize, interactions_dataset, location, unique("imp"))["status"] == "ACTIVE"
+    job = import_job(personalize, interactions_dataset, location, unique("imp")); assert job["status"] == "ACTIVE", job.get("failureReason")
     location = put_local(server, "del", unique("u") + ".csv", b"USER_ID,TIER\nu1,gold\nu2,silver\nu3,x\n")
-    assert import_job(personalize, users_dataset, location, unique("imp"))["status"] == "ACTIVE"
+    job = import_job(personalize, users_dataset, location, unique("imp")); assert job["status"] == "ACTIVE", job.get("failureReason")
     events.put_users(datasetArn=users_dataset, users=[{"userId": "u1", "properties": '{"tier": "a"}'}])
     events.put_events(trackingId=tracking_id, userId="u1", sessionId="s-u1", eventList=[
         {"eventType": "click", "itemId": "i1", "sentAt": 1_750_000_000}])
