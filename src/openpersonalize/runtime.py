@@ -1,11 +1,260 @@
 """personalize-runtime: GetRecommendations, GetPersonalizedRanking, GetActionRecommendations.
 
-Serving arrives with real-time campaigns; until then the API layer answers each of these
-operations with a clear NotImplementedException that names it.
+Each request resolves its campaign (or recommender) to a deployed model, reads the events the
+user sent since training so they count at once, applies the filter and promotion, and shapes the
+answer as AWS does: scores only for the recipes that have them, ``reason`` only for -v2.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+import uuid
+
+import numpy as np
+
+from .control.base import Context, kind_of_arn
+from .errors import InvalidInputException, ResourceNotFoundException
+from .recipes.factorization import Exploration
+from .serving import deployment, filter_mask, history_of, recent_events
+
+SCORED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
+          "aws-personalized-ranking-v2")
+EXPLORING = ("aws-user-personalization",)
+V2 = ("aws-user-personalization-v2", "aws-personalized-ranking-v2")
+USER_OPTIONAL = ("aws-popularity-count", "aws-trending-now")
+
+
+def _recommendation_id() -> str:
+    raw = uuid.uuid4().hex
+    return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:14]}-{raw[14:26]}-CID-{raw[26:32]}"
+
+
+def _score(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _served(ctx: Context, p: dict):
+    """The deployment behind ``campaignArn`` or ``recommenderArn``, and the serving resource."""
+    campaign, recommender = p.get("campaignArn"), p.get("recommenderArn")
+    if bool(campaign) == bool(recommender):
+        raise InvalidInputException("Invalid request: give exactly one of campaignArn and recommenderArn.")
+    arn = campaign or recommender
+    kind = "campaign" if campaign else "recommender"
+    row = ctx.store.get(arn)
+    if row is None or row.kind != kind:
+        raise ResourceNotFoundException(f"{kind.capitalize()} {arn} does not exist.")
+    if row.status != "ACTIVE":
+        raise ResourceNotFoundException(f"{kind.capitalize()} {arn} is not active (it is {row.status}).")
+    if kind == "recommender":
+        version_arn = row.doc.get("_modelArn")
+    else:
+        version_arn = row.doc["solutionVersionArn"]
+        if version_arn.endswith("/$LATEST"):
+            latest = ctx.store.query("solution-version", parent_arn=version_arn[: -len("/$LATEST")],
+                                     statuses=("ACTIVE",), limit=1)
+            if not latest:
+                raise ResourceNotFoundException(f"Campaign {arn} follows the latest solution version, and "
+                                                "none is ACTIVE yet.")
+            version_arn = latest[0].arn
+    if not version_arn:
+        raise ResourceNotFoundException(f"{kind.capitalize()} {arn} has no trained model.")
+    return deployment(ctx.store, ctx.settings, arn, version_arn), row
+
+
+def _metadata_columns(p: dict, row, dep, limit_items: int, limit_key: str) -> list[str]:
+    columns = (p.get("metadataColumns") or {})
+    if not columns:
+        return []
+    if set(columns) - {"ITEMS"}:
+        raise InvalidInputException(f"Invalid metadataColumns: only the key ITEMS is allowed, not "
+                                    f"{', '.join(sorted(set(columns) - {'ITEMS'}))}.")
+    config = row.doc.get("campaignConfig") or row.doc.get("recommenderConfig") or {}
+    if not config.get("enableMetadataWithRecommendations") and dep.recipe not in ("aws-user-personalization-v2",
+                                                                                  "aws-semantic-similarity"):
+        raise InvalidInputException(f"Invalid metadataColumns: {row.arn} was not created with "
+                                    "enableMetadataWithRecommendations.")
+    if limit_items > 50:
+        raise InvalidInputException(f"Invalid {limit_key}: {limit_items} is more than 50, the limit when "
+                                    "metadataColumns is given.")
+    return list(columns["ITEMS"])
+
+
+def _metadata(ctx: Context, dep, items: list[int], columns: list[str]) -> list[dict]:
+    """Per item, the requested Items columns as strings (null columns left out)."""
+    view = dep.view(ctx.store, ctx.settings)
+    schema = view.schemas.get("ITEMS")
+    found = {}
+    for name in columns:
+        field = schema.field(name) if schema is not None else None
+        if field is None:
+            raise InvalidInputException(f"Invalid metadataColumns: ITEMS has no column {name}.")
+        found[name] = field.name
+    out = []
+    for i in items:
+        meta = {}
+        for requested, actual in found.items():
+            value = view.item_columns[actual][i].as_py()
+            if value is not None:
+                meta[requested] = str(value)
+        out.append(meta)
+    return out
+
 
 class RuntimeOperations:
-    """Runtime operations, one method per boto3 call (none built yet)."""
+    """Runtime operations, one method per boto3 call."""
+
+    def get_recommendations(self, ctx: Context, p: dict) -> dict:
+        dep, row = _served(ctx, p)
+        if dep.recipe_type not in ("USER_PERSONALIZATION", "RELATED_ITEMS"):
+            raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; use "
+                                        f"{'GetPersonalizedRanking' if dep.recipe_type == 'PERSONALIZED_RANKING' else 'GetActionRecommendations' if dep.recipe_type == 'PERSONALIZED_ACTIONS' else 'CreateBatchSegmentJob'}.")
+        n = p.get("numResults") or 25
+        columns = _metadata_columns(p, row, dep, n if p.get("metadataColumns") else 0, "numResults")
+        if n > 500:
+            raise InvalidInputException(f"Invalid numResults: {n} is more than 500.")
+        user_id = p.get("userId")
+        model = dep.model
+        current_item = None
+        if dep.recipe_type == "RELATED_ITEMS":
+            if not p.get("itemId"):
+                raise InvalidInputException(f"Invalid request: {row.arn} serves related items; itemId is required.")
+            current_item = int(model.item_index([p["itemId"]])[0])
+        elif not user_id and dep.recipe not in USER_OPTIONAL:
+            raise InvalidInputException(f"Invalid request: {row.arn} recommends items for users; userId is required.")
+        user_index = int(model.user_index([user_id])[0]) if user_id else -1
+        events = recent_events(ctx.store, dep, user_id) if user_id else []
+        mask = None
+        if p.get("filterArn"):
+            mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), user_id,
+                               user_index, events, current_item if current_item is not None and current_item >= 0 else None)
+        idx, scores = self._rank_items(dep, row, user_index, events, current_item, n, mask)
+        reasons = [[] for _ in idx]
+        promoted: dict[int, str] = {}
+        if p.get("promotions"):
+            idx, scores, reasons, promoted = self._promote(ctx, dep, row, p, user_id, user_index, events,
+                                                           current_item, n, mask, idx, scores, reasons)
+        return self._answer(ctx, dep, idx, scores, reasons, promoted, columns)
+
+    def _rank_items(self, dep, row, user_index, events, current_item, n, mask):
+        model = dep.model
+        if dep.recipe_type == "RELATED_ITEMS":
+            return model.similar_items(current_item, n, candidates_mask=mask)
+        exploration = None
+        if dep.recipe in EXPLORING:
+            config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
+            exploration = Exploration(weight=float(config.get("explorationWeight", 0.3)),
+                                      age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
+        target = history_of(dep, user_index, events) if events else user_index
+        kwargs = {"exploration": exploration} if exploration is not None else {}
+        return model.recommend(target, n, candidates_mask=mask, **kwargs)
+
+    def _promote(self, ctx, dep, row, p, user_id, user_index, events, current_item, n, mask, idx, scores, reasons):
+        promotion = p["promotions"][0]
+        pct = promotion.get("percentPromotedItems") or 0
+        if not promotion.get("filterArn") or pct <= 0:
+            raise InvalidInputException("Invalid promotions: a promotion needs a filterArn and a "
+                                        "percentPromotedItems from 1 to 100.")
+        slots = max(1, n * pct // 100)
+        promo_mask = filter_mask(ctx.store, ctx.settings, dep, promotion["filterArn"], promotion.get("filterValues"),
+                                 user_id, user_index, events, current_item)
+        p_idx, p_scores = self._rank_items(dep, row, user_index, events, current_item, slots, promo_mask)
+        p_idx = [int(i) for i in p_idx if i >= 0][:slots]
+        allowed = np.ones(dep.model.n_items, bool) if mask is None else np.array(mask, dtype=bool)
+        allowed[p_idx] = False
+        rest_idx, rest_scores = self._rank_items(dep, row, user_index, events, current_item, n - len(p_idx), allowed)
+        rest = [(int(i), float(s)) for i, s in zip(rest_idx, rest_scores) if i >= 0]
+        promoted_pairs = [(i, float(s)) for i, s in zip(p_idx, p_scores)]
+        # Promoted items go to random positions, keeping their relative order (seeded per request).
+        total = len(rest) + len(promoted_pairs)
+        rng = random.Random(hashlib.sha256(f"{row.arn}{user_id}{current_item}".encode()).digest())
+        positions = sorted(rng.sample(range(total), len(promoted_pairs)))
+        merged, pi, ri = [], iter(promoted_pairs), iter(rest)
+        for k in range(total):
+            merged.append((next(pi), True) if k in positions else (next(ri), False))
+        name = promotion.get("name") or "promotion"
+        out_idx = np.array([m[0][0] for m in merged], dtype=np.int64)
+        out_scores = np.array([m[0][1] for m in merged], dtype=np.float64)
+        out_reasons = [["Promoted item"] if m[1] else [] for m in merged]
+        promoted = {m[0][0]: name for m in merged if m[1]}
+        return out_idx, out_scores, out_reasons, promoted
+
+    def _answer(self, ctx, dep, idx, scores, reasons, promoted, columns) -> dict:
+        idx = np.asarray(idx)
+        keep = idx >= 0
+        items = [int(i) for i in idx[keep]]
+        kept_scores = np.asarray(scores)[keep] if scores is not None else None
+        kept_reasons = [r for r, k in zip(reasons, keep) if k] if reasons else [[] for _ in items]
+        metadata = _metadata(ctx, dep, items, columns) if columns else None
+        ids = dep.model.item_ids
+        out = []
+        for k, i in enumerate(items):
+            entry = {"itemId": str(ids[i])}
+            if dep.recipe in SCORED and kept_scores is not None and np.isfinite(kept_scores[k]):
+                entry["score"] = _score(float(kept_scores[k]))
+            if i in promoted:
+                entry["promotionName"] = promoted[i]
+            if metadata is not None and metadata[k]:
+                entry["metadata"] = metadata[k]
+            if dep.recipe in V2:
+                entry["reason"] = kept_reasons[k]
+            out.append(entry)
+        return {"itemList": out, "recommendationId": _recommendation_id()}
+
+    def get_personalized_ranking(self, ctx: Context, p: dict) -> dict:
+        dep, row = _served(ctx, p)
+        if dep.recipe_type != "PERSONALIZED_RANKING":
+            raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; "
+                                        "GetPersonalizedRanking needs a PERSONALIZED_RANKING campaign.")
+        inputs = list(dict.fromkeys(p["inputList"]))  # duplicates: the first occurrence counts
+        columns = _metadata_columns(p, row, dep, len(inputs) if p.get("metadataColumns") else 0, "inputList")
+        if len(inputs) > 500:
+            raise InvalidInputException(f"Invalid inputList: {len(inputs)} items; at most 500.")
+        user_id = p["userId"]
+        model = dep.model
+        user_index = int(model.user_index([user_id])[0])
+        events = recent_events(ctx.store, dep, user_id)
+        index = model.item_index(inputs).astype(np.int64)
+        known = index >= 0
+        mask = None
+        if p.get("filterArn"):
+            mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), user_id,
+                               user_index, events)
+        target = history_of(dep, user_index, events) if events else user_index
+        order, scores = model.rank(target, index[known]) if known.any() else (np.empty(0, int), np.empty(0))
+        ranked = [(int(i), float(s)) for i, s in zip(order, scores) if mask is None or mask[int(i)]]
+        items = [i for i, _ in ranked]
+        metadata = _metadata(ctx, dep, items, columns) if columns else None
+        out = []
+        for k, (i, s) in enumerate(ranked):
+            entry = {"itemId": str(model.item_ids[i]), "score": _score(s)}
+            if metadata is not None and metadata[k]:
+                entry["metadata"] = metadata[k]
+            if dep.recipe in V2:
+                entry["reason"] = []
+            out.append(entry)
+        out += [{"itemId": item} for item, k in zip(inputs, known) if not k]  # unseen items: last, no score
+        return {"personalizedRanking": out, "recommendationId": _recommendation_id()}
+
+    def get_action_recommendations(self, ctx: Context, p: dict) -> dict:
+        dep, row = _served(ctx, p)
+        if dep.recipe_type != "PERSONALIZED_ACTIONS":
+            raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; "
+                                        "GetActionRecommendations needs a Next-Best-Action campaign.")
+        if not p.get("userId"):
+            raise InvalidInputException("Invalid userId: it is required for action recommendations.")
+        n = p.get("numResults") or 5
+        model = dep.model
+        user_index = int(model.user_index([p["userId"]])[0])
+        mask = None
+        if p.get("filterArn"):
+            mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), p["userId"],
+                               user_index, [])
+        idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask)
+        ids = model.arrays["action_ids"] if "action_ids" in model.arrays else model.item_ids
+        return {"actionList": [{"actionId": str(ids[int(i)]), "score": _score(float(s))}
+                               for i, s in zip(idx, scores) if i >= 0],
+                "recommendationId": _recommendation_id()}
+
+
+__all__ = ["RuntimeOperations", "kind_of_arn"]

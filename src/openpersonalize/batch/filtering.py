@@ -42,8 +42,8 @@ class GroupView:
         self.user_ids = np.concatenate([model_users, extra]) if len(extra) else model_users
         self.n_model_users = len(model_users)
         self._extra = {u: self.n_model_users + k for k, u in enumerate(extra.tolist())}
-        items = Catalogue.from_table(_aligned(group.items, np.asarray(model.item_ids)), schemas.get("ITEMS"),
-                                     size=model.n_items)
+        self.item_columns = _aligned(group.items, np.asarray(model.item_ids))  # metadata by model index
+        items = Catalogue.from_table(self.item_columns, schemas.get("ITEMS"), size=model.n_items)
         users = Catalogue.from_table(_aligned(group.users, self.user_ids), schemas.get("USERS"),
                                      size=len(self.user_ids))
         # Data-layer user code -> row here; data-layer item code -> model item index.

@@ -121,6 +121,9 @@ def train_solution_version(job: JobContext) -> dict:
     if "INTERACTIONS" not in datasets and "ITEMS" not in datasets:
         raise JobFailed("Create failed. The dataset group has no Interactions dataset to train on.")
     job.progress(0, 3, stage="reading data")
+    # Events after this point are not in the training data; serving reads them from the log.
+    records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn) \
+        if "INTERACTIONS" in datasets else 0
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
     data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
     job.check_cancelled()
@@ -156,7 +159,7 @@ def train_solution_version(job: JobContext) -> dict:
     tuned = {"algorithmHyperParameters": {k: str(v) for k, v in
                                           (result.tuned_params.get("algorithmHyperParameters") or {}).items()}}
     changes = {"_metrics": result.metrics, "tunedHPOParams": tuned, "_algorithm": result.tuned_params.get("algorithm"),
-               "_trainedRecipe": RECIPES_BY_ARN[recipe_arn].name,
+               "_trainedRecipe": RECIPES_BY_ARN[recipe_arn].name, "_recordsUntil": records_until,
                "trainingHours": round((time.time() - started) / 3600.0, 6)}
     if doc.get("performAutoML"):
         job.store.update_doc(doc["solutionArn"], {"autoMLResult": {"bestRecipeArn": recipe_arn}})

@@ -1,0 +1,154 @@
+"""What real-time serving keeps between requests, and how it sees what users just did.
+
+``Deployment``: a campaign's (or recommender's) model, memory-mapped once per process, with the
+dataset group's filter data aligned to it (rebuilt at most every ``VIEW_TTL`` seconds, so new
+items' metadata shows up quickly) and compiled filters. ``recent_events`` reads the events a user
+sent after the model's training data was read, straight from the event log, so the next request
+reflects them without retraining.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import and_, or_, select
+
+from .data.interactions import load_group
+from .data.rows import group_datasets
+from .errors import InvalidInputException, ResourceNotFoundException
+from .filters import Histories, compile_filter
+from .recipes.catalogue import RECIPES_BY_ARN
+from .store.models import load_model, model_dir
+from .store.records import put_records
+
+VIEW_TTL = 30.0
+RECENT_EVENTS = 100
+
+
+@dataclass
+class Deployment:
+    """One served model and the group data its filters need."""
+
+    key: str
+    version_arn: str
+    group_arn: str
+    recipe: str
+    recipe_type: str
+    model: object
+    records_until: int
+    interactions_arn: str | None
+    _view: object = None
+    _view_time: float = 0.0
+    _filters: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def view(self, store, settings):
+        """The group's data aligned with the model (cached for ``VIEW_TTL`` seconds)."""
+        from .batch.filtering import GroupView
+
+        with self._lock:
+            if self._view is not None and time.time() - self._view_time < VIEW_TTL:
+                return self._view
+        schemas = {kind: ds.schema for kind, ds in group_datasets(store, settings, self.group_arn).items()}
+        view = GroupView(load_group(store, settings, self.group_arn), schemas, self.model)
+        view.schemas = schemas
+        with self._lock:
+            self._view, self._view_time = view, time.time()
+            self._filters.clear()
+        return view
+
+    def compiled(self, store, settings, filter_row):
+        view = self.view(store, settings)
+        key = (filter_row.arn, filter_row.updated)
+        with self._lock:
+            found = self._filters.get(key)
+        if found is None:
+            found = compile_filter(filter_row.doc["filterExpression"], view.schemas)
+            with self._lock:
+                self._filters[key] = found
+        return found, view
+
+
+_deployments: dict[str, Deployment] = {}
+_lock = threading.Lock()
+
+
+def deployment(store, settings, key: str, version_arn: str) -> Deployment:
+    """The deployment of ``version_arn`` under ``key`` (a campaign or recommender ARN)."""
+    with _lock:
+        found = _deployments.get(key)
+    if found is not None and found.version_arn == version_arn:
+        return found
+    version = store.get(version_arn)
+    if version is None:
+        raise ResourceNotFoundException(f"Solution version {version_arn} does not exist.")
+    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
+    name = recipe.name if recipe else version.doc.get("_trainedRecipe", "aws-user-personalization")
+    recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
+    if not model_dir(settings, version_arn).exists():
+        raise ResourceNotFoundException(f"The model of {version_arn} is missing from the data folder.")
+    group_arn = version.group_arn
+    dep = Deployment(key=key, version_arn=version_arn, group_arn=group_arn, recipe=name,
+                     recipe_type=recipe.recipe_type, model=load_model(settings, version_arn),
+                     records_until=int(version.doc.get("_recordsUntil") or 0),
+                     interactions_arn=_interactions_arn(store, group_arn))
+    with _lock:
+        _deployments[key] = dep
+    return dep
+
+
+def _interactions_arn(store, group_arn: str) -> str | None:
+    rows = [r for r in store.query("dataset", group_arn=group_arn) if r.doc["datasetType"] == "INTERACTIONS"]
+    return rows[0].arn if rows else None
+
+
+def recent_events(store, dep: Deployment, user: str, limit: int = RECENT_EVENTS) -> list[dict]:
+    """The user's (or session's) events recorded after the model's training data, oldest first."""
+    if dep.interactions_arn is None or not user:
+        return []
+    t = put_records.c
+    stmt = (select(t.row).where(and_(t.dataset_arn == dep.interactions_arn, t.id > dep.records_until,
+                                     or_(t.user_id == user, and_(t.user_id.is_(None), t.session_id == user))))
+            .order_by(t.id.desc()).limit(limit))
+    import json
+
+    with store.engine.connect() as conn:
+        rows = [json.loads(r[0]) for r in conn.execute(stmt)]
+    return rows[::-1]
+
+
+def history_of(dep: Deployment, user_index: int, events: list[dict]) -> np.ndarray:
+    """Item indices of the user's training history followed by the new events' known items."""
+    base = dep.model.history(user_index) if user_index >= 0 else np.empty(0, np.int32)
+    if not events:
+        return np.asarray(base)
+    new = dep.model.item_index([e.get("ITEM_ID") or "" for e in events])
+    return np.concatenate([np.asarray(base, dtype=np.int64), new[new >= 0].astype(np.int64)])
+
+
+def filter_mask(store, settings, dep: Deployment, filter_arn: str, values: dict | None, user_id: str | None,
+                user_index: int, events: list[dict], current_item: int | None = None) -> np.ndarray:
+    """The items (or actions) a filter lets through for one request."""
+    row = store.get(filter_arn)
+    if row is None or row.kind != "filter":
+        raise ResourceNotFoundException(f"Filter {filter_arn} does not exist.")
+    if row.status != "ACTIVE":
+        raise InvalidInputException(f"Invalid filterArn: filter {filter_arn} is {row.status}, not ACTIVE.")
+    if row.group_arn != dep.group_arn:
+        raise InvalidInputException(f"Invalid filterArn: filter {filter_arn} belongs to dataset group "
+                                    f"{row.group_arn}, not to {dep.group_arn} of this campaign.")
+    compiled, view = dep.compiled(store, settings, row)
+    bound = compiled.bind(view.data, values or {})
+    rows = view.user_rows(np.array([user_index]), [user_id or ""])
+    history = view.histories.take(rows) if rows[0] >= 0 else Histories.empty(1)
+    if events:  # what the user did since the filter data was read
+        items = dep.model.item_index([e.get("ITEM_ID") or "" for e in events]).astype(np.int64)
+        types = [e.get("EVENT_TYPE") or "" for e in events]
+        old_items = history.entities
+        old_types = [history.event_types[c] for c in history.events]
+        history = Histories.single(np.concatenate([old_items, items]), old_types + types, window=None)
+    user_row = int(rows[0]) if rows[0] >= 0 else None
+    return np.asarray(bound.mask(user=user_row, history=history, current_item=current_item))
