@@ -57,9 +57,17 @@ def expand_csr(offsets: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nd
     return owner, positions
 
 
+def _narrow(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Small codes as uint16, which numpy's stable sort handles with a linear radix sort."""
+    return codes.astype(np.uint16) if n_codes <= 65536 else codes
+
+
 def _csr(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     """Group ``values`` by ``keys`` (0..n_keys-1): (offsets, values sorted by key, stable)."""
-    order = np.argsort(keys, kind="stable")
+    if len(keys) and np.all(keys[1:] >= keys[:-1]):
+        order = slice(None)  # already grouped (rows of a table come in order)
+    else:
+        order = np.argsort(keys, kind="stable")
     offsets = np.zeros(n_keys + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys, minlength=n_keys), out=offsets[1:])
     return offsets, values[order]
@@ -106,14 +114,12 @@ class StringColumn:
         vocabulary = encoded.dictionary.to_pylist()
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         n_codes = len(vocabulary)
-        # Deduplicate (row, code) pairs; np.unique sorts by row, then code: the forward index.
-        pairs = np.unique(rows * max(n_codes, 1) + codes)
-        rows, codes = pairs // max(n_codes, 1), pairs % max(n_codes, 1)
-        row_offsets = np.zeros(size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=size), out=row_offsets[1:])
-        code_offsets, code_rows = _csr(codes, rows, n_codes)
+        # Repeated (row, value) pairs ("a|a") are harmless to every query, so they are kept rather
+        # than paying for a deduplication pass over all pairs.
+        row_offsets, row_codes = _csr(rows, codes, size)
+        code_offsets, code_rows = _csr(_narrow(codes, n_codes), rows, n_codes)
         return cls(size=size, vocabulary=vocabulary, index={v: i for i, v in enumerate(vocabulary)},
-                   row_offsets=row_offsets, row_codes=codes, code_offsets=code_offsets, code_rows=code_rows)
+                   row_offsets=row_offsets, row_codes=row_codes, code_offsets=code_offsets, code_rows=code_rows)
 
     def codes(self, values: Iterable[str]) -> np.ndarray:
         """Codes of the given values that occur in the column (unknown values are dropped)."""

@@ -167,6 +167,8 @@ class BoundFilter:
         self._static_include = np.logical_or.reduce(inc) if inc else None
         self._static_exclude = np.logical_or.reduce(exc) if exc else None
         self._rest = [p for p in self.plans if p.gate or p.dynamic]
+        self._sparse_only = all(p.action == "EXCLUDE" and not p.gate and p.history_in is not False
+                                for p in self._rest)
         self._always_include = bool(inc) or any(p.action == "INCLUDE" and not p.gate for p in self._rest)
         self._has_include = any(p.action == "INCLUDE" for p in self.plans)
         base = self._static_include if self._static_include is not None else np.ones(self.size, dtype=bool)
@@ -220,6 +222,15 @@ class BoundFilter:
                 "which only a related-items request with an itemId has.")
         if not self._rest:
             return np.broadcast_to(self._base, (n_batch, self.size))
+        if self._sparse_only:
+            # The common shape (static parts, minus what each user interacted with): one copy of
+            # the static mask per request, then a scatter of the users' history.
+            result = np.empty((n_batch, self.size), dtype=bool)
+            result[:] = self._base
+            for p in self._rest:
+                rows, cols = self._history_pairs(p.history_in, _Ctx(n_batch, None, histories, None))
+                result[rows, cols] = False
+            return result
         ctx = _Ctx(n_batch, None if users is None else np.asarray(users, dtype=np.int64), histories,
                    None if current_items is None else np.asarray(current_items, dtype=np.int64))
         includes = [self._static_include[None, :]] if self._static_include is not None else []
