@@ -26,8 +26,9 @@ USER_OPTIONAL = ("aws-popularity-count", "aws-trending-now")
 
 
 def _recommendation_id() -> str:
+    # AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back.
     raw = uuid.uuid4().hex
-    return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:14]}-{raw[14:26]}-CID-{raw[26:32]}"
+    return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:22]}-CID-{raw[22:28]}"
 
 
 def _score(x: float) -> float:

@@ -40,3 +40,12 @@ def server(request, tmp_path_factory):
     proc.start()
     yield proc
     proc.stop()
+
+
+# Clients bound to this suite's parametrised server. The root fixtures of the same names are
+# session-scoped and would otherwise stay bound to whichever server resolved them first.
+@pytest.fixture(scope="session")
+def personalize(server):
+    from tests.conftest import make_client
+
+    return make_client("personalize", server.endpoint)

@@ -1,0 +1,1 @@
+from tests.batch.conftest import lab, personalize  # noqa: F401  (the trained dataset group)

@@ -1,0 +1,133 @@
+"""Runtime calls through boto3 against campaigns on models trained from generated data."""
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.batch.conftest import wait
+from tests.conftest import make_client
+
+NEEDS = ("aws-user-personalization", "aws-similar-items", "aws-personalized-ranking",
+         "aws-user-personalization-v2")
+
+
+@pytest.fixture(scope="module")
+def clients(server):
+    return make_client("personalize-runtime", server.endpoint), make_client("personalize-events", server.endpoint)
+
+
+@pytest.fixture(scope="module")
+def campaigns(lab):
+    out = {}
+    for recipe in NEEDS:
+        config = {"enableMetadataWithRecommendations": True}
+        if recipe == "aws-user-personalization":
+            config["itemExplorationConfig"] = {"explorationWeight": "0.0"}
+        out[recipe] = lab.c.create_campaign(name=lab.name("c"), solutionVersionArn=lab.versions[recipe],
+                                            campaignConfig=config)["campaignArn"]
+    return out
+
+
+def genres(lab, item):
+    return set(lab.cat.genre_of(item))
+
+
+def test_recommendations_shape_and_quality(lab, clients, campaigns):
+    rt, _ = clients
+    user = str(lab.cat.user_ids[7])
+    out = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user, numResults=12,
+                                 metadataColumns={"ITEMS": ["GENRES", "PRICE"]})
+    items = out["itemList"]
+    assert len(items) == 12 and out["recommendationId"].startswith("RID-") and len(out["recommendationId"]) <= 40
+    assert all("score" in i and "reason" not in i for i in items)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    assert all(i["metadata"]["GENRES"] == "|".join(lab.cat.genre_of(i["itemId"])) for i in items)
+    liked = set(lab.cat.user_genres[7])
+    assert np.mean([bool(genres(lab, i["itemId"]) & liked) for i in items]) > 0.7
+    v2 = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization-v2"], userId=user)["itemList"]
+    assert len(v2) == 25 and all(i["reason"] == [] for i in v2)
+
+
+def test_events_change_the_next_answer(lab, personalize, clients, campaigns):
+    rt, ev = clients
+    tracker = personalize.create_event_tracker(name=lab.name("t"), datasetGroupArn=lab.group)["trackingId"]
+    campaign = campaigns["aws-user-personalization"]
+    horror = [str(i) for k, i in enumerate(lab.cat.item_ids) if lab.cat.item_genres[k][0] == "Horror"][:6]
+    user = "brand-new-user"
+    before = rt.get_recommendations(campaignArn=campaign, userId=user, numResults=10)["itemList"]
+    ev.put_events(trackingId=tracker, userId=user, sessionId="session-1",
+                  eventList=[{"eventType": "click", "itemId": i, "sentAt": time.time()} for i in horror])
+    after = rt.get_recommendations(campaignArn=campaign, userId=user, numResults=10)["itemList"]
+    count = lambda items: sum("Horror" in genres(lab, i["itemId"]) for i in items)  # noqa: E731
+    assert count(after) > count(before) and count(after) >= 6
+
+    seen = personalize.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
+                                     filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")')
+    wait(lambda: personalize.describe_filter(filterArn=seen["filterArn"])["filter"])
+    filtered = rt.get_recommendations(campaignArn=campaign, userId=user, numResults=10,
+                                      filterArn=seen["filterArn"])["itemList"]
+    assert len(filtered) == 10 and not {i["itemId"] for i in filtered} & set(horror)
+
+
+def test_related_items_and_ranking(lab, clients, campaigns):
+    rt, _ = clients
+    item = "i0030"
+    related = rt.get_recommendations(campaignArn=campaigns["aws-similar-items"], itemId=item, numResults=6)["itemList"]
+    assert len(related) == 6 and all("score" not in i for i in related) and item not in {i["itemId"] for i in related}
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(campaignArn=campaigns["aws-similar-items"], userId="u0001")
+    user = str(lab.cat.user_ids[2])
+    ranked = rt.get_personalized_ranking(campaignArn=campaigns["aws-personalized-ranking"], userId=user,
+                                         inputList=["i0001", "unknown", "i0002", "i0001", "i0003"])
+    ids = [i["itemId"] for i in ranked["personalizedRanking"]]
+    assert sorted(ids) == ["i0001", "i0002", "i0003", "unknown"] and ids[-1] == "unknown"
+    assert "score" not in ranked["personalizedRanking"][-1]
+    assert abs(sum(i["score"] for i in ranked["personalizedRanking"][:-1]) - 1.0) < 1e-3
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(campaignArn=campaigns["aws-personalized-ranking"], userId=user)
+
+
+def test_promotions(lab, personalize, clients, campaigns):
+    rt, _ = clients
+    comedy = personalize.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
+                                       filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($G)")["filterArn"]
+    wait(lambda: personalize.describe_filter(filterArn=comedy)["filter"])
+    out = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization-v2"], userId="u0004", numResults=10,
+                                 promotions=[{"name": "laughs", "percentPromotedItems": 30, "filterArn": comedy,
+                                              "filterValues": {"G": '"Comedy"'}}])["itemList"]
+    promoted = [i for i in out if i.get("promotionName") == "laughs"]
+    assert len(out) == 10 and len(promoted) == 3
+    assert all("Comedy" in genres(lab, i["itemId"]) and i["reason"] == ["Promoted item"] for i in promoted)
+    assert len({i["itemId"] for i in out}) == 10
+
+
+def test_runtime_errors(lab, personalize, clients, campaigns):
+    rt, _ = clients
+    missing = campaigns["aws-user-personalization"] + "-nope"
+    with pytest.raises(rt.exceptions.ResourceNotFoundException):
+        rt.get_recommendations(campaignArn=missing, userId="u1")
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(userId="u1")
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], numResults=10)
+    with pytest.raises(rt.exceptions.InvalidInputException) as e:
+        rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId="u1", numResults=60,
+                               metadataColumns={"ITEMS": ["GENRES"]})
+    assert "50" in e.value.response["Error"]["Message"]
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId="u1",
+                               metadataColumns={"ITEMS": ["NO_SUCH_COLUMN"]})
+
+
+def test_campaign_switch_keeps_serving(lab, personalize, clients, campaigns):
+    rt, _ = clients
+    campaign = campaigns["aws-user-personalization-v2"]
+    sol = personalize.describe_solution_version(
+        solutionVersionArn=lab.versions["aws-user-personalization-v2"])["solutionVersion"]["solutionArn"]
+    new = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+    wait(lambda: personalize.describe_solution_version(solutionVersionArn=new)["solutionVersion"])
+    personalize.update_campaign(campaignArn=campaign, solutionVersionArn=new)
+    for _ in range(20):
+        assert len(rt.get_recommendations(campaignArn=campaign, userId="u0001", numResults=5)["itemList"]) == 5
+    assert personalize.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"] == new
