@@ -2,6 +2,8 @@
 
     openpersonalize serve    the API on one port, with job workers in the same process
     openpersonalize worker   job workers only, sharing the store of a ``serve`` process
+    openpersonalize demo     the whole batch path through boto3 on generated data
+    openpersonalize cp       copy a local file into an embedded bucket (s3://bucket/key)
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
 
 Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-dir`` from
@@ -60,6 +62,26 @@ def worker(args) -> int:
     return 0
 
 
+def demo(args) -> int:
+    from .demo import run
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    return run(settings.data_dir, args.port or 18123)
+
+
+def cp(args) -> int:
+    """Copy a local file to an s3:// location of the configured store (embedded or S3)."""
+    from .store.files import Storage
+
+    settings = _settings(args)
+    storage = Storage(settings)
+    with open(args.source, "rb") as src, storage.write_object(args.target, "target") as out:
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+    print(f"{args.source} -> {args.target}")
+    return 0
+
+
 def coverage(args) -> int:
     from .coverage import coverage_markdown
 
@@ -85,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="run jobs for a server that shares this store")
     common(p)
     p.set_defaults(func=worker)
+    p = sub.add_parser("demo", help="run the end-to-end demo on generated data")
+    p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
+    p.add_argument("--port", type=int, help="port of the demo's server (default 18123)")
+    p.set_defaults(func=demo)
+    p = sub.add_parser("cp", help="copy a local file to s3://bucket/key")
+    p.add_argument("source")
+    p.add_argument("target")
+    common(p)
+    p.set_defaults(func=cp)
     p = sub.add_parser("coverage", help="print the operation coverage table")
     p.set_defaults(func=coverage)
 
