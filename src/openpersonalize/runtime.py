@@ -16,7 +16,7 @@ import numpy as np
 from .control.base import Context, kind_of_arn
 from .errors import InvalidInputException, ResourceNotFoundException
 from .recipes.factorization import Exploration
-from .serving import deployment, filter_mask, history_of, recent_events
+from .serving import builtin_exclusion, deployment, filter_mask, history_of, recent_events
 
 SCORED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
           "aws-personalized-ranking-v2")
@@ -48,7 +48,7 @@ def _served(ctx: Context, p: dict):
     if row.status != "ACTIVE":
         raise ResourceNotFoundException(f"{kind.capitalize()} {arn} is not active (it is {row.status}).")
     if kind == "recommender":
-        version_arn = row.doc.get("_modelArn")
+        version_arn, trained = row.doc.get("_modelArn"), row
     else:
         version_arn = row.doc["solutionVersionArn"]
         if version_arn.endswith("/$LATEST"):
@@ -58,9 +58,12 @@ def _served(ctx: Context, p: dict):
                 raise ResourceNotFoundException(f"Campaign {arn} follows the latest solution version, and "
                                                 "none is ACTIVE yet.")
             version_arn = latest[0].arn
+        trained = ctx.store.get(version_arn)
+        if trained is None:
+            raise ResourceNotFoundException(f"Solution version {version_arn} does not exist.")
     if not version_arn:
         raise ResourceNotFoundException(f"{kind.capitalize()} {arn} has no trained model.")
-    return deployment(ctx.store, ctx.settings, arn, version_arn), row
+    return deployment(ctx.store, ctx.settings, arn, version_arn, trained), row
 
 
 def _metadata_columns(p: dict, row, dep, limit_items: int, limit_key: str) -> list[str]:
@@ -125,10 +128,12 @@ class RuntimeOperations:
             raise InvalidInputException(f"Invalid request: {row.arn} recommends items for users; userId is required.")
         user_index = int(model.user_index([user_id])[0]) if user_id else -1
         events = recent_events(ctx.store, dep, user_id) if user_id else []
-        mask = None
+        mask = builtin_exclusion(ctx.store, ctx.settings, dep, user_id, user_index, events)
         if p.get("filterArn"):
-            mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), user_id,
-                               user_index, events, current_item if current_item is not None and current_item >= 0 else None)
+            requested = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), user_id,
+                                    user_index, events,
+                                    current_item if current_item is not None and current_item >= 0 else None)
+            mask = requested if mask is None else mask & requested
         idx, scores = self._rank_items(dep, row, user_index, events, current_item, n, mask)
         reasons = [[] for _ in idx]
         promoted: dict[int, str] = {}
@@ -191,7 +196,8 @@ class RuntimeOperations:
         out = []
         for k, i in enumerate(items):
             entry = {"itemId": str(ids[i])}
-            if dep.recipe in SCORED and kept_scores is not None and np.isfinite(kept_scores[k]):
+            if dep.recipe in SCORED and ":recommender/" not in dep.key and kept_scores is not None \
+                    and np.isfinite(kept_scores[k]):  # recommenders return no scores
                 entry["score"] = _score(float(kept_scores[k]))
             if i in promoted:
                 entry["promotionName"] = promoted[i]

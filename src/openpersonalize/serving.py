@@ -40,6 +40,7 @@ class Deployment:
     model: object
     records_until: int
     interactions_arn: str | None
+    exclude_event_types: tuple = ()  # a domain use case's built-in exclusion (e.g. purchased items)
     _view: object = None
     _view_time: float = 0.0
     _filters: dict = field(default_factory=dict)
@@ -76,25 +77,24 @@ _deployments: dict[str, Deployment] = {}
 _lock = threading.Lock()
 
 
-def deployment(store, settings, key: str, version_arn: str) -> Deployment:
-    """The deployment of ``version_arn`` under ``key`` (a campaign or recommender ARN)."""
+def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment:
+    """The deployment of a model under ``key`` (a campaign or recommender ARN). ``trained`` is the
+    row that trained it (a solution version, or the recommender itself)."""
     with _lock:
         found = _deployments.get(key)
-    if found is not None and found.version_arn == version_arn:
+    if found is not None and found.version_arn == model_arn:
         return found
-    version = store.get(version_arn)
-    if version is None:
-        raise ResourceNotFoundException(f"Solution version {version_arn} does not exist.")
-    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
-    name = recipe.name if recipe else version.doc.get("_trainedRecipe", "aws-user-personalization")
+    recipe = RECIPES_BY_ARN.get(trained.doc.get("recipeArn") or "")
+    name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
     recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
-    if not model_dir(settings, version_arn).exists():
-        raise ResourceNotFoundException(f"The model of {version_arn} is missing from the data folder.")
-    group_arn = version.group_arn
-    dep = Deployment(key=key, version_arn=version_arn, group_arn=group_arn, recipe=name,
-                     recipe_type=recipe.recipe_type, model=load_model(settings, version_arn),
-                     records_until=int(version.doc.get("_recordsUntil") or 0),
-                     interactions_arn=_interactions_arn(store, group_arn))
+    if not model_dir(settings, model_arn).exists():
+        raise ResourceNotFoundException(f"The model of {model_arn} is missing from the data folder.")
+    group_arn = trained.group_arn
+    dep = Deployment(key=key, version_arn=model_arn, group_arn=group_arn, recipe=name,
+                     recipe_type=recipe.recipe_type, model=load_model(settings, model_arn),
+                     records_until=int(trained.doc.get("_recordsUntil") or 0),
+                     interactions_arn=_interactions_arn(store, group_arn),
+                     exclude_event_types=tuple(trained.doc.get("_excludeEventTypes") or ()))
     with _lock:
         _deployments[key] = dep
     return dep
@@ -129,6 +129,18 @@ def history_of(dep: Deployment, user_index: int, events: list[dict]) -> np.ndarr
     return np.concatenate([np.asarray(base, dtype=np.int64), new[new >= 0].astype(np.int64)])
 
 
+def builtin_exclusion(store, settings, dep: Deployment, user_id: str | None, user_index: int,
+                      events: list[dict]) -> np.ndarray | None:
+    """A domain use case's own exclusion (items the user bought or watched), as a mask."""
+    if not dep.exclude_event_types or not user_id:
+        return None
+    expression = "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (" + \
+        ", ".join('"' + t.replace('"', '') + '"' for t in dep.exclude_event_types) + ")"
+    view = dep.view(store, settings)
+    compiled = compile_filter(expression, view.schemas)
+    return _mask(dep, view, compiled.bind(view.data, {}), user_id, user_index, events, None)
+
+
 def filter_mask(store, settings, dep: Deployment, filter_arn: str, values: dict | None, user_id: str | None,
                 user_index: int, events: list[dict], current_item: int | None = None) -> np.ndarray:
     """The items (or actions) a filter lets through for one request."""
@@ -141,7 +153,10 @@ def filter_mask(store, settings, dep: Deployment, filter_arn: str, values: dict 
         raise InvalidInputException(f"Invalid filterArn: filter {filter_arn} belongs to dataset group "
                                     f"{row.group_arn}, not to {dep.group_arn} of this campaign.")
     compiled, view = dep.compiled(store, settings, row)
-    bound = compiled.bind(view.data, values or {})
+    return _mask(dep, view, compiled.bind(view.data, values or {}), user_id, user_index, events, current_item)
+
+
+def _mask(dep: Deployment, view, bound, user_id, user_index: int, events: list[dict], current_item) -> np.ndarray:
     rows = view.user_rows(np.array([user_index]), [user_id or ""])
     history = view.histories.take(rows) if rows[0] >= 0 else Histories.empty(1)
     if events:  # what the user did since the filter data was read

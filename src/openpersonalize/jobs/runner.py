@@ -105,6 +105,12 @@ class JobRunner:
             t = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.threads:
+            # A fast lane: light jobs (filters, small imports) never wait behind a long training.
+            t = threading.Thread(target=self._loop, kwargs={"light_only": True}, name="job-worker-light",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def wake(self) -> None:
         """A job was queued: poll now rather than after the idle interval."""
@@ -116,10 +122,10 @@ class JobRunner:
         for t in self._threads:
             t.join(timeout)
 
-    def _loop(self) -> None:
+    def _loop(self, light_only: bool = False) -> None:
         while not self._stop.is_set():
             try:
-                ran = self.run_one()
+                ran = self.run_one(light_only=light_only)
             except Exception:  # the store may be briefly unavailable; never let the worker die
                 log.exception("job worker error")
                 ran = False
@@ -127,9 +133,10 @@ class JobRunner:
                 self._wake.wait(self.settings.poll_seconds)
                 self._wake.clear()
 
-    def run_one(self) -> bool:
+    def run_one(self, light_only: bool = False) -> bool:
+        heavy = tuple(sorted(bodies.ISOLATED)) if light_only else ()
         claim = self.store.claim_job(self.worker_id, self.settings.job_lease_seconds,
-                                     self.settings.job_max_attempts + 1)
+                                     self.settings.job_max_attempts + 1, exclude_kinds=heavy)
         if claim is None:
             return False
         arn, kind, attempt = claim

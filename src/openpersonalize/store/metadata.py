@@ -238,7 +238,8 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def claim_job(self, worker: str, lease_seconds: float, max_attempts: int) -> tuple[str, str, int] | None:
+    def claim_job(self, worker: str, lease_seconds: float, max_attempts: int,
+                  exclude_kinds: tuple[str, ...] = ()) -> tuple[str, str, int] | None:
         """Take the oldest queued job (or one whose worker stopped beating) for ``worker``.
 
         Returns ``(arn, kind, attempt)`` or None. A job found abandoned after ``max_attempts``
@@ -250,6 +251,8 @@ class Store:
                         and_(jobs.c.state.in_(("running", "cancel")), jobs.c.heartbeat < stale))
         with self.transaction() as conn:
             stmt = select(jobs.c.arn, jobs.c.kind, jobs.c.attempts).where(claimable)
+            if exclude_kinds:
+                stmt = stmt.where(jobs.c.kind.not_in(exclude_kinds))
             stmt = stmt.order_by(jobs.c.enqueued.asc()).limit(1)
             if not self.is_sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)

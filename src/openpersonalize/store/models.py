@@ -1,8 +1,9 @@
 """Where trained models live, and a per-process cache of loaded ones.
 
-A solution version's model is a folder of ``.npy`` arrays plus ``manifest.json`` under
-``<data_dir>/models/<region>/<account>/<solution>/<version id>``; it is memory-mapped when loaded,
-so several processes serving the same version share its pages.
+A model is a folder of ``.npy`` arrays plus ``manifest.json`` under
+``<data_dir>/models/<region>/<account>/<resource path of its ARN>`` (a solution version's
+``solution/<name>/<id>``, a recommender's ``recommender/<name>/<training id>``); it is
+memory-mapped when loaded, so several processes serving the same model share its pages.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pathlib import Path
 from ..config import Settings
 
 
-def model_dir(settings: Settings, version_arn: str) -> Path:
-    """The model folder of a solution version (``arn:...:solution/<name>/<id>``)."""
-    parts = version_arn.split(":", 5)
+def model_dir(settings: Settings, model_arn: str) -> Path:
+    """The model folder of a solution version or of one training of a recommender."""
+    parts = model_arn.split(":", 5)
     region, account, resource = parts[3], parts[4], parts[5]
-    _, name, version = resource.split("/", 2)
-    return Path(settings.data_dir).resolve() / "models" / region / account / name / version
+    segments = resource.split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        raise ValueError(f"not a model ARN: {model_arn}")
+    return Path(settings.data_dir).resolve().joinpath("models", region, account, *segments)
 
 
 _cache: OrderedDict[str, object] = OrderedDict()

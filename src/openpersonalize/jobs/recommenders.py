@@ -1,0 +1,68 @@
+"""Training a domain recommender: each use case is a recipe trained on its event type.
+
+A recommender trains like a solution version, with the recipe and the event type its use case
+names (recipes-and-metrics.md §1), and keeps the built-in exclusion the use case promises (items
+the user purchased or watched) for serving. Its model lives under the recommender's ARN, one
+folder per training.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..data.interactions import load_group
+from ..data.rows import group_datasets
+from ..recipes.base import TooLittleData
+from ..recipes.training import train
+from ..store.models import model_dir
+from .bodies import job_body
+from .runner import JobContext, JobFailed
+from .training import training_data
+
+# use case -> (recipe, event type to train on or None for all, event types excluded when serving)
+USE_CASES = {
+    "aws-ecomm-customers-who-viewed-x-also-viewed": ("aws-sims", "View", ("Purchase",)),
+    "aws-ecomm-frequently-bought-together": ("aws-sims", "Purchase", ()),
+    "aws-ecomm-popular-items-by-purchases": ("aws-popularity-count", "Purchase", ()),
+    "aws-ecomm-popular-items-by-views": ("aws-popularity-count", "View", ()),
+    "aws-ecomm-recommended-for-you": ("aws-user-personalization", None, ("Purchase",)),
+    "aws-vod-because-you-watched-x": ("aws-sims", "Watch", ("Watch",)),
+    "aws-vod-more-like-x": ("aws-similar-items", None, ("Watch",)),
+    "aws-vod-most-popular": ("aws-popularity-count", "Watch", ()),
+    "aws-vod-trending-now": ("aws-trending-now", None, ()),
+    "aws-vod-top-picks": ("aws-user-personalization", None, ("Watch",)),
+}
+MIN_EVENTS = 1000
+
+
+@job_body("recommender", isolated=True)
+def train_recommender(job: JobContext) -> dict:
+    doc = job.doc
+    use_case = doc["recipeArn"].rsplit("/", 1)[1]
+    recipe, wanted, exclude = USE_CASES[use_case]
+    datasets = group_datasets(job.store, job.settings, doc["datasetGroupArn"])
+    if "INTERACTIONS" not in datasets:
+        raise JobFailed("Create failed. The dataset group has no Interactions dataset.")
+    if recipe == "aws-similar-items" and "ITEMS" not in datasets:
+        raise JobFailed(f"Create failed. {use_case} needs an Items dataset.")
+    schemas = {kind: ds.schema for kind, ds in datasets.items()}
+    records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn)
+    data = training_data(load_group(job.store, job.settings, doc["datasetGroupArn"]), schemas)
+    event_type = None
+    if wanted:
+        # Event types match case-insensitively; train on the data's own spelling.
+        event_type = next((str(t) for t in data.event_types if str(t).lower() == wanted.lower()), wanted)
+        count = int((data.event_type == list(map(str, data.event_types)).index(event_type)).sum()) \
+            if event_type in map(str, data.event_types) else 0
+        if count < MIN_EVENTS:
+            raise JobFailed(f"Dataset has fewer than {MIN_EVENTS} interactions after filtering by event type: "
+                            f"{wanted}")
+    model_arn = f"{job.arn}/{time.strftime('%Y%m%d%H%M%S')}"
+    try:
+        result = train(recipe, data, {}, event_type=event_type, seed=job.arn)
+    except TooLittleData as exc:
+        raise JobFailed(exc.reason) from None
+    result.model.save(model_dir(job.settings, model_arn))
+    excluded = [next((str(t) for t in data.event_types if str(t).lower() == e.lower()), e) for e in exclude]
+    return {"_modelArn": model_arn, "_trainedRecipe": recipe, "_recordsUntil": records_until,
+            "_excludeEventTypes": excluded, "modelMetrics": result.metrics}
