@@ -48,6 +48,12 @@ class Settings:
     job_modules: str = ""
     #: Theme generator for THEME_GENERATION batch jobs: "builtin" or "module:callable".
     theme_generator: str = "builtin"
+    #: Automatic training (performAutoTraining): on/off, delay before a solution's first automatic
+    #: version, length of a "day" in rate(N days) (shorten both only for tests), check interval.
+    auto_training_enabled: bool = True
+    auto_training_first_delay_seconds: float = 3600.0
+    auto_training_day_seconds: float = 86400.0
+    auto_training_check_seconds: float = 30.0
     #: Maximum allowed clock skew for signed requests, in seconds.
     signature_max_skew_seconds: int = 300
     #: Quotas (AWS defaults, raise them freely when self-hosting).

@@ -62,8 +62,16 @@ class Service:
             # An embedded SQLite store belongs to this process alone: jobs it was running when it
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
+        if self.settings.auto_training_enabled:
+            from ..jobs.scheduler import Scheduler
+
+            self.scheduler = Scheduler(self.store, self.settings,
+                                       wake=self.runner.wake if self.runner is not None else None)
+            self.scheduler.start()
 
     def stop(self) -> None:
+        if getattr(self, "scheduler", None) is not None:
+            self.scheduler.stop()
         if self.runner is not None:
             self.runner.stop()
 

@@ -206,7 +206,7 @@ class SolutionOperations:
 
 
 class SolutionVersionOperations:
-    def create_solution_version(self, ctx: Context, p: dict) -> dict:
+    def create_solution_version(self, ctx: Context, p: dict, *, automatic: bool = False) -> dict:
         solution = require(ctx, p["solutionArn"], "solution")
         require_active(solution, "Solution")
         mode = p.get("trainingMode") or "FULL"
@@ -229,8 +229,8 @@ class SolutionVersionOperations:
         doc = {key: solution.doc.get(key) for key in (
             "solutionArn", "performHPO", "performAutoML", "performIncrementalUpdate", "recipeArn",
             "eventType", "datasetGroupArn", "solutionConfig")}
-        doc.update({"name": p.get("name"), "trainingMode": mode, "trainingType": "MANUAL",
-                    "status": CREATE_PENDING})
+        doc.update({"name": p.get("name"), "trainingMode": "AUTOTRAIN" if automatic else mode,
+                    "trainingType": "AUTOMATIC" if automatic else "MANUAL", "status": CREATE_PENDING})
         create_row(ctx, "solution-version", arn, p.get("name") or arn.rsplit("/", 1)[1], doc,
                    group_arn=solution.group_arn, parent_arn=solution.arn, tags=p.get("tags"))
         return {"solutionVersionArn": arn}
