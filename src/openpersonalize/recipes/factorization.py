@@ -16,6 +16,7 @@ the slots, ordered by metadata similarity to the history.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,7 +207,8 @@ def ease(X: sp.csr_matrix, l2: float, dropout: float = 0.0) -> tuple[np.ndarray,
     G = (X.T @ X).toarray().astype(np.float32)
     diag = np.diag_indices_from(G)
     G[diag] += l2 + dropout / (1.0 - dropout) * G[diag]
-    P = np.linalg.inv(G)
+    with threadpool_limits(os.cpu_count() or 1, "blas"):  # one big inversion: every core helps
+        P = np.linalg.inv(G)
     d = np.diag(P).copy()
     B = P / (-d)
     B[diag] = 0.0
@@ -340,7 +342,8 @@ class CollaborativeAlgorithm(Algorithm):
                     recency=bool(recency), now=float(data.timestamp.max()) if data.n_interactions else 0.0,
                     temperature=1.0)
         model = self.model_cls(arrays, meta)
-        meta["temperature"] = _temperature(model, settings.seed)
+        with threadpool_limits(1, "blas"):  # many tiny solves: threads only get in the way
+            meta["temperature"] = _temperature(model, settings.seed)
         return model
 
     def update(self, previous, data, params, settings):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import evaluation
 from .base import Algorithm, HyperParameters, Model, Settings, TrainingData
@@ -53,7 +54,9 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     weighted, event_weights = prepare(data, event_type, config)
     check_minimum_data(name, weighted)
 
-    params = HyperParameters.parse(spec, config.get("algorithmHyperParameters"),
+    # Legacy recipes keep their own hyperparameter table (aws-hrnn: hidden_dimension 43).
+    given = RECIPE_BY_NAME.get(recipe.rsplit("/", 1)[-1], spec)
+    params = HyperParameters.parse(given, config.get("algorithmHyperParameters"),
                                    config.get("featureTransformationParameters")).replace(_recipe=name)
     trials: list[dict[str, Any]] = []
     if perform_hpo and (any(p.tunable for p in spec.params) or algorithm.internal_search_space(weighted, settings)):
@@ -67,8 +70,10 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
             return first[-1]
 
         rewards = objective_rewards(weighted, config.get("optimizationObjective"))
-        metrics = evaluation.solution_metrics(spec.recipe_type, fit, weighted, evaluation.seed_from(seed),
-                                              event_weights, rewards, name)
+        # Scoring many users means many small products and solves; BLAS threads only thrash.
+        with threadpool_limits(1, "blas"):
+            metrics = evaluation.solution_metrics(spec.recipe_type, fit, weighted, evaluation.seed_from(seed),
+                                                  event_weights, rewards, name)
 
     if training_mode == "UPDATE" and previous is not None:
         model = algorithm.update(previous, weighted, params, settings)
@@ -76,7 +81,8 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
             and algorithm.extends_cheaply(weighted, settings):
         # Big catalogues: the metrics model saw 90 % of the users; fold the held-out 10 % in
         # instead of fitting everything a second time.
-        model = algorithm.update(first[0], weighted, params, settings)
+        with threadpool_limits(1, "blas"):
+            model = algorithm.update(first[0], weighted, params, settings)
     else:
         model = algorithm.fit(weighted, params, settings)
     model.meta.setdefault("recipe", name)
