@@ -49,3 +49,11 @@ def test_holdout_split_follows_the_protocol():
     assert not np.isin(split.train.user, split.users).any()
     again = ev.user_holdout(data, seed=ev.seed_from("arn:x"))
     assert again.users.tolist() == split.users.tolist()
+
+
+def test_deduplicate_drops_only_identical_rows():
+    data = TrainingData.from_records(["a", "a", "a", "b"], ["x", "x", "x", "x"], [1, 1, 2, 1],
+                                     ["v", "v", "v", "v"], [None, None, 1.0, None])
+    out = ev.deduplicate(data)
+    assert out.n_interactions == 3
+    assert sorted(zip(out.user.tolist(), out.timestamp.tolist())) == [(0, 1), (0, 2), (1, 1)]
