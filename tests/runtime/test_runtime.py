@@ -120,14 +120,35 @@ def test_runtime_errors(lab, personalize, clients, campaigns):
                                metadataColumns={"ITEMS": ["NO_SUCH_COLUMN"]})
 
 
-def test_campaign_switch_keeps_serving(lab, personalize, clients, campaigns):
-    rt, _ = clients
+def test_campaign_switch_under_load_fails_no_request(lab, personalize, server, campaigns):
+    """Clients keep asking while UpdateCampaign switches the model: every request succeeds."""
+    import threading
+
     campaign = campaigns["aws-user-personalization-v2"]
     sol = personalize.describe_solution_version(
         solutionVersionArn=lab.versions["aws-user-personalization-v2"])["solutionVersion"]["solutionArn"]
     new = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
     wait(lambda: personalize.describe_solution_version(solutionVersionArn=new)["solutionVersion"])
+    stop, failures, answered = threading.Event(), [], []
+
+    def hammer():
+        rt = make_client("personalize-runtime", server.endpoint)
+        while not stop.is_set() and len(answered) < 5000:
+            try:
+                answered.append(len(rt.get_recommendations(campaignArn=campaign, userId="u0001",
+                                                           numResults=5)["itemList"]))
+            except Exception as exc:  # noqa: BLE001 - any failure is what the test looks for
+                failures.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
     personalize.update_campaign(campaignArn=campaign, solutionVersionArn=new)
-    for _ in range(20):
-        assert len(rt.get_recommendations(campaignArn=campaign, userId="u0001", numResults=5)["itemList"]) == 5
-    assert personalize.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"] == new
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not failures and answered and set(answered) == {5}
+    described = personalize.describe_campaign(campaignArn=campaign)["campaign"]
+    assert described["solutionVersionArn"] == new and described["latestCampaignUpdate"]["status"] == "ACTIVE"
