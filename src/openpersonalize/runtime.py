@@ -8,6 +8,7 @@ answer as AWS does: scores only for the recipes that have them, ``reason`` only 
 from __future__ import annotations
 
 import hashlib
+import time
 import random
 import uuid
 
@@ -257,7 +258,7 @@ class RuntimeOperations:
         if p.get("filterArn"):
             mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), p["userId"],
                                user_index, [])
-        idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask)
+        idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask, now=time.time())
         ids = model.arrays["action_ids"] if "action_ids" in model.arrays else model.item_ids
         return {"actionList": [{"actionId": str(ids[int(i)]), "score": _score(float(s))}
                                for i, s in zip(idx, scores) if i >= 0],

@@ -1,0 +1,73 @@
+"""Next-Best-Action: GetActionRecommendations on a model trained from Actions and Action_Interactions."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from openpersonalize import synthetic
+from tests.batch.conftest import ROLE, wait
+from tests.conftest import make_client
+
+ACTIONS_SCHEMA = {"type": "record", "name": "Actions", "fields": [
+    {"name": "ACTION_ID", "type": "string"}, {"name": "VALUE", "type": ["null", "long"]},
+    {"name": "KIND", "type": "string", "categorical": True}]}
+ACTION_INTERACTIONS_SCHEMA = {"type": "record", "name": "ActionInteractions", "fields": [
+    {"name": "USER_ID", "type": "string"}, {"name": "ACTION_ID", "type": "string"},
+    {"name": "EVENT_TYPE", "type": "string"}, {"name": "TIMESTAMP", "type": "long"}]}
+
+
+@pytest.fixture(scope="module")
+def nba(server, personalize):
+    cat = synthetic.generate(n_users=300, n_items=100, interactions_per_user=12, seed=9)
+    folder = server.data_dir / "s3" / "nba" / "data"
+    synthetic.write_csvs(cat, folder)
+    rng = np.random.default_rng(1)
+    with open(folder / "actions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ACTION_ID", "VALUE", "KIND"])
+        w.writerows([["join-club", 10, "membership"], ["buy-popcorn", 2, "upsell"], ["rate-movie", 1, "engagement"]])
+    with open(folder / "action_interactions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["USER_ID", "ACTION_ID", "EVENT_TYPE", "TIMESTAMP"])
+        for u, genres in zip(cat.user_ids, cat.user_genres):
+            for action in ("join-club", "buy-popcorn", "rate-movie"):
+                # Comedy fans take "join-club"; nobody much takes "rate-movie".
+                p = {"join-club": 0.85 if "Comedy" in genres else 0.1, "buy-popcorn": 0.5, "rate-movie": 0.2}[action]
+                w.writerow([u, action, "Taken" if rng.random() < p else "Not taken",
+                            synthetic.START + int(rng.integers(0, 86400 * 20))])
+    group = personalize.create_dataset_group(name="nba")["datasetGroupArn"]
+    for kind, schema, name in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
+                               ("Actions", ACTIONS_SCHEMA, "actions.csv"),
+                               ("Action_Interactions", ACTION_INTERACTIONS_SCHEMA, "action_interactions.csv")):
+        s = personalize.create_schema(name=f"nba-{kind}", schema=json.dumps(schema))["schemaArn"]
+        ds = personalize.create_dataset(name=f"nba-{kind}", schemaArn=s, datasetGroupArn=group,
+                                        datasetType=kind)["datasetArn"]
+        job = personalize.create_dataset_import_job(jobName=f"nba-{kind}", datasetArn=ds, roleArn=ROLE,
+                                                    dataSource={"dataLocation": f"s3://nba/data/{name}"})
+        doc = wait(lambda: personalize.describe_dataset_import_job(
+            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])
+        assert doc["status"] == "ACTIVE", doc
+    sol = personalize.create_solution(name="nba", datasetGroupArn=group, performAutoTraining=False,
+                                      recipeArn="arn:aws:personalize:::recipe/aws-next-best-action")["solutionArn"]
+    version = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+    doc = wait(lambda: personalize.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
+    assert doc["status"] == "ACTIVE", doc
+    campaign = personalize.create_campaign(name="nba", solutionVersionArn=version)["campaignArn"]
+    return cat, campaign
+
+
+def test_action_recommendations(server, nba):
+    cat, campaign = nba
+    rt = make_client("personalize-runtime", server.endpoint)
+    fans = [str(u) for u, g in zip(cat.user_ids, cat.user_genres) if "Comedy" in g][:10]
+    others = [str(u) for u, g in zip(cat.user_ids, cat.user_genres) if "Comedy" not in g][:10]
+    out = rt.get_action_recommendations(campaignArn=campaign, userId=fans[0], numResults=3)
+    assert out["recommendationId"] and len(out["actionList"]) == 3
+    assert all(0.0 <= a["score"] <= 1.0 for a in out["actionList"])
+    club = lambda u: next(a["score"] for a in rt.get_action_recommendations(  # noqa: E731
+        campaignArn=campaign, userId=u)["actionList"] if a["actionId"] == "join-club")
+    assert np.mean([club(u) for u in fans]) > np.mean([club(u) for u in others])
+    with pytest.raises(rt.exceptions.InvalidInputException):
+        rt.get_recommendations(campaignArn=campaign, userId=fans[0])
