@@ -1,0 +1,160 @@
+"""Training speed through the API: CreateSolutionVersion on a generated 10-million-interaction set
+(200k users, 50k items), beside a direct implicit ALS fit with the same factors and iterations.
+
+The script generates the CSV, starts a server (embedded default), imports it, creates a
+User-Personalization solution and version, and times create -> ACTIVE; it samples the peak
+memory (VmHWM) of the process that runs the training. The baseline builds the same CSR matrix and
+fits ``implicit``'s ALS directly, in this process, in the same run.
+
+    python bench/train.py [--interactions N --users U --items I] [--quick]
+
+``--quick``: 1M interactions, 40k users, 50k items (the same ALS path, smaller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from openpersonalize.recipes.base import Settings  # noqa: E402
+from openpersonalize.recipes.factorization import fit_als  # noqa: E402
+
+ROLE = "arn:aws:iam::000000000000:role/bench"
+
+
+def generate(n: int, users: int, items: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, items + 1) ** 0.8
+    u = rng.integers(0, users, n)
+    i = rng.choice(items, size=n, p=pop / pop.sum())
+    t = 1_600_000_000 + rng.integers(0, 90 * 86400, n)
+    return u, i, t
+
+
+def peak_rss_of_children(root_pid: int, stop: threading.Event, out: dict) -> None:
+    """Sample the children of the server process (the job runs in one) for their VmHWM."""
+    while not stop.is_set():
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root_pid:  # the parent pid
+                children.append(stat.parent.name)
+        for pid in children:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out["peak_kb"] = max(out.get("peak_kb", 0), int(line.split()[1]))
+            except OSError:
+                pass
+        time.sleep(0.2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--interactions", type=int, default=10_000_000)
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.interactions, args.users, args.items = 1_000_000, 40_000, 50_000
+    n, users, items = args.interactions, args.users, args.items
+    u, i, t = generate(n, users, items)
+    with tempfile.TemporaryDirectory(prefix="op-train-") as work:
+        work = Path(work)
+        bucket = work / "s3" / "bench"
+        bucket.mkdir(parents=True)
+        table = pa.table({"USER_ID": pa.array(np.char.add("u", u.astype(str))),
+                          "ITEM_ID": pa.array(np.char.add("i", i.astype(str))), "TIMESTAMP": pa.array(t)})
+        pacsv.write_csv(table, bucket / "interactions.csv")
+        del table
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "OPENPERSONALIZE_DATA_DIR": str(work), "OPENPERSONALIZE_PORT": str(port),
+               "OPENPERSONALIZE_AUTO_TRAINING_ENABLED": "false"}
+        server = subprocess.Popen([sys.executable, "-m", "openpersonalize.cli", "serve"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            endpoint = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(endpoint + "/", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            c = boto3.client("personalize", endpoint_url=endpoint, region_name="us-east-1",
+                             aws_access_key_id="b", aws_secret_access_key="b")
+            schema = {"type": "record", "name": "Interactions", "fields": [
+                {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+                {"name": "TIMESTAMP", "type": "long"}]}
+            group = c.create_dataset_group(name="bench")["datasetGroupArn"]
+            s_arn = c.create_schema(name="bench", schema=json.dumps(schema))["schemaArn"]
+            ds = c.create_dataset(name="bench", schemaArn=s_arn, datasetGroupArn=group,
+                                  datasetType="Interactions")["datasetArn"]
+            started = time.perf_counter()
+            job = c.create_dataset_import_job(jobName="bench", datasetArn=ds, roleArn=ROLE,
+                                              dataSource={"dataLocation": "s3://bench/interactions.csv"})
+            while c.describe_dataset_import_job(datasetImportJobArn=job["datasetImportJobArn"])[
+                    "datasetImportJob"]["status"] not in ("ACTIVE", "CREATE FAILED"):
+                time.sleep(0.2)
+            imported = time.perf_counter() - started
+            sol = c.create_solution(name="bench", datasetGroupArn=group, performAutoTraining=False,
+                                    recipeArn="arn:aws:personalize:::recipe/aws-user-personalization")["solutionArn"]
+            stop, peak = threading.Event(), {}
+            sampler = threading.Thread(target=peak_rss_of_children, args=(server.pid, stop, peak), daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            version = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+            while True:
+                doc = c.describe_solution_version(solutionVersionArn=version)["solutionVersion"]
+                if doc["status"] in ("ACTIVE", "CREATE FAILED"):
+                    break
+                time.sleep(0.5)
+            api = time.perf_counter() - started
+            stop.set()
+            if doc["status"] != "ACTIVE":
+                print(f"training failed: {doc.get('failureReason')}")
+                return 1
+            factors = int(doc["tunedHPOParams"]["algorithmHyperParameters"].get("hidden_dimension", 149))
+        finally:
+            server.terminate()
+            server.wait(30)
+    settings = Settings()
+    started = time.perf_counter()
+    X = sp.csr_matrix((np.ones(n, np.float32), (u, i)), shape=(users, items))
+    X.data[:] = 1.0
+    fit_als(X, factors, settings)
+    direct = time.perf_counter() - started
+    print(f"{n:,} interactions, {users:,} users, {items:,} items; ALS {factors} factors, "
+          f"{settings.als_iterations} iterations")
+    print(f"import (CreateDatasetImportJob, create -> ACTIVE):       {imported:7.1f} s")
+    print(f"CreateSolutionVersion create -> ACTIVE (with metrics):    {api:7.1f} s   "
+          f"peak memory of the training process {peak.get('peak_kb', 0) / 1024:,.0f} MiB")
+    print(f"direct implicit ALS fit (CSR build + fit), same run:      {direct:7.1f} s")
+    print(f"ratio API / direct: {api / direct:.2f} (goal <= 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
