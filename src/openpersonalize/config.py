@@ -92,6 +92,25 @@ class Settings:
     #: Largest total input of a data deletion job, in bytes (AWS: 100 MB).
     max_deletion_input_bytes: int = 100 * 1024 * 1024
 
+    # -- scale-out: executors and Ray (docs/deploy.md) --------------------------------------
+    #: Where batch inference and batch segment jobs score their input: ``local`` (in the job's
+    #: process) or ``ray`` (split into shards scored by Ray actors; ``pip install
+    #: openpersonalize[ray]``).
+    executor: str = "local"
+    #: Ray cluster to use with the ``ray`` executor (``ray://host:10001``, ``host:6379`` or
+    #: ``auto``); empty: each job starts a local Ray instance of its own.
+    ray_address: str = ""
+    #: Ray actors scoring one job's shards (each loads the model once); 0: one per CPU the
+    #: cluster has, at most 64.
+    ray_workers: int = 0
+    #: CPUs reserved on the cluster by each scoring actor.
+    ray_actor_cpus: float = 1.0
+    #: Input records per shard; rounded up to a whole number of scoring chunks, so that a shard
+    #: is scored exactly as the local executor scores the same lines.
+    shard_records: int = 16384
+    #: Shards in flight per actor: bounds the memory held by inputs and outputs under way.
+    shards_in_flight: int = 2
+
     extra: dict = field(default_factory=dict)
 
     def resolved_store_url(self) -> str:

@@ -65,29 +65,33 @@ def read_records(storage: Storage, obj: ObjectInfo, chunk_lines: int = CHUNK_LIN
     chunk: list[Record] = []
     with storage.open_input(obj) as f:
         for number, raw_bytes in enumerate(f, start=1):
-            if not raw_bytes.strip():
+            record = parse_line(number, raw_bytes)
+            if record is None:
                 continue
-            try:
-                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
-                chunk.append(Record(number, raw, None, f"Line {number} is not valid UTF-8."))
-            else:
-                try:
-                    obj_ = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    chunk.append(Record(number, raw, None, f"Line {number} is not valid JSON: {exc.msg} "
-                                                           f"at column {exc.colno}."))
-                else:
-                    if isinstance(obj_, dict):
-                        chunk.append(Record(number, raw, obj_))
-                    else:
-                        chunk.append(Record(number, raw, None, f"Line {number} is not a JSON object."))
+            chunk.append(record)
             if len(chunk) >= chunk_lines:
                 yield chunk
                 chunk = []
     if chunk:
         yield chunk
+
+
+def parse_line(number: int, raw_bytes: bytes) -> Record | None:
+    """The record of input line ``number`` (None for a blank line); sharded jobs use it too."""
+    if not raw_bytes.strip():
+        return None
+    try:
+        raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+        return Record(number, raw, None, f"Line {number} is not valid UTF-8.")
+    try:
+        obj_ = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Record(number, raw, None, f"Line {number} is not valid JSON: {exc.msg} at column {exc.colno}.")
+    if isinstance(obj_, dict):
+        return Record(number, raw, obj_)
+    return Record(number, raw, None, f"Line {number} is not a JSON object.")
 
 
 def error_line(record: Record, message: str, *, wrap_input: bool = True) -> str:
