@@ -4,6 +4,7 @@
     openpersonalize worker   job workers only, sharing the store of a ``serve`` process
     openpersonalize demo     the whole batch path through boto3 on generated data
     openpersonalize cp       copy a local file into an embedded bucket (s3://bucket/key)
+    openpersonalize jobs     the job queue: running jobs, their progress and workers
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
 
 Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-dir`` from
@@ -25,10 +26,23 @@ from .config import Settings
 def _settings(args) -> Settings:
     settings = Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
                                  data_dir=args.data_dir, store_url=args.store_url,
-                                 workers=getattr(args, "workers", None))
+                                 workers=getattr(args, "workers", None),
+                                 executor=getattr(args, "executor", None),
+                                 ray_address=getattr(args, "ray_address", None),
+                                 ray_workers=getattr(args, "ray_workers", None))
     if not settings.store_url or settings.store_url.startswith("sqlite"):
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     return settings
+
+
+def _check_executor(settings: Settings) -> None:
+    """Refuse to start with an executor that cannot run here (rather than fail every job)."""
+    from .jobs.executors import ExecutorUnavailable, get_executor
+
+    try:
+        get_executor(settings).check()
+    except ExecutorUnavailable as exc:
+        raise SystemExit(f"openpersonalize: {exc}") from None
 
 
 def serve(args) -> int:
@@ -37,6 +51,7 @@ def serve(args) -> int:
     from .api.app import Service, create_app
 
     settings = _settings(args)
+    _check_executor(settings)
     service = Service(settings)
     logging.getLogger("openpersonalize").info(
         "openpersonalize on http://%s:%d (data %s, store %s)", settings.host, settings.port,
@@ -50,13 +65,15 @@ def worker(args) -> int:
     from .store.metadata import Store
 
     settings = _settings(args)
+    _check_executor(settings)
     store = Store(settings.resolved_store_url())
     runner = JobRunner(store, settings, threads=max(1, settings.workers))
     runner.start(recover=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    logging.getLogger("openpersonalize").info("worker %s running %d thread(s)", runner.worker_id, runner.threads)
+    logging.getLogger("openpersonalize").info("worker %s running %d thread(s), executor %s", runner.worker_id,
+                                              runner.threads, settings.executor)
     stop.wait()
     runner.stop()
     return 0
@@ -82,6 +99,26 @@ def cp(args) -> int:
     return 0
 
 
+def jobs(args) -> int:
+    """Print the job queue (running and queued jobs; every job with ``--all``)."""
+    import json
+
+    from .metrics import format_jobs, job_rows
+    from .store.metadata import Store
+
+    settings = _settings(args)
+    store = Store(settings.resolved_store_url())
+    try:
+        rows = job_rows(store, None if args.all else ("queued", "running", "cancel"))
+    finally:
+        store.close()
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(format_jobs(rows))
+    return 0
+
+
 def coverage(args) -> int:
     from .coverage import coverage_markdown
 
@@ -99,14 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--store-url", help="SQLAlchemy URL of the metadata store (OPENPERSONALIZE_STORE_URL)")
         p.add_argument("--workers", type=int, help="job worker threads (OPENPERSONALIZE_WORKERS, default 1)")
 
+    def executor(p):
+        p.add_argument("--executor", choices=("local", "ray"),
+                       help="where batch jobs score their shards (OPENPERSONALIZE_EXECUTOR, default local)")
+        p.add_argument("--ray-address", help="Ray cluster for --executor ray (OPENPERSONALIZE_RAY_ADDRESS; "
+                                             "default: a local Ray instance per job)")
+        p.add_argument("--ray-workers", type=int, help="Ray actors per job (OPENPERSONALIZE_RAY_WORKERS, "
+                                                       "default 0: one per cluster CPU)")
+
     p = sub.add_parser("serve", help="serve the three APIs and run jobs")
     p.add_argument("--host", help="bind address (OPENPERSONALIZE_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (OPENPERSONALIZE_PORT, default 8080)")
     common(p)
+    executor(p)
     p.set_defaults(func=serve)
     p = sub.add_parser("worker", help="run jobs for a server that shares this store")
     common(p)
+    executor(p)
     p.set_defaults(func=worker)
+    p = sub.add_parser("jobs", help="list running and queued jobs with their progress")
+    p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
+    p.add_argument("--store-url", help="SQLAlchemy URL of the metadata store (OPENPERSONALIZE_STORE_URL)")
+    p.add_argument("--all", action="store_true", help="every job, finished ones too")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=jobs)
     p = sub.add_parser("demo", help="run the end-to-end demo on generated data")
     p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
     p.add_argument("--port", type=int, help="port of the demo's server (default 18123)")

@@ -124,9 +124,16 @@ def create_app(service: Service) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"service": "openpersonalize", "version": __version__})
 
+    async def metrics(request: Request) -> Response:
+        from ..metrics import render
+
+        text = await run_in_threadpool(render, service.store)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
     routes = [
         Route("/", dispatch, methods=["POST"]),
         Route("/", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/{path:path}", dispatch, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
