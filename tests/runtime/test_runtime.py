@@ -152,3 +152,16 @@ def test_campaign_switch_under_load_fails_no_request(lab, personalize, server, c
     assert not failures and answered and set(answered) == {5}
     described = personalize.describe_campaign(campaignArn=campaign)["campaign"]
     assert described["solutionVersionArn"] == new and described["latestCampaignUpdate"]["status"] == "ACTIVE"
+
+
+def test_runtime_agrees_with_batch_inference(lab, clients, campaigns):
+    """Same solution version, same users, no exploration: the same items in the same order."""
+    rt, _ = clients
+    users = [str(u) for u in lab.cat.user_ids[40:60]]
+    uri = lab.put("agree/users.json", [{"userId": u} for u in users])
+    job, out = lab.inference("aws-user-personalization", uri, numResults=10)
+    assert job["status"] == "ACTIVE"
+    batch = {r["input"]["userId"]: r["output"]["recommendedItems"] for r in lab.output(out + "users.json.out")}
+    for user in users:
+        live = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user, numResults=10)
+        assert [i["itemId"] for i in live["itemList"]] == batch[user], user
