@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
@@ -23,6 +27,7 @@ from .filtering import MASK_BLOCK, LineFilters
 
 MAX_RECORDS_PER_FILE = 50_000_000
 MAX_THEMED_RECORDS = 100
+SCORING_THREADS = 2  # chunks scored at once (this many more wait to be written)
 
 # recipe type -> (required fields, optional fields) of an input line
 FIELDS = {
@@ -67,6 +72,43 @@ def _score_value(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+def rounded_scores(values: np.ndarray) -> np.ndarray:
+    """``float(f"{x:.6g}")`` for every entry, vectorised (float64; NaN stays NaN).
+
+    x rounded to 6 significant digits is m / 10**d with an integer m; for 10**d exact (d <= 22)
+    the division is correctly rounded, so it is the same float as parsing the ``%.6g`` text.
+    Entries outside that range take the text route.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    out = a.copy()
+    mag = np.abs(a)
+    ok = np.isfinite(a) & (mag >= 1e-16) & (mag < 1e5)
+    if ok.any():
+        x, m = a[ok], mag[ok]
+        e = np.floor(np.log10(m)).astype(np.int64)
+        p = 10.0 ** e  # log10 may be one off next to a power of ten
+        e = np.where(m < p, e - 1, np.where(m >= p * 10, e + 1, e))
+        scale = 10.0 ** (5 - e)
+        out[ok] = np.rint(x * scale) / scale
+    flat, source = out.reshape(-1), a.reshape(-1)
+    for k in np.flatnonzero(~ok & np.isfinite(a)):
+        flat[k] = _score_value(source[k])
+    return out
+
+
+try:  # orjson writes an output line several times faster than json; same JSON values
+    import orjson
+
+    def dumps(obj) -> bytes:
+        try:
+            return orjson.dumps(obj)
+        except (TypeError, ValueError):  # integers beyond 64 bits, NaN in echoed input ...
+            return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+except ImportError:  # pragma: no cover
+    def dumps(obj) -> bytes:
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
 class Scorer:
     """Turns a chunk of valid records into output objects for one recipe type."""
 
@@ -107,10 +149,33 @@ class Scorer:
                                                exploration=self.exploration) for j, k in enumerate(rows)]
                 idx = [p[0] for p in picked]
                 scores = [p[1] for p in picked]
+                for j, k in enumerate(rows):
+                    out[k] = self._items(idx[j], scores[j])
             else:
                 idx, scores = self.model.recommend_batch(users[rows], self.n, mask)
-            for j, k in enumerate(rows):
-                out[k] = self._items(idx[j], scores[j])
+                for k, result in zip(rows, self._item_rows(idx, scores)):
+                    out[k] = result
+        return out
+
+    def _item_rows(self, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
+        """``_items`` for every row of a (records, n) block at once."""
+        idx = np.asarray(idx)
+        keep = idx >= 0
+        names = self.model.item_ids[np.maximum(idx, 0)].tolist()
+        values = rounded_scores(scores).tolist() if self.scored else None
+        full = keep.all(axis=1).tolist()
+        out = []
+        for j, whole in enumerate(full):
+            if whole:
+                result = {"recommendedItems": names[j]}
+                if values is not None:
+                    result["scores"] = values[j]
+            else:
+                kept = np.flatnonzero(keep[j]).tolist()
+                result = {"recommendedItems": [names[j][c] for c in kept]}
+                if values is not None:
+                    result["scores"] = [values[j][c] for c in kept]
+            out.append(result)
         return out
 
     def _items(self, idx: np.ndarray, scores: np.ndarray) -> dict:
@@ -175,55 +240,117 @@ def run_batch_inference(job: JobContext) -> dict:
     themed = doc.get("batchInferenceJobMode") == "THEME_GENERATION"
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
                       doc["jobName"], job.attempt)
-    filters = LineFilters.for_job(job, doc.get("filterArn"), model) if doc.get("filterArn") else None
-    config = doc.get("batchInferenceJobConfig") or {}
-    exploration = None
-    if config.get("itemExplorationConfig") and recipe_name in ("aws-user-personalization", "aws-hrnn",
-                                                                "aws-hrnn-metadata", "aws-hrnn-coldstart"):
-        exploration = {k: float(v) for k, v in config["itemExplorationConfig"].items()}
-    scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration)
-    themer = None
-    if themed:
-        from .themes import ThemeWriter
-
-        themer = ThemeWriter.for_job(job, version.group_arn, model,
-                                     doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
+    lines = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
+    limit = MAX_THEMED_RECORDS if themed else MAX_RECORDS_PER_FILE
     total_bytes = sum(p.source.size for p in planned)
     done_bytes, lines_done, bad = 0, 0, 0
+    # Two scoring threads: numpy releases the interpreter lock in the matrix product, the top-k
+    # and the softmax, so one chunk scores while the other formats its JSON; BLAS gets one
+    # thread each (two BLAS pools on two cores only fight).
+    pool = ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="batch-score")
     try:
-        for p in planned:
-            count = 0
-            with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path") as out:
-                for chunk in io.read_records(storage, p.source, MASK_BLOCK if filters else io.CHUNK_LINES):
-                    count += len(chunk)
-                    limit = MAX_THEMED_RECORDS if themed else MAX_RECORDS_PER_FILE
-                    if count > limit:
-                        raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
-                    reasons = [check_record(r, recipe_type) for r in chunk]
-                    good = [r for r, why in zip(chunk, reasons) if why is None]
-                    results = iter(scorer.outputs(good) if good else [])
-                    lines = []
-                    for record, why in zip(chunk, reasons):
-                        result = why if why is not None else next(results)
-                        if isinstance(result, str):
-                            bad += 1
-                            lines.append(io.error_line(record, result))
-                            continue
-                        if themer is not None:
-                            result = themer.themed(record.obj["itemId"], result)
-                        lines.append(json.dumps({"input": record.obj, "output": result, "error": None},
-                                                ensure_ascii=False))
-                    out.write(("\n".join(lines) + "\n").encode("utf-8"))
-                    lines_done += len(chunk)
-                    job.progress(lines_done, None, bytes_done=done_bytes, bytes_total=total_bytes)
-                    job.check_cancelled()
-            done_bytes += p.source.size
+        with threadpool_limits(1, "blas"):
+            for p in planned:
+                count = 0
+                pending: deque = deque()
+                with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path") as out:
+                    def drain(keep: int) -> None:
+                        nonlocal lines_done, bad
+                        while len(pending) > keep:
+                            size, future = pending.popleft()
+                            data, errors = future.result()
+                            out.write(data)
+                            lines_done += size
+                            bad += errors
+                            job.progress(lines_done, None, bytes_done=done_bytes, bytes_total=total_bytes)
+                            job.check_cancelled()
+
+                    for chunk in io.read_records(storage, p.source, lines.chunk_lines):
+                        count += len(chunk)
+                        if count > limit:
+                            raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
+                        pending.append((len(chunk), pool.submit(lines.chunk, chunk)))
+                        drain(SCORING_THREADS)  # at most this many chunks wait: memory stays flat
+                    drain(0)
+                done_bytes += p.source.size
         io.publish(storage, planned)
     except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         io.discard(storage, planned)
         raise
+    pool.shutdown()
     job.progress(lines_done, lines_done, bytes_done=total_bytes, bytes_total=total_bytes, errors=bad)
     return {}
 
 
-__all__ = ["run_batch_inference", "check_record", "Scorer", "math"]
+class LineScorer:
+    """A batch inference job's scoring, from input lines to output bytes.
+
+    ``chunk(records)`` scores parsed records together and returns their output lines;
+    ``lines(first_line, data)`` does the same for a run of raw lines of one input file (numbered
+    from ``first_line``), so a shard of a file can be scored anywhere that can load the model.
+    Chunks are cut every ``chunk_lines`` records, counted from the start of ``data``.
+    """
+
+    def __init__(self, scorer: Scorer, recipe_type: str, themer=None, chunk_lines: int = io.CHUNK_LINES):
+        self.scorer = scorer
+        self.recipe_type = recipe_type
+        self.themer = themer
+        self.chunk_lines = chunk_lines
+
+    @classmethod
+    def for_job(cls, job: JobContext, version, recipe_name: str, recipe_type: str, model) -> "LineScorer":
+        doc = job.doc
+        filters = LineFilters.for_job(job, doc.get("filterArn"), model) if doc.get("filterArn") else None
+        config = doc.get("batchInferenceJobConfig") or {}
+        exploration = None
+        if config.get("itemExplorationConfig") and recipe_name in ("aws-user-personalization", "aws-hrnn",
+                                                                    "aws-hrnn-metadata", "aws-hrnn-coldstart"):
+            exploration = {k: float(v) for k, v in config["itemExplorationConfig"].items()}
+        scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration)
+        themer = None
+        if doc.get("batchInferenceJobMode") == "THEME_GENERATION":
+            from .themes import ThemeWriter
+
+            themer = ThemeWriter.for_job(job, version.group_arn, model,
+                                         doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
+        return cls(scorer, recipe_type, themer, MASK_BLOCK if filters else io.CHUNK_LINES)
+
+    def chunk(self, chunk: list[io.Record]) -> tuple[bytes, int]:
+        """The output lines of a chunk of records (each ending in a newline), and how many of
+        them are per-line errors."""
+        reasons = [check_record(r, self.recipe_type) for r in chunk]
+        good = [r for r, why in zip(chunk, reasons) if why is None]
+        results = iter(self.scorer.outputs(good) if good else [])
+        lines: list[bytes] = []
+        errors = 0
+        for record, why in zip(chunk, reasons):
+            result = why if why is not None else next(results)
+            if isinstance(result, str):
+                errors += 1
+                lines.append(io.error_line(record, result).encode("utf-8"))
+                continue
+            if self.themer is not None:
+                result = self.themer.themed(record.obj["itemId"], result)
+            lines.append(dumps({"input": record.obj, "output": result, "error": None}))
+        lines.append(b"")
+        return b"\n".join(lines), errors
+
+    def lines(self, first_line: int, data: bytes) -> bytes:
+        """The output of a run of raw input lines whose first is line ``first_line`` of its file."""
+        out: list[bytes] = []
+        chunk: list[io.Record] = []
+        for number, raw in enumerate(BytesIO(data), start=first_line):  # splits as files do
+            record = io.parse_line(number, raw)
+            if record is None:
+                continue
+            chunk.append(record)
+            if len(chunk) >= self.chunk_lines:
+                out.append(self.chunk(chunk)[0])
+                chunk = []
+        if chunk:
+            out.append(self.chunk(chunk)[0])
+        return b"".join(out)
+
+
+__all__ = ["run_batch_inference", "check_record", "Scorer", "LineScorer", "math"]

@@ -26,10 +26,11 @@ from threadpoolctl import threadpool_limits
 
 from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
 from .features import metadata_embedding
-from .scoring import histories, interaction_matrix, popularity, softmax_of, topk, topk_rows
+from .scoring import histories, interaction_matrix, popularity, softmax_of, softmax_topk_rows, topk, topk_rows
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
-BLOCK = 1024  # users scored per matrix product in batch calls
+BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
+BLOCK_CELLS = 1 << 24  # scores per block (64 MB of float32): bounds memory, stays in BLAS's sweet spot
 EASE_L2_SCALE = 8.0  # untuned l2 = scale x mean interactions per item (docs/recipes.md)
 EASE_L2_GRID = (2.0, 4.0, 8.0, 16.0)  # multiples of the mean tried when the catalogue is small
 EASE_DROPOUT = 0.33
@@ -93,18 +94,28 @@ class CollaborativeModel(Model):
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(len(users), self.n_items), dtype=np.float32)
 
+    def history_lengths(self, users: np.ndarray) -> np.ndarray:
+        """Training history length per user index (0 for -1 and unknown indices)."""
+        users = np.asarray(users, dtype=np.int64)
+        indptr = self.arrays["hist_indptr"]
+        known = (users >= 0) & (users < len(indptr) - 1)
+        out = np.zeros(len(users), dtype=np.int64)
+        out[known] = np.asarray(indptr[users[known] + 1]) - np.asarray(indptr[users[known]])
+        return out
+
     def score_block(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) raw scores; rows of users without history are popularity."""
         a = self.arrays
-        X = self.history_matrix(users)
+        users = np.asarray(users, dtype=np.int64)
+        lengths = self.history_lengths(users)
         if self.meta["backend"] == "ease":
-            S = np.asarray(X @ a["B"], dtype=np.float32)
+            S = np.asarray(self.history_matrix(users) @ a["B"], dtype=np.float32)
         else:
             S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
             if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
-                for k in np.flatnonzero(np.diff(X.indptr) > self.meta["bptt"]):
+                for k in np.flatnonzero(lengths > self.meta["bptt"]):
                     S[k] = self.scores_for_history(self.history(int(users[k])), -1)
-        empty = np.diff(X.indptr) == 0
+        empty = lengths == 0
         if empty.any():
             S[empty] = a["popularity"]
         return S
@@ -130,20 +141,19 @@ class PersonalizationModel(CollaborativeModel):
                         exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
         users = np.asarray(users, dtype=np.int64)
         out_i, out_s = [], []
-        for start in range(0, len(users), BLOCK):
-            block = users[start:start + BLOCK]
+        rows = block_rows(self.n_items)
+        t = self.meta["temperature"]
+        for start in range(0, len(users), rows):
+            block = users[start:start + rows]
             S = self.score_block(block)
             if exclude_seen:
                 X = self.history_matrix(block)
                 S[X.nonzero()] = -np.inf
-            t = self.meta["temperature"]
-            finite = np.where(np.isfinite(S), S, -np.inf)
-            top = finite.max(axis=1, keepdims=True)
-            log_z = top / t + np.log(np.exp((finite - top) / t).sum(axis=1, keepdims=True))
-            m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + BLOCK])
-            idx, vals = topk_rows(S, n, m)
+            m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
+            idx, probs = softmax_topk_rows(S, n, t, m)
+            del S
             out_i.append(idx)
-            out_s.append(np.exp(vals / t - log_z).astype(np.float32))
+            out_s.append(probs)
         if not out_i:
             return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
         return np.concatenate(out_i), np.concatenate(out_s)
@@ -187,6 +197,11 @@ class PersonalizationModel(CollaborativeModel):
         merged = [next(e) if pos in positions else next(b) for pos in range(total)]
         idx = np.asarray(merged, dtype=np.int64)
         return idx, softmax_of(s[idx], s, self.meta["temperature"])
+
+
+def block_rows(n_items: int) -> int:
+    """Users per scoring block: ``BLOCK``, fewer when the catalogue is big."""
+    return int(max(16, min(BLOCK, BLOCK_CELLS // max(n_items, 1))))
 
 
 def als_fold_in(V: np.ndarray, hist: np.ndarray, confidence: np.ndarray, reg: float,

@@ -70,19 +70,57 @@ def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
     return order.astype(np.int64), s[order]
 
 
-def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise :func:`topk` for a (users, items) block; -1 / NaN pad rows with too few valid
-    entries. ``mask`` is one row over items or one per score row; it is applied in place."""
-    if mask is not None:
-        scores[~np.broadcast_to(np.asarray(mask, dtype=bool), scores.shape)] = -np.inf
-    k = min(n, scores.shape[1])
-    if k <= 0:
-        return (np.full((scores.shape[0], n), -1, dtype=np.int64),
-                np.full((scores.shape[0], n), np.nan, dtype=np.float32))
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-    vals = np.take_along_axis(scores, part, axis=1)
+GROUP = 64  # items per group in the two-stage top-k
+TILE_CELLS = 1 << 18  # scores per tile (1 MB of float32): a tile's passes run in the CPU cache
+
+
+def _group_maxima(scores: np.ndarray, groups: int, out: np.ndarray) -> None:
+    """Per row, the maximum of each group of items: column c is in group c mod ``groups``."""
+    rows, n = scores.shape
+    cols = groups * GROUP
+    np.max(scores[:, :cols].reshape(rows, GROUP, groups), axis=1, out=out)
+    tail = n - cols  # fewer than ``groups`` columns left over: column cols + c joins group c
+    if tail:
+        np.maximum(out[:, :tail], scores[:, cols:], out=out[:, :tail])
+
+
+def _uses_groups(n_items: int, k: int) -> bool:
+    return n_items // GROUP >= 8 * k
+
+
+def _candidates(maxima: np.ndarray, n_items: int, k: int) -> np.ndarray:
+    """Per row, the columns of the ``k`` groups with the highest maxima; they hold the row's
+    ``k`` best entries (a group holding a top-k entry has a maximum no lower than every maximum
+    of a group holding none). -1 marks group slots without a tail column."""
+    rows, groups = maxima.shape
+    cols = groups * GROUP
+    best = np.argpartition(maxima, groups - k, axis=1)[:, groups - k:]
+    cand = (best[:, :, None] + np.arange(GROUP, dtype=np.intp) * groups).reshape(rows, k * GROUP)
+    tail = n_items - cols
+    if tail:
+        extra = best + cols
+        extra[best >= tail] = -1
+        cand = np.concatenate([cand, extra], axis=1)
+    return cand
+
+
+def _select(scores: np.ndarray, n: int, k: int, maxima: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of each (masked) row, best first, padded to ``n`` with -1 / NaN.
+
+    With group ``maxima`` the selection runs on about ``k * GROUP`` candidate columns instead
+    of the whole catalogue (several times faster than argpartition over 100,000 items).
+    """
+    if maxima is not None:
+        cand = _candidates(maxima, scores.shape[1], k)
+        vals = np.take_along_axis(scores, np.maximum(cand, 0), axis=1)
+        vals[cand < 0] = -np.inf
+        part = np.argpartition(-vals, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(vals, part, axis=1)
+        part = np.take_along_axis(cand, part, axis=1)
+    else:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+            np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+        vals = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
@@ -93,6 +131,72 @@ def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
         idx = np.pad(idx, ((0, 0), (0, n - k)), constant_values=-1)
         vals = np.pad(vals, ((0, 0), (0, n - k)), constant_values=np.nan)
     return idx, vals
+
+
+def _apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> None:
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        np.copyto(scores, -np.inf, where=~mask if mask.ndim == 1 else ~mask)
+
+
+def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise :func:`topk` for a (users, items) block; -1 / NaN pad rows with too few valid
+    entries. ``mask`` is one row over items or one per score row; it is applied in place."""
+    _apply_mask(scores, mask)
+    rows, items = scores.shape
+    k = min(n, items)
+    if k <= 0:
+        return np.full((rows, n), -1, dtype=np.int64), np.full((rows, n), np.nan, dtype=np.float32)
+    maxima = None
+    if _uses_groups(items, k):
+        maxima = np.empty((rows, items // GROUP), dtype=scores.dtype)
+        _group_maxima(scores, items // GROUP, maxima)
+    return _select(scores, n, k, maxima)
+
+
+def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_rows` whose scores are softmax probabilities over each whole row.
+
+    The normaliser covers every finite score of the row (masked entries included, as the
+    catalogue-wide softmax does). One sweep over cache-sized tiles of rows computes the
+    normaliser, applies the mask and takes the group maxima, so each score is read from memory
+    once. ``scores`` is overwritten.
+    """
+    rows, items = scores.shape
+    k = min(n, items)
+    if k <= 0 or rows == 0:
+        return np.full((rows, n), -1, dtype=np.int64), np.full((rows, n), np.nan, dtype=np.float32)
+    t = temperature
+    mask = None if mask is None else np.asarray(mask, dtype=bool)
+    hidden = None if mask is None or mask.ndim != 1 else ~mask
+    groups = items // GROUP if _uses_groups(items, k) else 0
+    maxima = np.empty((rows, groups), dtype=scores.dtype) if groups else None
+    log_z = np.empty((rows, 1), dtype=np.float32)
+    step = max(1, TILE_CELLS // max(items, 1))
+    buf = np.empty((min(step, rows), items), dtype=np.float32)
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        tile, work = scores[r0:r1], buf[:r1 - r0]
+        top = tile.max(axis=1, keepdims=True)
+        if np.isfinite(top).all():
+            np.subtract(tile, top, out=work)
+            np.divide(work, t, out=work)
+            np.exp(work, out=work)
+            log_z[r0:r1] = top / t + np.log(work.sum(axis=1, keepdims=True))
+        else:  # NaN or +inf somewhere: the careful formula
+            finite = np.where(np.isfinite(tile), tile, -np.inf)
+            top = finite.max(axis=1, keepdims=True)
+            log_z[r0:r1] = top / t + np.log(np.exp((finite - top) / t).sum(axis=1, keepdims=True))
+        if hidden is not None:
+            np.copyto(tile, -np.inf, where=hidden)
+        elif mask is not None:
+            np.copyto(tile, -np.inf, where=~mask[r0:r1])
+        if groups:
+            _group_maxima(tile, groups, maxima[r0:r1])
+    idx, vals = _select(scores, n, k, maxima)
+    return idx, np.exp(vals / t - log_z).astype(np.float32)
 
 
 def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float) -> np.ndarray:
