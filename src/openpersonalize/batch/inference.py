@@ -226,6 +226,10 @@ class Scorer:
 
 @job_body("batch-inference-job", isolated=True)
 def run_batch_inference(job: JobContext) -> dict:
+    if job.settings.executor != "local":  # sharded over an executor (batch/shards.py)
+        from .shards import run_inference
+
+        return run_inference(job)
     doc = job.doc
     version = job.store.get(doc["solutionVersionArn"])
     if version is None or version.status != "ACTIVE":

@@ -89,6 +89,10 @@ def _segment(model, items: np.ndarray, n: int, users_mask: np.ndarray | None) ->
 
 @job_body("batch-segment-job", isolated=True)
 def run_batch_segment(job: JobContext) -> dict:
+    if job.settings.executor != "local":  # sharded over an executor (batch/shards.py)
+        from .shards import run_segment
+
+        return run_segment(job)
     doc = job.doc
     version = job.store.get(doc["solutionVersionArn"])
     if version is None or version.status != "ACTIVE":

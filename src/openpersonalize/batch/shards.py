@@ -214,14 +214,25 @@ def _joined(lines: list[str]) -> bytes:
 def inference_shard_scorer(spec: dict, chunk_lines: int):
     """Set up a batch inference job's scorer once; returns ``fn((first line, raw lines)) -> bytes``."""
     from ..store.models import load_model
-    from .filtering import LineFilters
-    from .inference import Scorer, check_record
+    from . import inference
 
     job = _context(spec)
-    doc = job.doc
     version = _version(job)
     recipe_name, recipe_type = _recipe(version)
     model = load_model(job.settings, version.arn)
+    if hasattr(inference, "LineScorer"):  # the local body's own line scorer
+        scorer = inference.LineScorer.for_job(job, version, recipe_name, recipe_type, model)
+        job.store.close()  # set-up done: a worker holds no database connection while it scores
+        return lambda shard: scorer.lines(*shard)
+    return _line_scorer(job, version, recipe_name, recipe_type, model, chunk_lines)
+
+
+def _line_scorer(job: JobContext, version, recipe_name: str, recipe_type: str, model, chunk_lines: int):
+    """The local body's chunk loop, for an ``inference`` module without ``LineScorer``."""
+    from .filtering import LineFilters
+    from .inference import Scorer, check_record
+
+    doc = job.doc
     filters = LineFilters.for_job(job, doc.get("filterArn"), model) if doc.get("filterArn") else None
     config = doc.get("batchInferenceJobConfig") or {}
     exploration = None
@@ -235,7 +246,7 @@ def inference_shard_scorer(spec: dict, chunk_lines: int):
 
         themer = ThemeWriter.for_job(job, version.group_arn, model,
                                      doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
-    job.store.close()  # set-up done: a worker holds no database connection while it scores
+    job.store.close()
 
     def score(shard: tuple[int, bytes]) -> bytes:
         first, data = shard
