@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import io as bytes_io
-import json
 import math
 from collections import deque
 from collections.abc import Iterator
@@ -142,9 +141,9 @@ def run_inference(job: JobContext) -> dict:
         counts.append(count_records(storage, p.source))
         if counts[-1] > limit:
             raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
-    chunk = MASK_BLOCK if job.doc.get("filterArn") else io.CHUNK_LINES
+    chunk = MASK_BLOCK if job.doc.get("filterArn") else io.CHUNK_LINES  # as LineScorer.for_job cuts
     per_shard = max(1, math.ceil(job.settings.shard_records / chunk)) * chunk
-    _drive(job, planned, Task("openpersonalize.batch.shards:inference_shard_scorer", (job_spec(job), chunk)),
+    _drive(job, planned, Task("openpersonalize.batch.shards:inference_shard_scorer", (job_spec(job),)),
            per_shard, counts)
     return {}
 
@@ -192,80 +191,32 @@ def _context(spec: dict) -> JobContext:
                       settings=Settings(**spec["settings"]), attempt=spec["attempt"])
 
 
-def records(first: int, data: bytes, chunk_lines: int) -> Iterator[list[io.Record]]:
-    """Chunks of parsed records of a shard, numbered from its first line, as ``io.read_records``."""
-    chunk: list[io.Record] = []
-    for number, raw in enumerate(bytes_io.BytesIO(data), start=first):
+def records(first: int, data: bytes) -> Iterator[io.Record]:
+    """The parsed records of a shard, numbered from its first line, as ``io.read_records``."""
+    for number, raw in enumerate(bytes_io.BytesIO(data), start=first):  # splits lines as files do
         record = io.parse_line(number, raw)
-        if record is None:
-            continue
-        chunk.append(record)
-        if len(chunk) >= chunk_lines:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        if record is not None:
+            yield record
 
 
 def _joined(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
-def inference_shard_scorer(spec: dict, chunk_lines: int):
-    """Set up a batch inference job's scorer once; returns ``fn((first line, raw lines)) -> bytes``."""
+def inference_shard_scorer(spec: dict):
+    """Set up a batch inference job's scorer once; returns ``fn((first line, raw lines)) -> bytes``.
+
+    It is the local body's own ``LineScorer``: the same chunks give the same bytes."""
     from ..store.models import load_model
-    from . import inference
+    from .inference import LineScorer
 
     job = _context(spec)
     version = _version(job)
     recipe_name, recipe_type = _recipe(version)
     model = load_model(job.settings, version.arn)
-    if hasattr(inference, "LineScorer"):  # the local body's own line scorer
-        scorer = inference.LineScorer.for_job(job, version, recipe_name, recipe_type, model)
-        job.store.close()  # set-up done: a worker holds no database connection while it scores
-        return lambda shard: scorer.lines(*shard)
-    return _line_scorer(job, version, recipe_name, recipe_type, model, chunk_lines)
-
-
-def _line_scorer(job: JobContext, version, recipe_name: str, recipe_type: str, model, chunk_lines: int):
-    """The local body's chunk loop, for an ``inference`` module without ``LineScorer``."""
-    from .filtering import LineFilters
-    from .inference import Scorer, check_record
-
-    doc = job.doc
-    filters = LineFilters.for_job(job, doc.get("filterArn"), model) if doc.get("filterArn") else None
-    config = doc.get("batchInferenceJobConfig") or {}
-    exploration = None
-    if config.get("itemExplorationConfig") and recipe_name in ("aws-user-personalization", "aws-hrnn",
-                                                                "aws-hrnn-metadata", "aws-hrnn-coldstart"):
-        exploration = {k: float(v) for k, v in config["itemExplorationConfig"].items()}
-    scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration)
-    themer = None
-    if doc.get("batchInferenceJobMode") == "THEME_GENERATION":
-        from .themes import ThemeWriter
-
-        themer = ThemeWriter.for_job(job, version.group_arn, model,
-                                     doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
-    job.store.close()
-
-    def score(shard: tuple[int, bytes]) -> bytes:
-        first, data = shard
-        lines: list[str] = []
-        for chunk in records(first, data, chunk_lines):
-            reasons = [check_record(r, recipe_type) for r in chunk]
-            good = [r for r, why in zip(chunk, reasons) if why is None]
-            results = iter(scorer.outputs(good) if good else [])
-            for record, why in zip(chunk, reasons):
-                result = why if why is not None else next(results)
-                if isinstance(result, str):
-                    lines.append(io.error_line(record, result))
-                    continue
-                if themer is not None:
-                    result = themer.themed(record.obj["itemId"], result)
-                lines.append(json.dumps({"input": record.obj, "output": result, "error": None}, ensure_ascii=False))
-        return _joined(lines)
-
-    return score
+    scorer = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
+    job.store.close()  # set-up done: a worker holds no database connection while it scores
+    return lambda shard: scorer.lines(*shard)
 
 
 def segment_shard_scorer(spec: dict):
@@ -295,8 +246,7 @@ def segment_shard_scorer(spec: dict):
 
     def score(shard: tuple[int, bytes]) -> bytes:
         first, data = shard
-        lines = [_line(record, model, n, filters, attributes, schema, view)
-                 for chunk in records(first, data, io.CHUNK_LINES) for record in chunk]
+        lines = [_line(record, model, n, filters, attributes, schema, view) for record in records(first, data)]
         return _joined(lines)
 
     return score
