@@ -214,3 +214,12 @@ def test_vocabularies_in_any_order(world):
         else:
             idx, _ = model.actions_for_user(int(model.user_index(["u-A-04"])[0]), 1)
             assert model.arrays["action_ids"][idx[0]] == "act-A"
+
+
+@pytest.mark.parametrize("recipe", ["aws-user-personalization", "aws-user-personalization-v2"])
+def test_history_scoring_in_blocks_matches_single(recipe, world, trained):
+    model = trained(recipe).model
+    hists = [model.history(world.user("u-A-01")), np.array([], np.int64), np.array(sorted(world.items_of("C"))[:40])]
+    S = model.scores_for_histories(hists)
+    for k, h in enumerate(hists):
+        np.testing.assert_allclose(S[k], model.scores_for_history(h), rtol=1e-4, atol=1e-6)

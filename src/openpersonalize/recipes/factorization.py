@@ -120,6 +120,25 @@ class CollaborativeModel(Model):
             S[empty] = a["popularity"]
         return S
 
+    def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
+        """(len(hists), n_items) raw scores for ad-hoc histories, as one matrix product."""
+        a = self.arrays
+        if self.meta["backend"] == "ease":
+            rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
+            cols = np.concatenate(hists) if hists else np.empty(0, np.int64)
+            vals = np.concatenate([self._weights(h) for h in hists]) if hists else np.empty(0, np.float32)
+            X = sp.csr_matrix((vals, (rows, cols)), shape=(len(hists), self.n_items), dtype=np.float32)
+            S = np.asarray(X @ a["B"], dtype=np.float32)
+        else:
+            V = np.asarray(a["item_factors"])
+            U = np.stack([als_fold_in(V, h, self._weights(h) * self.meta["alpha"], self.meta["reg"], self._yty())
+                          if len(h) else np.zeros(V.shape[1], np.float32) for h in hists])
+            S = U @ V.T
+        for k, h in enumerate(hists):
+            if len(h) == 0:
+                S[k] = a["popularity"]
+        return S
+
 
 @model_class
 class PersonalizationModel(CollaborativeModel):
@@ -345,11 +364,13 @@ class CollaborativeAlgorithm(Algorithm):
             factors = int(params.get(self.factors_param, 100))
             arrays["user_factors"], arrays["item_factors"] = fit_als(X, factors, settings)
             meta.update(factors=factors, reg=settings.als_regularization, alpha=settings.als_alpha)
-        return self._finish(data, params, settings, arrays, meta)
+        return self._finish(data, params, settings, arrays, meta, X)
 
-    def _finish(self, data, params, settings, arrays, meta) -> Model:
+    def _finish(self, data, params, settings, arrays, meta, X=None) -> Model:
         arrays["hist_indptr"], arrays["hist_items"] = histories(data)
-        arrays["popularity"] = popularity(data)
+        # Distinct users per item: the CSR already holds each (user, item) pair once.
+        arrays["popularity"] = (np.bincount(X.indices, minlength=data.n_items).astype(np.float32)
+                                if X is not None else popularity(data))
         arrays["item_created"] = item_created(data)
         arrays["item_content"] = metadata_embedding(data, 32, settings.seed)
         recency = params.get("recency_mask", params.get("apply_recency_bias", False))
@@ -409,7 +430,7 @@ class CollaborativeAlgorithm(Algorithm):
                 if len(its):
                     U[u] = als_fold_in(V2, its, alpha * X.data[X.indptr[u]:X.indptr[u + 1]], reg, yty)
             arrays["user_factors"], arrays["item_factors"] = U, V2
-        return self._finish(data, params, settings, arrays, meta)
+        return self._finish(data, params, settings, arrays, meta, X)
 
 
 def _temperature(model: CollaborativeModel, seed: int) -> float:
