@@ -59,9 +59,11 @@ def _served(ctx: Context, p: dict):
                 raise ResourceNotFoundException(f"Campaign {arn} follows the latest solution version, and "
                                                 "none is ACTIVE yet.")
             version_arn = latest[0].arn
-        trained = ctx.store.get(version_arn)
-        if trained is None:
-            raise ResourceNotFoundException(f"Solution version {version_arn} does not exist.")
+        def trained():  # read only when this process has not deployed the version yet
+            found = ctx.store.get(version_arn)
+            if found is None:
+                raise ResourceNotFoundException(f"Solution version {version_arn} does not exist.")
+            return found
     if not version_arn:
         raise ResourceNotFoundException(f"{kind.capitalize()} {arn} has no trained model.")
     return deployment(ctx.store, ctx.settings, arn, version_arn, trained), row

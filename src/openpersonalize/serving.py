@@ -9,12 +9,13 @@ reflects them without retraining.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from .data.interactions import load_group
 from .data.rows import group_datasets
@@ -77,13 +78,23 @@ _deployments: dict[str, Deployment] = {}
 _lock = threading.Lock()
 
 
-def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment:
-    """The deployment of a model under ``key`` (a campaign or recommender ARN). ``trained`` is the
-    row that trained it (a solution version, or the recommender itself)."""
+def cached_deployment(key: str, model_arn: str) -> Deployment | None:
+    """The deployment of ``model_arn`` under ``key`` when this process already has it."""
     with _lock:
         found = _deployments.get(key)
-    if found is not None and found.version_arn == model_arn:
+    return found if found is not None and found.version_arn == model_arn else None
+
+
+def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment:
+    """The deployment of a model under ``key`` (a campaign or recommender ARN). ``trained`` is the
+    row that trained it (a solution version, or the recommender itself), or a function that
+    reads it (called only when the deployment is not cached yet)."""
+    found = cached_deployment(key, model_arn)
+    if found is not None:
         return found
+    if callable(trained):
+        trained = trained()
+    _single_threaded_blas(settings)
     recipe = RECIPES_BY_ARN.get(trained.doc.get("recipeArn") or "")
     name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
     recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
@@ -100,6 +111,23 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     return dep
 
 
+_blas_limited = False
+
+
+def _single_threaded_blas(settings) -> None:
+    """Requests score one user at a time: a matrix-vector product gains nothing from a BLAS
+    thread pool, and on a small machine the pool's spinning threads fight the request threads
+    (4x slower on 2 cores). Heavy jobs run in their own processes (``job_isolation`` process),
+    so the serving process keeps one BLAS thread."""
+    global _blas_limited
+    if _blas_limited or settings.job_isolation != "process":
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, "blas")
+    _blas_limited = True
+
+
 def _interactions_arn(store, group_arn: str) -> str | None:
     rows = [r for r in store.query("dataset", group_arn=group_arn) if r.doc["datasetType"] == "INTERACTIONS"]
     return rows[0].arn if rows else None
@@ -109,15 +137,23 @@ def recent_events(store, dep: Deployment, user: str, limit: int = RECENT_EVENTS)
     """The user's (or session's) events recorded after the model's training data, oldest first."""
     if dep.interactions_arn is None or not user:
         return []
-    t = put_records.c
-    stmt = (select(t.row).where(and_(t.dataset_arn == dep.interactions_arn, t.id > dep.records_until,
-                                     or_(t.user_id == user, and_(t.user_id.is_(None), t.session_id == user))))
-            .order_by(t.id.desc()).limit(limit))
-    import json
-
     with store.engine.connect() as conn:
-        rows = [json.loads(r[0]) for r in conn.execute(stmt)]
+        rows = [json.loads(r[0]) for r in conn.execute(_RECENT, {"dataset": dep.interactions_arn,
+                                                                 "after": dep.records_until, "user": user,
+                                                                 "limit": limit})]
     return rows[::-1]
+
+
+def _recent_statement():
+    # Built once: constructing a statement costs more than running it on an indexed table.
+    t = put_records.c
+    user = bindparam("user")
+    return (select(t.row).where(and_(t.dataset_arn == bindparam("dataset"), t.id > bindparam("after"),
+                                     or_(t.user_id == user, and_(t.user_id.is_(None), t.session_id == user))))
+            .order_by(t.id.desc()).limit(bindparam("limit")))
+
+
+_RECENT = _recent_statement()
 
 
 def history_of(dep: Deployment, user_index: int, events: list[dict]) -> np.ndarray:

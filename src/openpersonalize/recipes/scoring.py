@@ -64,7 +64,15 @@ def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
     k = min(n, valid)
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+    if _uses_groups(len(s), k):  # the two-stage selection of topk_rows, on one row
+        groups = len(s) // GROUP
+        maxima = np.empty((1, groups), dtype=s.dtype)
+        _group_maxima(s[None, :], groups, maxima)
+        cand = _candidates(maxima, len(s), k)[0]
+        cand = cand[cand >= 0]
+        part = cand[np.argpartition(-s[cand], k - 1)[:k]]
+    else:
+        part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
     part = part[np.isfinite(s[part])]
     order = part[np.lexsort((part, -s[part]))]
     return order.astype(np.int64), s[order]
