@@ -1,6 +1,6 @@
 """Batch inference throughput and peak memory, beside the naive numpy limit in the same run.
 
-    python bench/batch_inference.py [--quick] [--items 100000] [--users 200000] [--executor local]
+    python bench/batch_inference.py [--quick] [--items 100000] [--users 200000] [--executor local|ray]
 
 Builds everything through boto3 against an ``openpersonalize serve`` that the script starts on
 127.0.0.1 in a temporary folder: generated Items / Users / Interactions CSVs (genres, prices,
@@ -387,10 +387,18 @@ def main() -> None:
     parser.add_argument("--baseline-users", type=int, default=20_000)
     parser.add_argument("--scale", type=int, default=5, help="the larger input is this many times bigger")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--executor", default="local", choices=["local"], help="where the job runs (local only)")
+    parser.add_argument("--executor", default="local", choices=["local", "ray"],
+                        help="where the job runs; ray: bench/batch_ray.py, local beside 1 and 2 Ray actors")
     parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     sizes(args)
+    if args.executor == "ray":  # the same job on the local executor and on Ray, in one run
+        import runpy
+
+        sys.argv = [str(Path(__file__).with_name("batch_ray.py")), "--users", str(args.users), "--items",
+                    str(args.items), "--lines", str(args.users)]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
     print(f"load average at start: {load_average()}")
     tmp = tempfile.mkdtemp(prefix="bench-batch-", dir=args.dir)
     server = Server(Path(tmp) / "server")
