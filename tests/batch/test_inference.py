@@ -151,3 +151,21 @@ def test_job_level_failures(lab):
     listed = c.list_batch_inference_jobs(solutionVersionArn=lab.versions["aws-user-personalization"])
     assert listed["batchInferenceJobs"] and all(
         j["solutionVersionArn"] == lab.versions["aws-user-personalization"] for j in listed["batchInferenceJobs"])
+
+
+def test_item_exploration_config(lab):
+    """explorationWeight gives fresh, little-seen items a share of the slots."""
+    users = [{"userId": str(u)} for u in lab.cat.user_ids[:30]]
+    uri = lab.put("explore/users.json", users)
+    plain, plain_out = lab.inference("aws-user-personalization", uri, numResults=10)
+    explore, explore_out = lab.inference(
+        "aws-user-personalization", uri, numResults=10,
+        batchInferenceJobConfig={"itemExplorationConfig": {"explorationWeight": "0.5",
+                                                           "explorationItemAgeCutOff": "10000"}})
+    assert plain["status"] == explore["status"] == "ACTIVE", explore
+    assert explore["batchInferenceJobConfig"]["itemExplorationConfig"]["explorationWeight"] == "0.5"
+    a = lab.output(plain_out + "users.json.out")
+    b = lab.output(explore_out + "users.json.out")
+    assert all(len(r["output"]["recommendedItems"]) == 10 for r in b)
+    changed = sum(x["output"]["recommendedItems"] != y["output"]["recommendedItems"] for x, y in zip(a, b))
+    assert changed >= 20  # half the slots go to exploration for most users

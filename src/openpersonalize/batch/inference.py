@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
+from ..recipes.factorization import Exploration
 from ..store.files import Storage
 from ..store.models import load_model
 from . import io
@@ -113,7 +114,7 @@ class Scorer:
     """Turns a chunk of valid records into output objects for one recipe type."""
 
     def __init__(self, model, recipe_name: str, recipe_type: str, num_results: int, filters: LineFilters | None,
-                 exploration: dict | None):
+                 exploration: Exploration | None):
         self.model = model
         self.recipe_name = recipe_name
         self.recipe_type = recipe_type
@@ -310,7 +311,9 @@ class LineScorer:
         exploration = None
         if config.get("itemExplorationConfig") and recipe_name in ("aws-user-personalization", "aws-hrnn",
                                                                     "aws-hrnn-metadata", "aws-hrnn-coldstart"):
-            exploration = {k: float(v) for k, v in config["itemExplorationConfig"].items()}
+            given = config["itemExplorationConfig"]
+            exploration = Exploration(weight=float(given.get("explorationWeight", 0.3)),
+                                      age_cutoff_days=float(given.get("explorationItemAgeCutOff", 30)))
         scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration)
         themer = None
         if doc.get("batchInferenceJobMode") == "THEME_GENERATION":
