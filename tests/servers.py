@@ -141,7 +141,10 @@ class SeaweedFS:
         self.proc = subprocess.Popen(
             [weed, "server", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
              f"-s3.port={self.s3_port}", f"-master.port={master}", f"-volume.port={volume}",
-             f"-filer.port={filer}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             f"-filer.port={filer}",
+             # Its Iceberg and Lance catalogues listen on fixed ports by default; two servers on one
+             # machine would collide there, and the tests need neither.
+             "-s3.port.iceberg=0", "-s3.port.lance=0"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         client = self.client()
         deadline = time.time() + timeout
         while time.time() < deadline:
