@@ -5,6 +5,7 @@
     openpersonalize demo     the whole batch path through boto3 on generated data
     openpersonalize cp       copy a local file into an embedded bucket (s3://bucket/key)
     openpersonalize jobs     the job queue: running jobs, their progress and workers
+    openpersonalize import-report ARN   what an import ignored or nulled, per column
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
 
 Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-dir`` from
@@ -119,6 +120,22 @@ def jobs(args) -> int:
     return 0
 
 
+def import_report(args) -> int:
+    """What an import job ignored or nulled, per column (AWS accepts such rows; we say so)."""
+    import json
+
+    from .store.metadata import Store
+
+    store = Store(_settings(args).resolved_store_url())
+    row = store.get(args.job_arn)
+    if row is None or row.kind != "dataset-import-job":
+        print(f"no dataset import job {args.job_arn}", file=sys.stderr)
+        return 2
+    print(json.dumps({"status": row.status, "failureReason": row.doc.get("failureReason"),
+                      "report": row.doc.get("_report")}, indent=2))
+    return 0
+
+
 def coverage(args) -> int:
     from .coverage import coverage_markdown
 
@@ -169,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target")
     common(p)
     p.set_defaults(func=cp)
+    p = sub.add_parser("import-report", help="show what an import job ignored or nulled, per column")
+    p.add_argument("job_arn")
+    common(p)
+    p.set_defaults(func=import_report)
     p = sub.add_parser("coverage", help="print the operation coverage table")
     p.set_defaults(func=coverage)
 
