@@ -44,23 +44,37 @@ class Deployment:
     exclude_event_types: tuple = ()  # a domain use case's built-in exclusion (e.g. purchased items)
     _view: object = None
     _view_time: float = 0.0
+    _refreshing: bool = False
     _filters: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def view(self, store, settings):
-        """The group's data aligned with the model (cached for ``VIEW_TTL`` seconds)."""
+        """The group's data aligned with the model. Built on first use; after ``VIEW_TTL`` seconds
+        it is rebuilt in the background while requests keep using the current one, so no request
+        waits for a rebuild."""
+        with self._lock:
+            view, age = self._view, time.time() - self._view_time
+            if view is not None and age >= VIEW_TTL and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, args=(store, settings), daemon=True).start()
+        if view is not None:
+            return view
+        return self._refresh(store, settings)
+
+    def _refresh(self, store, settings):
         from .batch.filtering import GroupView
 
-        with self._lock:
-            if self._view is not None and time.time() - self._view_time < VIEW_TTL:
-                return self._view
-        schemas = {kind: ds.schema for kind, ds in group_datasets(store, settings, self.group_arn).items()}
-        view = GroupView(load_group(store, settings, self.group_arn), schemas, self.model)
-        view.schemas = schemas
-        with self._lock:
-            self._view, self._view_time = view, time.time()
-            self._filters.clear()
-        return view
+        try:
+            schemas = {kind: ds.schema for kind, ds in group_datasets(store, settings, self.group_arn).items()}
+            view = GroupView(load_group(store, settings, self.group_arn), schemas, self.model)
+            view.schemas = schemas
+            with self._lock:
+                self._view, self._view_time = view, time.time()
+                self._filters.clear()
+            return view
+        finally:
+            with self._lock:
+                self._refreshing = False
 
     def compiled(self, store, settings, filter_row):
         view = self.view(store, settings)
