@@ -48,9 +48,12 @@ def test_batch_inference_and_segment_on_s3(s3_lab):
         (u if isinstance(u, str) else json.dumps(u)) + "\n" for u in users).encode())
     arn = c.create_batch_inference_job(jobName="s3-bi", solutionVersionArn=versions["aws-user-personalization"],
                                        numResults=7, roleArn=ROLE, jobInput={"s3DataSource": {"path": "s3://batch-s3/in/"}},
-                                       jobOutput={"s3DataDestination": {"path": "s3://batch-s3/out/"}})["batchInferenceJobArn"]
+                                       jobOutput={"s3DataDestination": {"path": "s3://batch-s3/out/",
+                                                                        "kmsKeyArn": "arn:aws:kms:us-east-1:000000000000:key/k1"}})[
+        "batchInferenceJobArn"]
     job = wait(lambda: c.describe_batch_inference_job(batchInferenceJobArn=arn)["batchInferenceJob"])
-    assert job["status"] == "ACTIVE", job
+    assert job["status"] == "ACTIVE", job  # SeaweedFS refuses SSE-KMS: the output is written without it
+    assert job["jobOutput"]["s3DataDestination"]["kmsKeyArn"].endswith("key/k1")
     rows = _read(s3, "out/users.json.out")
     assert len(rows) == 26 and all(len(r["output"]["recommendedItems"]) == 7 for r in rows[:25])
     assert rows[25]["error"]

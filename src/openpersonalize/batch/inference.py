@@ -244,7 +244,7 @@ def run_batch_inference(job: JobContext) -> dict:
     storage = Storage(job.settings)
     themed = doc.get("batchInferenceJobMode") == "THEME_GENERATION"
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
-                      doc["jobName"], job.attempt)
+                      doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
     lines = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
     limit = MAX_THEMED_RECORDS if themed else MAX_RECORDS_PER_FILE
     total_bytes = sum(p.source.size for p in planned)
@@ -258,7 +258,7 @@ def run_batch_inference(job: JobContext) -> dict:
             for p in planned:
                 count = 0
                 pending: deque = deque()
-                with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path") as out:
+                with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path", kms_key_arn=p.kms_key_arn) as out:
                     def drain(keep: int) -> None:
                         nonlocal lines_done, bad
                         while len(pending) > keep:

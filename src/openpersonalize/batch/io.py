@@ -30,9 +30,11 @@ class Planned:
     final_uri: str
     temp_uri: str
     temp_root: str  # this job attempt's temporary folder
+    kms_key_arn: str | None = None  # SSE-KMS key for the output, where the store supports it
 
 
-def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attempt: int) -> list[Planned]:
+def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attempt: int,
+         kms_key_arn: str | None = None) -> list[Planned]:
     """The input objects and, for each, where its ``.out`` goes (temporary, then final)."""
     try:
         objects = storage.list_objects(input_uri, "jobInput.s3DataSource.path")
@@ -50,10 +52,11 @@ def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attem
     out_prefix = output_uri if output_uri.endswith("/") else output_uri + "/"
     folder = input_uri.rsplit("/", 1)[0] + "/"
     temp_prefix = f"{out_prefix}_temporary/{job_name}-{attempt}/"
+    kms = storage.kms_for(out_prefix, kms_key_arn, "jobOutput.s3DataDestination.path")
     planned = []
     for o in objects:
         relative = o.uri[len(folder):] if o.uri.startswith(folder) else o.uri.rsplit("/", 1)[1]
-        planned.append(Planned(o, f"{out_prefix}{relative}.out", f"{temp_prefix}{relative}.out", temp_prefix))
+        planned.append(Planned(o, f"{out_prefix}{relative}.out", f"{temp_prefix}{relative}.out", temp_prefix, kms))
     return planned
 
 

@@ -101,7 +101,7 @@ def run_batch_segment(job: JobContext) -> dict:
     model = load_model(job.settings, version.arn)
     storage = Storage(job.settings)
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
-                      doc["jobName"], job.attempt)
+                      doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
     n = doc.get("numResults") or 25
     filters = LineFilters.for_job(job, doc["filterArn"], model) if doc.get("filterArn") else None
     attributes = recipe.name == "aws-item-attribute-affinity"
@@ -126,7 +126,7 @@ def run_batch_segment(job: JobContext) -> dict:
                 done += len(chunk)
                 job.progress(done, None)
                 job.check_cancelled()
-            with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path") as out:
+            with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path", kms_key_arn=p.kms_key_arn) as out:
                 out.write(("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
         io.publish(storage, planned)
     except BaseException:

@@ -90,7 +90,8 @@ def _drive(job: JobContext, planned: list[io.Planned], task: Task, per_shard: in
                 out = None
             current += 1
             if current < len(planned):
-                out = storage.write_object(planned[current].temp_uri, "jobOutput.s3DataDestination.path")
+                out = storage.write_object(planned[current].temp_uri, "jobOutput.s3DataDestination.path",
+                                           kms_key_arn=planned[current].kms_key_arn)
 
     outputs = executor.map(task, shards())
     try:
@@ -123,7 +124,8 @@ def _plan(job: JobContext) -> tuple[Storage, list[io.Planned]]:
     doc = job.doc
     storage = Storage(job.settings)
     return storage, io.plan(storage, doc["jobInput"]["s3DataSource"]["path"],
-                            doc["jobOutput"]["s3DataDestination"]["path"], doc["jobName"], job.attempt)
+                            doc["jobOutput"]["s3DataDestination"]["path"], doc["jobName"], job.attempt,
+                            doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
 
 
 def run_inference(job: JobContext) -> dict:

@@ -182,22 +182,6 @@ def _rows(ds: Dataset, mode: str) -> Iterator[pa.RecordBatch]:
             yield batch.select(names)
 
 
-def _kms_supported(st, folder: str, kms_key_arn: str) -> bool:
-    """Whether the store accepts SSE-KMS writes (AWS does; some S3-compatible servers do not)."""
-    probe = f"{folder}.kms-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        with st.write_object(probe, "jobOutput.s3DataDestination.path", kms_key_arn=kms_key_arn) as fh:
-            fh.write(b"probe")
-    except OSError:
-        return False
-    finally:
-        try:
-            st.remove(probe)
-        except OSError:
-            pass
-    return True
-
-
 @job_body("dataset-export-job")
 def run_export(job: JobContext) -> dict:
     doc = job.doc
@@ -212,7 +196,7 @@ def run_export(job: JobContext) -> dict:
         raise JobFailed(exc.message) from None
     header = (",".join(f.name for f in ds.arrow_schema) + "\n").encode()
     kms = destination.get("kmsKeyArn")
-    if kms and st.uses_s3 and not _kms_supported(st, folder, kms):
+    if kms and st.uses_s3 and not st.kms_for(folder, kms, "jobOutput.s3DataDestination.path"):
         log.warning("export %s: the S3 store refused SSE-KMS with %s; writing without it",
                     doc["datasetExportJobArn"], kms)
         kms = None

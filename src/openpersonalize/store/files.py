@@ -201,6 +201,27 @@ class Storage:
         except FileNotFoundError:
             pass
 
+    def kms_for(self, folder_uri: str, kms_key_arn: str | None, member: str = "path") -> str | None:
+        """``kms_key_arn`` if writes under ``folder_uri`` can use SSE-KMS, else None.
+
+        AWS accepts SSE-KMS; some S3-compatible stores refuse it, and the embedded store has no
+        encryption at rest to ask for. A small probe object finds out, and is removed.
+        """
+        if not kms_key_arn or not self.uses_s3:
+            return None
+        probe = f"{folder_uri.rstrip('/')}/.kms-probe-{os.urandom(4).hex()}"
+        try:
+            with self.write_object(probe, member, kms_key_arn=kms_key_arn) as fh:
+                fh.write(b"probe")
+        except OSError:
+            return None
+        finally:
+            try:
+                self.remove(probe)
+            except OSError:
+                pass
+        return kms_key_arn
+
     def check_bucket(self, uri: str, member: str) -> None:
         """The bucket of an output location must exist on S3 (it is created on the embedded store)."""
         bucket, _ = split_uri(uri, member)
