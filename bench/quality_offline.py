@@ -30,7 +30,8 @@ from openpersonalize.recipes.base import HyperParameters, Settings, TrainingData
 from openpersonalize.recipes.factorization import ease, fit_als  # noqa: E402
 from openpersonalize.recipes.registry import RECIPE_BY_NAME, algorithm_for  # noqa: E402
 
-DEFAULT = Path(os.environ.get("ML100K", "/work/shared/data/ml-100k/u.data"))
+# ../shared beside the project, as the development setup lays it out; ML100K overrides.
+DEFAULT = Path(os.environ.get("ML100K", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "u.data"))
 SEEDS = (0, 1, 2, 3, 4)
 N = 10
 
