@@ -102,16 +102,7 @@ def run_batch_segment(job: JobContext) -> dict:
     storage = Storage(job.settings)
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
                       doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
-    n = doc.get("numResults") or 25
-    filters = LineFilters.for_job(job, doc["filterArn"], model) if doc.get("filterArn") else None
-    attributes = recipe.name == "aws-item-attribute-affinity"
-    view = schema = None
-    if attributes:
-        datasets = group_datasets(job.store, job.settings, version.group_arn)
-        schemas = {kind: ds.schema for kind, ds in datasets.items()}
-        schema = schemas.get("ITEMS")
-        view = filters.view if filters else GroupView(load_group(job.store, job.settings, version.group_arn),
-                                                      schemas, model)
+    scorer = SegmentScorer.for_job(job, version, recipe.name, model)
     limit = LIMITS[recipe.name]
     done = 0
     try:
@@ -122,7 +113,7 @@ def run_batch_segment(job: JobContext) -> dict:
                     if len(lines) >= limit:
                         raise JobFailed(f"Input file {p.source.uri} has more than {limit} queries; "
                                         f"{recipe.name} segment jobs read at most {limit} per file.")
-                    lines.append(_line(record, model, n, filters, attributes, schema, view))
+                    lines.append(scorer.line(record))
                 done += len(chunk)
                 job.progress(done, None)
                 job.check_cancelled()
@@ -133,6 +124,31 @@ def run_batch_segment(job: JobContext) -> dict:
         io.discard(storage, planned)
         raise
     return {}
+
+
+class SegmentScorer:
+    """Answers segment query lines for one job (set up once: model, filter, item attributes)."""
+
+    def __init__(self, model, n: int, filters, attributes: bool, schema, view):
+        self.model, self.n, self.filters = model, n, filters
+        self.attributes, self.schema, self.view = attributes, schema, view
+
+    @classmethod
+    def for_job(cls, job: JobContext, version, recipe_name: str, model) -> "SegmentScorer":
+        doc = job.doc
+        filters = LineFilters.for_job(job, doc["filterArn"], model) if doc.get("filterArn") else None
+        attributes = recipe_name == "aws-item-attribute-affinity"
+        view = schema = None
+        if attributes:
+            datasets = group_datasets(job.store, job.settings, version.group_arn)
+            schemas = {kind: ds.schema for kind, ds in datasets.items()}
+            schema = schemas.get("ITEMS")
+            view = filters.view if filters else GroupView(load_group(job.store, job.settings, version.group_arn),
+                                                          schemas, model)
+        return cls(model, doc.get("numResults") or 25, filters, attributes, schema, view)
+
+    def line(self, record: io.Record) -> str:
+        return _line(record, self.model, self.n, self.filters, self.attributes, self.schema, self.view)
 
 
 def _line(record: io.Record, model, n: int, filters, attributes: bool, schema, view) -> str:

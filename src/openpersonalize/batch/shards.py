@@ -223,32 +223,18 @@ def inference_shard_scorer(spec: dict):
 
 def segment_shard_scorer(spec: dict):
     """Set up a batch segment job once; returns ``fn((first line, raw lines)) -> bytes``."""
-    from ..data.interactions import load_group
-    from ..data.rows import group_datasets
     from ..store.models import load_model
-    from .filtering import GroupView, LineFilters
-    from .segment import _line
+    from .segment import SegmentScorer
 
     job = _context(spec)
-    doc = job.doc
     version = _version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
-    model = load_model(job.settings, version.arn)
-    n = doc.get("numResults") or 25
-    filters = LineFilters.for_job(job, doc["filterArn"], model) if doc.get("filterArn") else None
-    attributes = recipe.name == "aws-item-attribute-affinity"
-    view = schema = None
-    if attributes:
-        datasets = group_datasets(job.store, job.settings, version.group_arn)
-        schemas = {kind: ds.schema for kind, ds in datasets.items()}
-        schema = schemas.get("ITEMS")
-        view = filters.view if filters else GroupView(load_group(job.store, job.settings, version.group_arn),
-                                                      schemas, model)
+    scorer = SegmentScorer.for_job(job, version, recipe.name, load_model(job.settings, version.arn))
     job.store.close()
 
     def score(shard: tuple[int, bytes]) -> bytes:
         first, data = shard
-        lines = [_line(record, model, n, filters, attributes, schema, view) for record in records(first, data)]
+        lines = [scorer.line(record) for record in records(first, data)]
         return _joined(lines)
 
     return score
