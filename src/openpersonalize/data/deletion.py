@@ -16,11 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..errors import InvalidInputException
 from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..store.files import storage
-from .importer import PARSE, read_header
+from .importer import PARSE, csv_objects, read_header
 from .rows import Dataset, PartWriter, group_datasets, sweep_parts
 
 log = logging.getLogger("openpersonalize.deletion")
@@ -29,15 +28,8 @@ log = logging.getLogger("openpersonalize.deletion")
 def read_user_ids(job: JobContext) -> pa.Array:
     """The distinct user IDs of the job's input."""
     location = job.doc["dataSource"]["dataLocation"]
+    objects = csv_objects(job, location)
     st = storage(job.settings)
-    try:
-        objects = st.list_objects(location, "dataSource.dataLocation")
-    except InvalidInputException as exc:
-        raise JobFailed(exc.message) from None
-    exact = [o for o in objects if o.uri == location]
-    objects = exact or [o for o in objects if o.uri.lower().endswith(".csv")]
-    if not objects:
-        raise JobFailed(f"Invalid Data location. {location} names no object, and no .csv object starts with it.")
     total = sum(o.size for o in objects)
     if total > job.settings.max_deletion_input_bytes:
         raise JobFailed(f"The input at {location} is {total} bytes; a data deletion job reads at most "

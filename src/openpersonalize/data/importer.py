@@ -373,14 +373,11 @@ def _display_name(obj: ObjectInfo, location: str) -> str:
     return obj.uri[len(folder):] if obj.uri.startswith(folder) else obj.uri
 
 
-@job_body("dataset-import-job")
-def run_import(job: JobContext) -> dict:
-    doc = job.doc
-    ds = Dataset(job.store, job.settings, doc["datasetArn"])
-    location = doc["dataSource"]["dataLocation"]
-    st = storage(job.settings)
+def csv_objects(job: JobContext, location: str) -> list:
+    """The CSV objects a ``dataSource.dataLocation`` names: the object itself, or every ``.csv``
+    object under the prefix; none is a job failure with AWS's reason."""
     try:
-        objects = st.list_objects(location, "dataSource.dataLocation")
+        objects = storage(job.settings).list_objects(location, "dataSource.dataLocation")
     except InvalidInputException as exc:
         raise JobFailed(exc.message) from None
     exact = [o for o in objects if o.uri == location]
@@ -388,6 +385,15 @@ def run_import(job: JobContext) -> dict:
     if not objects:
         raise JobFailed(f"Invalid Data location. {location} names no object, and no .csv object "
                         "starts with it.")
+    return objects
+
+
+@job_body("dataset-import-job")
+def run_import(job: JobContext) -> dict:
+    doc = job.doc
+    ds = Dataset(job.store, job.settings, doc["datasetArn"])
+    location = doc["dataSource"]["dataLocation"]
+    objects = csv_objects(job, location)
     total = sum(o.size for o in objects)
     work = CsvImport(ds, job)
     done = 0
