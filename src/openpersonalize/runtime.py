@@ -148,7 +148,9 @@ class RuntimeOperations:
     def _rank_items(self, dep, row, user_index, events, current_item, n, mask):
         model = dep.model
         if dep.recipe_type == "RELATED_ITEMS":
-            return model.similar_items(current_item, n, candidates_mask=mask)
+            influence = (row.doc.get("campaignConfig") or {}).get("rankingInfluence")
+            extra = {"ranking_influence": influence} if influence and dep.recipe == "aws-semantic-similarity" else {}
+            return model.similar_items(current_item, n, candidates_mask=mask, **extra)
         exploration = None
         if dep.recipe in EXPLORING:
             config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}

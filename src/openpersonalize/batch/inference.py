@@ -114,8 +114,9 @@ class Scorer:
     """Turns a chunk of valid records into output objects for one recipe type."""
 
     def __init__(self, model, recipe_name: str, recipe_type: str, num_results: int, filters: LineFilters | None,
-                 exploration: Exploration | None):
+                 exploration: Exploration | None, ranking_influence: dict | None = None):
         self.model = model
+        self.ranking_influence = ranking_influence  # Semantic-Similarity: POPULARITY / FRESHNESS blend
         self.recipe_name = recipe_name
         self.recipe_type = recipe_type
         self.n = num_results
@@ -220,7 +221,8 @@ class Scorer:
             if errors[k] is not None:
                 continue
             mask = None if masks is None else masks[k]
-            idx, scores = self.model.similar_items(int(items[k]), self.n, candidates_mask=mask)
+            extra = {"ranking_influence": self.ranking_influence} if self.ranking_influence else {}
+            idx, scores = self.model.similar_items(int(items[k]), self.n, candidates_mask=mask, **extra)
             out[k] = self._items(idx, scores)
         return out
 
@@ -314,7 +316,9 @@ class LineScorer:
             given = config["itemExplorationConfig"]
             exploration = Exploration(weight=float(given.get("explorationWeight", 0.3)),
                                       age_cutoff_days=float(given.get("explorationItemAgeCutOff", 30)))
-        scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration)
+        influence = config.get("rankingInfluence") if recipe_name == "aws-semantic-similarity" else None
+        scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration,
+                        influence)
         themer = None
         if doc.get("batchInferenceJobMode") == "THEME_GENERATION":
             from .themes import ThemeWriter
