@@ -144,7 +144,10 @@ class SeaweedFS:
              f"-filer.port={filer}",
              # Its Iceberg and Lance catalogues listen on fixed ports by default; two servers on one
              # machine would collide there, and the tests need neither.
-             "-s3.port.iceberg=0", "-s3.port.lance=0"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             "-s3.port.iceberg=0", "-s3.port.lance=0",
+             # Every bucket is a collection that grows volumes of its own; with the default
+             # 8 volumes of 30 GB a few buckets exhaust them and writes fail with InternalError.
+             "-volume.max=300", "-master.volumeSizeLimitMB=64"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         client = self.client()
         deadline = time.time() + timeout
         while time.time() < deadline:
