@@ -10,7 +10,6 @@ anonymous records of their sessions) are deleted. ``numDeleted`` counts the remo
 from __future__ import annotations
 
 import logging
-import uuid
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +19,7 @@ from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..store.files import storage
 from .importer import PARSE, csv_objects, read_header
-from .rows import Dataset, PartWriter, group_datasets, sweep_parts
+from .rows import Dataset, group_datasets, rewrite_part_without, sweep_parts
 
 log = logging.getLogger("openpersonalize.deletion")
 
@@ -64,23 +63,8 @@ def delete_from_bulk(ds: Dataset, column: str, ids: pa.Array) -> int:
         state = ds.bulk_state()
         new_parts, removed = [], 0
         for part in state.parts:
-            hits = sum(pc.sum(pc.is_in(b.column(column), value_set=ids)).as_py() or 0
-                       for b in ds.iter_part(part))
-            if not hits:
-                new_parts.append(part)
-                continue
-            writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=uuid.uuid4().hex[:10],
-                                compression=ds.settings.parquet_compression)
-            try:
-                for batch in ds.iter_part(part):
-                    kept = batch.filter(pc.invert(pc.is_in(batch.column(column), value_set=ids)))
-                    if kept.num_rows:
-                        writer.write(kept)
-                written = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-            new_parts.extend({**part, **new} for new in written)
+            parts, hits = rewrite_part_without(ds, part, column, ids)
+            new_parts.extend(parts)
             removed += hits
         if not removed:
             return 0

@@ -44,7 +44,7 @@ from ..errors import InvalidInputException
 from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..store.files import ObjectInfo, storage
-from .rows import Dataset, PartWriter, sweep_parts
+from .rows import Dataset, PartWriter, rewrite_part_without, sweep_parts
 from .schemas import Field
 
 log = logging.getLogger("openpersonalize.import")
@@ -450,23 +450,7 @@ def _drop_replaced(ds: Dataset, parts: list[dict], ids: pa.Array) -> list[dict]:
     """Older bulk files without the rows whose ID the new import brings (INCREMENTAL entities)."""
     out = []
     for part in parts:
-        hit = any(pc.any(pc.is_in(b.column(ds.id_column), value_set=ids)).as_py()
-                  for b in ds.iter_part(part))
-        if not hit:
-            out.append(part)
-            continue
-        writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=uuid.uuid4().hex[:10],
-                            compression=ds.settings.parquet_compression)
-        try:
-            for batch in ds.iter_part(part):
-                kept = batch.filter(pc.invert(pc.is_in(batch.column(ds.id_column), value_set=ids)))
-                if kept.num_rows:
-                    writer.write(kept)
-            written = writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        out.extend({**part, **new} for new in written)
+        out.extend(rewrite_part_without(ds, part, ds.id_column, ids)[0])
     return out
 
 

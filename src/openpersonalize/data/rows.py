@@ -12,9 +12,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..config import Settings
@@ -238,6 +240,29 @@ class PartWriter:
                     fh.close()
                 except Exception as exc:
                     self._error = self._error or exc
+
+
+def rewrite_part_without(ds: Dataset, part: dict, column: str, values: pa.Array) -> tuple[list[dict], int]:
+    """A bulk part with the rows whose ``column`` is in ``values`` removed.
+
+    Returns the parts that replace it (the part itself when no row matches; fresh files
+    otherwise, written before anything is published) and how many rows were removed.
+    """
+    hits = sum(pc.sum(pc.is_in(b.column(column), value_set=values)).as_py() or 0 for b in ds.iter_part(part))
+    if not hits:
+        return [part], 0
+    writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=uuid.uuid4().hex[:10],
+                        compression=ds.settings.parquet_compression)
+    try:
+        for batch in ds.iter_part(part):
+            kept = batch.filter(pc.invert(pc.is_in(batch.column(column), value_set=values)))
+            if kept.num_rows:
+                writer.write(kept)
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return [{**part, **new} for new in written], hits
 
 
 def sweep_parts(ds: Dataset, current: list[dict], grace_seconds: float) -> int:
