@@ -234,9 +234,7 @@ def run_batch_inference(job: JobContext) -> dict:
 
         return run_inference(job)
     doc = job.doc
-    version = job.store.get(doc["solutionVersionArn"])
-    if version is None or version.status != "ACTIVE":
-        raise JobFailed(f"Solution version {doc['solutionVersionArn']} is not ACTIVE.")
+    version = io.active_version(job)
     recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
     recipe_name = recipe.name if recipe else version.doc.get("_trainedRecipe", "aws-user-personalization")
     recipe_type = recipe.recipe_type if recipe else "USER_PERSONALIZATION"

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..jobs.runner import JobFailed
+from ..jobs.runner import JobContext, JobFailed
 from ..store.files import ObjectInfo, Storage
 
 MAX_FILES = 1000
@@ -31,6 +31,14 @@ class Planned:
     temp_uri: str
     temp_root: str  # this job attempt's temporary folder
     kms_key_arn: str | None = None  # SSE-KMS key for the output, where the store supports it
+
+
+def active_version(job: JobContext):
+    """The job's solution version, which must still be ACTIVE when the job runs."""
+    version = job.store.get(job.doc["solutionVersionArn"])
+    if version is None or version.status != "ACTIVE":
+        raise JobFailed(f"Solution version {job.doc['solutionVersionArn']} is not ACTIVE.")
+    return version
 
 
 def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attempt: int,

@@ -94,9 +94,7 @@ def run_batch_segment(job: JobContext) -> dict:
 
         return run_segment(job)
     doc = job.doc
-    version = job.store.get(doc["solutionVersionArn"])
-    if version is None or version.status != "ACTIVE":
-        raise JobFailed(f"Solution version {doc['solutionVersionArn']} is not ACTIVE.")
+    version = io.active_version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
     model = load_model(job.settings, version.arn)
     storage = Storage(job.settings)

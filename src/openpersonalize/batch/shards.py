@@ -113,13 +113,6 @@ def _drive(job: JobContext, planned: list[io.Planned], task: Task, per_shard: in
         raise
 
 
-def _version(job: JobContext):
-    version = job.store.get(job.doc["solutionVersionArn"])
-    if version is None or version.status != "ACTIVE":
-        raise JobFailed(f"Solution version {job.doc['solutionVersionArn']} is not ACTIVE.")
-    return version
-
-
 def _plan(job: JobContext) -> tuple[Storage, list[io.Planned]]:
     doc = job.doc
     storage = Storage(job.settings)
@@ -132,7 +125,7 @@ def run_inference(job: JobContext) -> dict:
     """A batch inference job through the configured executor."""
     from .inference import FIELDS, MAX_RECORDS_PER_FILE, MAX_THEMED_RECORDS
 
-    version = _version(job)
+    version = io.active_version(job)
     recipe_name, recipe_type = _recipe(version)
     if recipe_type not in FIELDS:
         raise JobFailed(f"Recipe {recipe_name} ({recipe_type}) has no batch inference.")
@@ -154,7 +147,7 @@ def run_segment(job: JobContext) -> dict:
     """A batch segment job through the configured executor."""
     from .segment import LIMITS
 
-    version = _version(job)
+    version = io.active_version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
     storage, planned = _plan(job)
     limit = LIMITS[recipe.name]
@@ -213,7 +206,7 @@ def inference_shard_scorer(spec: dict):
     from .inference import LineScorer
 
     job = _context(spec)
-    version = _version(job)
+    version = io.active_version(job)
     recipe_name, recipe_type = _recipe(version)
     model = load_model(job.settings, version.arn)
     scorer = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
@@ -227,7 +220,7 @@ def segment_shard_scorer(spec: dict):
     from .segment import SegmentScorer
 
     job = _context(spec)
-    version = _version(job)
+    version = io.active_version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
     scorer = SegmentScorer.for_job(job, version, recipe.name, load_model(job.settings, version.arn))
     job.store.close()
