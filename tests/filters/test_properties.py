@@ -275,6 +275,12 @@ def _check(items, users, histories, user_rows, current, text, vals, with_current
     got = compiled.masks(_data(items, users), vals, **request)
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected, err_msg=text)
+    bound = compiled.bind(_data(items, users), vals)
+    if bound.compact and not with_current:  # the batch jobs' form: static mask minus history pairs
+        compact = np.tile(bound.candidates.mask, (len(user_rows), 1))
+        rows, cols = bound.history_exclusions(request["histories"])
+        compact[rows, cols] = False
+        np.testing.assert_array_equal(compact, expected, err_msg=text)
 
 
 @SETTINGS

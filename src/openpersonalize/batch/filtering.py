@@ -18,9 +18,10 @@ from ..errors import InvalidInputException
 from ..filters import FilterData, Histories, compile_filter
 from ..filters.columns import Catalogue
 from ..jobs.runner import JobContext, JobFailed
+from ..recipes.scoring import Candidates, RowMasks
 from . import io
 
-MASK_BLOCK = 512  # lines per mask block: block x items booleans stay small
+MASK_BLOCK = 512  # lines per dense mask block (filters with request-dependent parts)
 
 
 def _aligned(vocab: Vocabulary, ids: np.ndarray) -> dict[str, pa.Array]:
@@ -93,38 +94,69 @@ class LineFilters:
             compiled = compile_filter(row.doc["filterExpression"], schemas)
         except InvalidInputException as exc:
             raise JobFailed(f"Filter {filter_arn} no longer fits the dataset group: {exc.message}") from None
-        return cls(compiled, GroupView(load_group(job.store, job.settings, group_arn), schemas, model))
+        group = load_group(job.store, job.settings, group_arn, events=compiled.info.uses_history)
+        return cls(compiled, GroupView(group, schemas, model))
 
     @property
     def target(self) -> str:
         return self.compiled.target
 
     def item_masks(self, records: list[io.Record], users: np.ndarray, items: np.ndarray | None = None
-                   ) -> tuple[np.ndarray | None, list[str | None]]:
-        """A ``(len(records), n_items)`` mask and a per-record error (None where fine)."""
+                   ) -> tuple[RowMasks, list[str | None]]:
+        """The candidates of each record (compact: one mask per distinct filter-value set plus
+        each user's own history exclusions) and a per-record error (None where fine)."""
         n = self.view.model.n_items
         errors: list[str | None] = [None] * len(records)
-        masks = np.ones((len(records), n), dtype=bool)
+        which = np.full(len(records), -1, dtype=np.int64)
+        masks: list[Candidates] = []
+        slot: dict[int, int] = {}  # id(candidates) -> index in masks
+        hidden_rows: list[np.ndarray] = []
+        hidden_cols: list[np.ndarray] = []
         ids = [r.obj.get("userId", "") for r in records]
         rows = self.view.user_rows(users, ids)
+
+        def register(candidates: Candidates) -> int:
+            if id(candidates) not in slot:
+                slot[id(candidates)] = len(masks)
+                masks.append(candidates)
+            return slot[id(candidates)]
+
         groups: dict[str, list[int]] = {}
         for k, r in enumerate(records):
             values = r.obj.get("filterValues") or {}
             groups.setdefault(repr(sorted(values.items())), []).append(k)
         for members in groups.values():
             values = records[members[0]].obj.get("filterValues") or {}
+            picked = np.asarray(members)
             try:
                 bound = self.compiled.bind(self.view.data, values)
-                picked = np.asarray(members)
+                if bound.compact:
+                    which[picked] = register(bound.candidates)
+                    if bound.uses_history:
+                        r, c = bound.history_exclusions(self.view.histories.take(rows[picked]))
+                        hidden_rows.append(picked[r])
+                        hidden_cols.append(c)
+                    continue
+                # Request-dependent parts (IF CurrentUser gates, history INCLUDEs, CurrentItem):
+                # dense masks per block of lines, equal rows shared.
+                seen: dict[bytes, Candidates] = {}
                 for start in range(0, len(picked), MASK_BLOCK):
                     block = picked[start:start + MASK_BLOCK]
-                    masks[block] = bound.masks(
-                        users=rows[block], histories=self.view.histories.take(rows[block]),
+                    dense = bound.masks(
+                        users=rows[block],
+                        histories=self.view.histories.take(rows[block]) if bound.uses_history else None,
                         current_items=None if items is None else items[block])
+                    for line, mask in zip(block.tolist(), dense):
+                        key = mask.tobytes()
+                        if key not in seen:
+                            seen[key] = Candidates(np.array(mask))
+                        which[line] = register(seen[key])
             except InvalidInputException as exc:
                 for k in members:
                     errors[k] = f"Line {records[k].line}: {exc.message}"
-        return masks, errors
+        empty = np.zeros(0, dtype=np.int64)
+        return RowMasks(masks, which, np.concatenate(hidden_rows) if hidden_rows else empty,
+                        np.concatenate(hidden_cols) if hidden_cols else empty, n), errors
 
     def user_mask(self, values: dict | None) -> np.ndarray:
         """For segment jobs: the users (model indices) a UserID filter lets through."""

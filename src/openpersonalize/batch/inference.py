@@ -24,7 +24,7 @@ from ..recipes.factorization import Exploration
 from ..store.files import Storage
 from ..store.models import load_model
 from . import io
-from .filtering import MASK_BLOCK, LineFilters
+from .filtering import LineFilters
 
 MAX_RECORDS_PER_FILE = 50_000_000
 MAX_THEMED_RECORDS = 100
@@ -145,7 +145,7 @@ class Scorer:
         ok = np.array([e is None for e in errors])
         if ok.any():
             rows = np.flatnonzero(ok)
-            mask = None if masks is None else masks[rows]
+            mask = None if masks is None else masks.take(rows)
             if self.exploration is not None:
                 picked = [self.model.recommend(int(users[k]), self.n, candidates_mask=None if mask is None else mask[j],
                                                exploration=self.exploration) for j, k in enumerate(rows)]
@@ -154,6 +154,9 @@ class Scorer:
                 for j, k in enumerate(rows):
                     out[k] = self._items(idx[j], scores[j])
             else:
+                if mask is not None:  # lines sharing a mask scored next to each other
+                    order = mask.order()
+                    rows, mask = rows[order], mask.take(order)
                 idx, scores = self.model.recommend_batch(users[rows], self.n, mask)
                 for k, result in zip(rows, self._item_rows(idx, scores)):
                     out[k] = result
@@ -323,7 +326,7 @@ class LineScorer:
 
             themer = ThemeWriter.for_job(job, version.group_arn, model,
                                          doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
-        return cls(scorer, recipe_type, themer, MASK_BLOCK if filters else io.CHUNK_LINES)
+        return cls(scorer, recipe_type, themer)
 
     def chunk(self, chunk: list[io.Record]) -> tuple[bytes, int]:
         """The output lines of a chunk of records (each ending in a newline), and how many of

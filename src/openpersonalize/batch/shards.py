@@ -26,7 +26,6 @@ from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..store.files import ObjectInfo, Storage
 from . import io
-from .filtering import MASK_BLOCK
 
 SEGMENT_SHARD_QUERIES = 64  # a segment query scores every user: a few dozen make a shard
 
@@ -136,7 +135,7 @@ def run_inference(job: JobContext) -> dict:
         counts.append(count_records(storage, p.source))
         if counts[-1] > limit:
             raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
-    chunk = MASK_BLOCK if job.doc.get("filterArn") else io.CHUNK_LINES  # as LineScorer.for_job cuts
+    chunk = io.CHUNK_LINES  # shards start where LineScorer's chunks do
     per_shard = max(1, math.ceil(job.settings.shard_records / chunk)) * chunk
     _drive(job, planned, Task("openpersonalize.batch.shards:inference_shard_scorer", (job_spec(job),)),
            per_shard, counts)

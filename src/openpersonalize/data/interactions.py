@@ -197,9 +197,14 @@ def _events(table: pa.Table, ds: Dataset, item_key: str, n_users: int, n_items: 
                         event_types, event_value, columns, n_users, n_items)
 
 
-def load_group(store: Store, settings: Settings, group_arn: str) -> GroupData:
-    """Everything training and batch jobs read from a dataset group (see the module docstring)."""
+def load_group(store: Store, settings: Settings, group_arn: str, *, events: bool = True) -> GroupData:
+    """Everything training and batch jobs read from a dataset group (see the module docstring).
+
+    ``events=False`` skips the interaction datasets (a filter that never looks at them only needs
+    the users and items tables; reading millions of events would be most of its cost)."""
     datasets = group_datasets(store, settings, group_arn)
+    if not events:
+        datasets = {kind: ds for kind, ds in datasets.items() if kind not in ("INTERACTIONS", "ACTION_INTERACTIONS")}
     items_ds, users_ds = datasets.get("ITEMS"), datasets.get("USERS")
     items_t = _entity_table(items_ds) if items_ds else None
     users_t = _entity_table(users_ds) if users_ds else None

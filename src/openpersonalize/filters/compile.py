@@ -14,11 +14,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from ..data.schemas import Schema
 from ..errors import InvalidInputException
+from ..recipes.scoring import Candidates
 from .columns import Catalogue, FilterData, Histories, NumericColumn, StringColumn, expand_csr, normalise_event_type
 from .grammar import And, Condition, FieldRef, Filter, Literal, Node, Number, Placeholder, Star, parse_filter
 from .validate import INTERACTION_DATASETS, FilterInfo, validate_filter
@@ -178,8 +180,33 @@ class BoundFilter:
         self._base = base  # the whole answer when nothing else applies
 
     @property
-    def nbytes(self) -> int:
-        return self.size * (1 + len(self.plans))
+    def nbytes(self) -> int:  # the masks, and the candidates' index arrays at their largest
+        return self.size * (1 + len(self.plans) + 8)
+
+    @property
+    def compact(self) -> bool:
+        """True when every request's mask is ``candidates`` minus the pairs of
+        ``history_exclusions`` (no per-request dense mask needed): the filter is static, or
+        static plus ungated ``EXCLUDE ... WHERE Interactions...IN`` parts."""
+        return (not self._rest or self._sparse_only) and not self.compiled.info.uses_current_item
+
+    @property
+    def uses_history(self) -> bool:
+        return any(c.source == "history" for p in self.plans for c in _leaves(p.where))
+
+    @cached_property
+    def candidates(self) -> Candidates:
+        """The static mask, with its allowed and hidden indices (computed once per value set)."""
+        return Candidates(self._base)
+
+    def history_exclusions(self, histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+        """For a ``compact`` filter: the (request, candidate) pairs that the requesters' own
+        interactions exclude. ``histories`` has one entry per request."""
+        ctx = _Ctx(histories.n_users, None, histories, None)
+        pairs = [self._history_pairs(p.history_in, ctx) for p in self._rest]
+        if not pairs:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate([r for r, _ in pairs]), np.concatenate([c for _, c in pairs])
 
     @property
     def static_mask(self) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -93,7 +96,8 @@ def _group_maxima(scores: np.ndarray, groups: int, out: np.ndarray) -> None:
 
 
 def _uses_groups(n_items: int, k: int) -> bool:
-    return n_items // GROUP >= 8 * k
+    # At least GROUP groups, so that the leftover columns (fewer than GROUP) fit one per group.
+    return n_items // GROUP >= max(8 * k, GROUP)
 
 
 def _candidates(maxima: np.ndarray, n_items: int, k: int) -> np.ndarray:
@@ -141,6 +145,112 @@ def _select(scores: np.ndarray, n: int, k: int, maxima: np.ndarray | None) -> tu
     return idx, vals
 
 
+class Candidates:
+    """One candidate mask over items, with its allowed and hidden indices worked out once."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = np.asarray(mask, dtype=bool)
+
+    @cached_property
+    def allowed(self) -> np.ndarray:
+        return np.flatnonzero(self.mask)
+
+    @cached_property
+    def hidden(self) -> np.ndarray:
+        return np.flatnonzero(~self.mask)
+
+
+@dataclass
+class RowMasks:
+    """Candidate masks of a block of score rows, without a dense (rows, items) matrix.
+
+    Row ``r`` may return the items of ``masks[which[r]]`` (``which[r]`` -1: every item), except
+    the (row, item) pairs ``hidden_rows[j], hidden_cols[j]``. Filters give this shape: a few
+    distinct masks (one per set of filter values) and a sparse list of each user's own exclusions.
+    Rows sharing a mask should be adjacent (``order()``) so that each run is selected at once.
+    """
+
+    masks: list[Candidates]
+    which: np.ndarray
+    hidden_rows: np.ndarray
+    hidden_cols: np.ndarray
+    n_items: int
+
+    @classmethod
+    def none(cls, rows: int, n_items: int) -> "RowMasks":
+        empty = np.zeros(0, dtype=np.int64)
+        return cls([], np.full(rows, -1, dtype=np.int64), empty, empty, n_items)
+
+    def __len__(self) -> int:
+        return len(self.which)
+
+    @property
+    def ndim(self) -> int:  # reads as a per-row mask where a dense 2-D one was expected
+        return 2
+
+    def order(self) -> np.ndarray:
+        """A row order that puts rows sharing a mask next to each other."""
+        return np.argsort(self.which, kind="stable")
+
+    def take(self, rows: np.ndarray) -> "RowMasks":
+        """The masks of ``rows`` (distinct row indices), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        position = np.full(len(self.which), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        new_rows = position[self.hidden_rows]
+        keep = new_rows >= 0
+        return RowMasks(self.masks, self.which[rows], new_rows[keep], self.hidden_cols[keep], self.n_items)
+
+    def __getitem__(self, key) -> "RowMasks | np.ndarray":
+        """A slice of rows gives a RowMasks; an integer gives that row's dense mask."""
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self.which))[key])
+        return self.row(int(key))
+
+    def row(self, r: int) -> np.ndarray:
+        g = int(self.which[r])
+        out = self.masks[g].mask.copy() if g >= 0 else np.ones(self.n_items, dtype=bool)
+        out[self.hidden_cols[self.hidden_rows == r]] = False
+        return out
+
+    def dense(self) -> np.ndarray:
+        out = np.ones((len(self.which), self.n_items), dtype=bool)
+        for g, c in enumerate(self.masks):
+            out[self.which == g] = c.mask
+        out[self.hidden_rows, self.hidden_cols] = False
+        return out
+
+
+def _select_masked(scores: np.ndarray, n: int, masks: RowMasks) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_rows` under compact masks: each run of rows sharing a mask selects among
+    that mask's allowed columns only (a gather when few are allowed), so no pass over a dense
+    (rows, items) boolean matrix is needed. ``scores`` is overwritten."""
+    rows, items = scores.shape
+    if len(masks.hidden_rows):
+        scores[masks.hidden_rows, masks.hidden_cols] = -np.inf
+    idx = np.full((rows, n), -1, dtype=np.int64)
+    vals = np.full((rows, n), np.nan, dtype=np.float32)
+    which = masks.which
+    cuts = np.flatnonzero(which[1:] != which[:-1]) + 1
+    for start, stop in zip(np.r_[0, cuts].tolist(), np.r_[cuts, rows].tolist()):
+        g = int(which[start])
+        run = scores[start:stop]
+        if g < 0:
+            i, v = topk_rows(run, n)
+        else:
+            c = masks.masks[g]
+            if not len(c.allowed):
+                continue  # nothing passes: the rows stay -1 / NaN
+            if len(c.allowed) * 2 <= items:
+                i, v = topk_rows(run[:, c.allowed], n)
+                i = np.where(i >= 0, c.allowed[np.maximum(i, 0)], -1)
+            else:
+                run[:, c.hidden] = -np.inf
+                i, v = topk_rows(run, n)
+        idx[start:stop], vals[start:stop] = i, v
+    return idx, vals
+
+
 def _apply_mask(scores: np.ndarray, mask: np.ndarray | None) -> None:
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
@@ -151,6 +261,8 @@ def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise :func:`topk` for a (users, items) block; -1 / NaN pad rows with too few valid
     entries. ``mask`` is one row over items or one per score row; it is applied in place."""
+    if isinstance(mask, RowMasks):
+        return _select_masked(scores, n, mask)
     _apply_mask(scores, mask)
     rows, items = scores.shape
     k = min(n, items)
@@ -177,9 +289,10 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
     if k <= 0 or rows == 0:
         return np.full((rows, n), -1, dtype=np.int64), np.full((rows, n), np.nan, dtype=np.float32)
     t = temperature
-    mask = None if mask is None else np.asarray(mask, dtype=bool)
+    compact = mask if isinstance(mask, RowMasks) else None
+    mask = None if mask is None or compact is not None else np.asarray(mask, dtype=bool)
     hidden = None if mask is None or mask.ndim != 1 else ~mask
-    groups = items // GROUP if _uses_groups(items, k) else 0
+    groups = items // GROUP if _uses_groups(items, k) and compact is None else 0
     maxima = np.empty((rows, groups), dtype=scores.dtype) if groups else None
     log_z = np.empty((rows, 1), dtype=np.float32)
     step = max(1, TILE_CELLS // max(items, 1))
@@ -203,7 +316,7 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
             np.copyto(tile, -np.inf, where=~mask[r0:r1])
         if groups:
             _group_maxima(tile, groups, maxima[r0:r1])
-    idx, vals = _select(scores, n, k, maxima)
+    idx, vals = _select(scores, n, k, maxima) if compact is None else _select_masked(scores, n, compact)
     return idx, np.exp(vals / t - log_z).astype(np.float32)
 
 
