@@ -3,8 +3,9 @@
 Catalogue rows are the model's item (and user) indices, so a mask applies straight to a score
 matrix. Users the data knows but the model does not (new since training) get rows after the
 model's, so ``IF CurrentUser`` still sees their attributes. Lines are grouped by their
-``filterValues``; each group binds the filter once (cached per distinct value set) and gets its
-masks in one vectorised call.
+``filterValues``; each group binds the filter once (cached per distinct value set) and shares
+that set's static mask; a user's own history exclusions are sparse (line, item) pairs. Only
+filters with request-dependent parts get dense per-line masks.
 """
 
 from __future__ import annotations
