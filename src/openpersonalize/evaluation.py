@@ -82,15 +82,28 @@ def deduplicate(data: TrainingData) -> TrainingData:
         return data
     value = np.nan_to_num(data.event_value, nan=-1e30).view(np.int32)
     keys = (value, data.event_type, data.timestamp, data.item, data.user)
-    order = np.lexsort(keys)  # numeric keys: much faster than np.unique on records
-    same = np.ones(len(order) - 1, bool)
+    # One sort of a 64-bit mix of the keys finds the candidates (equal mixes); only those rows
+    # are sorted on the keys themselves, so a collision of mixes never merges distinct rows.
+    mixed = np.zeros(data.n_interactions, dtype=np.uint64)
+    for k, factor in zip(keys, (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD)):
+        mixed = (mixed ^ k.astype(np.int64).view(np.uint64)) * np.uint64(factor)
+        mixed ^= mixed >> np.uint64(29)
+    order = np.argsort(mixed)
+    sorted_mix = mixed[order]
+    equal = np.flatnonzero(sorted_mix[1:] == sorted_mix[:-1])
+    if not len(equal):
+        return data
+    candidates = np.unique(order[np.r_[equal, equal + 1]])
+    sub = candidates[np.lexsort(tuple(k[candidates] for k in keys))]
+    same = np.ones(len(sub) - 1, bool)
     for k in keys:
-        ks = k[order]
+        ks = k[sub]
         same &= ks[1:] == ks[:-1]
     if not same.any():
         return data
     keep = np.ones(data.n_interactions, bool)
-    keep[order[1:][same]] = False
+    keep[sub[1:][same]] = False
     return data.subset(keep)
 
 
@@ -115,18 +128,28 @@ def user_holdout(data: TrainingData, seed: int, share: float = 0.1) -> HoldOut:
     test = np.sort(rng.choice(eligible, size=n_test, replace=False)) if n_test else np.empty(0, np.int64)
     is_test = np.zeros(data.n_users, bool)
     is_test[test] = True
-    order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
-    starts = np.searchsorted(data.user[order], test)
-    hists, truths, events = [], [], []
-    for u, s in zip(test, starts):
-        rows = order[s:s + counts[u]]
-        cut = len(rows) - max(1, int(round(0.1 * len(rows))))
-        hist_items = data.item[rows[:cut]]
-        _, last = np.unique(hist_items[::-1], return_index=True)
-        hists.append(hist_items[::-1][np.sort(last)][::-1].astype(np.int64))  # distinct, oldest first
-        truth_rows = rows[cut:]
-        truths.append({int(i) for i in data.item[truth_rows]})
-        events.append({int(i): int(e) for i, e in zip(data.item[truth_rows], data.event_type[truth_rows])})
+    # The test users' interactions by user, then time (then input order), in one sort.
+    rows = np.flatnonzero(is_test[data.user])
+    rows = rows[np.lexsort((rows, data.timestamp[rows], data.user[rows]))]
+    user = data.user[rows].astype(np.int64)
+    n = counts[user]
+    first = np.r_[0, np.flatnonzero(user[1:] != user[:-1]) + 1]
+    position = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
+    in_history = position < n - np.maximum(1, np.round(0.1 * n).astype(np.int64))
+    # History: each item once, at its latest interaction, oldest first.
+    h_rows = rows[in_history]
+    key = user[in_history] * max(data.n_items, 1) + data.item[h_rows]
+    _, last_in_reversed = np.unique(key[::-1], return_index=True)
+    latest = np.sort(len(key) - 1 - last_in_reversed)
+    h_user, h_items = user[in_history][latest], data.item[h_rows[latest]].astype(np.int64)
+    hists = np.split(h_items, np.searchsorted(h_user, test)[1:])
+    t_rows = rows[~in_history]
+    t_user = user[~in_history]
+    bounds = np.searchsorted(t_user, test)[1:]
+    t_items = np.split(data.item[t_rows], bounds)
+    t_events = np.split(data.event_type[t_rows], bounds)
+    truths = [set(items.tolist()) for items in t_items]
+    events = [dict(zip(items.tolist(), ev.tolist())) for items, ev in zip(t_items, t_events)]
     return HoldOut(data.subset(~is_test[data.user]), test, hists, truths, events)
 
 

@@ -36,18 +36,32 @@ def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) ->
 def histories(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
     """Per user, distinct items ordered by their latest interaction (oldest first) as CSR-style
     (indptr, items)."""
-    order = np.lexsort((data.timestamp, data.user))
+    ts = data.timestamp
+    if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: order users only
+        order = stable_order(data.user)
+    else:
+        order = np.lexsort((ts, data.user))
     u, i = data.user[order], data.item[order]
-    # keep the last occurrence of each (user, item) pair
+    # Keep the latest row of each (user, item): the last of its run once sorted stably by pair.
     key = u.astype(np.int64) * max(data.n_items, 1) + i
-    rev = key[::-1]
-    _, first_in_rev = np.unique(rev, return_index=True)
+    by_key = np.argsort(key, kind="stable")
+    run_key = key[by_key]
     keep = np.zeros(len(key), dtype=bool)
-    keep[len(key) - 1 - first_in_rev] = True
+    keep[by_key[np.r_[run_key[1:] != run_key[:-1], True]] if len(key) else by_key] = True
     u, i = u[keep], i[keep]
     indptr = np.zeros(data.n_users + 1, dtype=np.int64)
-    np.add.at(indptr, u.astype(np.int64) + 1, 1)
-    return np.cumsum(indptr), i.astype(np.int32)
+    np.cumsum(np.bincount(u, minlength=data.n_users), out=indptr[1:])
+    return indptr, i.astype(np.int32)
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integers below 2**32, as two 16-bit
+    radix passes (numpy radix-sorts 16-bit keys; wider ones fall back to a slower merge sort)."""
+    keys = np.asarray(keys)
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if not len(keys) or int(keys.max()) < 0x10000:
+        return low
+    return low[np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")]
 
 
 def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
