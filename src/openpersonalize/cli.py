@@ -21,7 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import Settings
+from .config import LOG_FORMAT, Settings
 
 
 def _settings(args) -> Settings:
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=coverage)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     return args.func(args)
 
 

@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import traceback
 
-from ..config import Settings
+from ..config import LOG_FORMAT, Settings
 
 log = logging.getLogger("openpersonalize.jobs")
 _CONTEXT = multiprocessing.get_context("spawn")  # no fork: the parent has threads and sockets
@@ -27,7 +27,7 @@ def run_in_child(job) -> dict:
     parent, child = _CONTEXT.Pipe(duplex=False)
     proc = _CONTEXT.Process(target=_child_main, name=f"job {job.arn}", daemon=True,
                             args=(job.kind, job.arn, job.attempt, dataclasses.asdict(job.settings),
-                                  job.store.url, child))
+                                  job.store.url, child, logging.getLogger("openpersonalize").getEffectiveLevel()))
     proc.start()
     child.close()
     try:
@@ -62,7 +62,9 @@ def run_in_child(job) -> dict:
             proc.kill()
 
 
-def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn) -> None:
+def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn,
+                log_level: int = logging.WARNING) -> None:
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)  # a spawned child starts unconfigured
     from .. import jobs_registry  # noqa: F401  (registers the bodies in this process)
     from ..store.metadata import Store
     from . import bodies

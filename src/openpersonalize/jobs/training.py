@@ -7,6 +7,7 @@ interaction, no string work per interaction).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -21,6 +22,8 @@ from ..recipes.training import train
 from ..store.models import load_model, model_dir
 from .bodies import job_body
 from .runner import JobContext, JobFailed
+
+log = logging.getLogger("openpersonalize.training")
 
 RESERVED = {"ITEM_ID", "USER_ID", "ACTION_ID", "CREATION_TIMESTAMP", "TIMESTAMP", "EVENT_TYPE",
             "EVENT_VALUE", "EXPIRATION_TIMESTAMP", "ACTION_EXPIRATION_TIMESTAMP", "REPEAT_FREQUENCY"}
@@ -126,6 +129,8 @@ def train_solution_version(job: JobContext) -> dict:
         if "INTERACTIONS" in datasets else 0
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
     data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
+    del group
+    read = time.time()
     job.check_cancelled()
     job.progress(1, 3, stage="training")
     previous = None
@@ -154,8 +159,11 @@ def train_solution_version(job: JobContext) -> dict:
             best = (score, recipe_arn, result)
         job.check_cancelled()
     _, recipe_arn, result = best
+    trained = time.time()
     job.progress(2, 3, stage="saving the model")
     result.model.save(model_dir(job.settings, job.arn))
+    log.info("%s: %d interactions read in %.1fs, trained (with metrics) in %.1fs, saved in %.1fs", job.arn,
+             data.n_interactions, read - started, trained - read, time.time() - trained)
     tuned = {"algorithmHyperParameters": {k: str(v) for k, v in
                                           (result.tuned_params.get("algorithmHyperParameters") or {}).items()}}
     changes = {"_metrics": result.metrics, "tunedHPOParams": tuned, "_algorithm": result.tuned_params.get("algorithm"),
