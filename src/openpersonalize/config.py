@@ -55,6 +55,16 @@ class Settings:
     auto_training_first_delay_seconds: float = 3600.0
     auto_training_day_seconds: float = 86400.0
     auto_training_check_seconds: float = 30.0
+    #: Automatic model updates: every this many seconds (two hours; 0: never) campaign-deployed
+    #: User-Personalization / Next-Best-Action / Trending-Now models and Top picks / Recommended
+    #: for you recommenders take in new items and users, in place (jobs/refresh.py).
+    model_refresh_seconds: float = 7200.0
+    #: How old (seconds) a campaign's view of its group's data (item metadata for filters, an
+    #: updated model) may get before it is rebuilt in the background.
+    view_refresh_seconds: float = 30.0
+    #: Domain recommenders are retrained from scratch this many days after their last training
+    #: (a "day" is auto_training_day_seconds).
+    recommender_retrain_days: float = 7.0
     #: Maximum allowed clock skew for signed requests, in seconds.
     signature_max_skew_seconds: int = 300
     #: Quotas (AWS defaults, raise them freely when self-hosting).

@@ -3,4 +3,4 @@
 from .batch import inference, segment  # noqa: F401  (batch inference and batch segment jobs)
 from .data import deletion, exporter, importer  # noqa: F401  (dataset import, export, deletion jobs)
 from .filters import lifecycle  # noqa: F401  (CreateFilter jobs)
-from .jobs import recommenders, training  # noqa: F401  (recommenders, solution versions)
+from .jobs import recommenders, refresh, training  # noqa: F401  (recommenders, automatic updates, versions)

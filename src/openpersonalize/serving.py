@@ -1,7 +1,7 @@
 """What real-time serving keeps between requests, and how it sees what users just did.
 
 ``Deployment``: a campaign's (or recommender's) model, memory-mapped once per process, with the
-dataset group's filter data aligned to it (rebuilt at most every ``VIEW_TTL`` seconds, so new
+dataset group's filter data aligned to it (rebuilt every ``view_refresh_seconds``, so new
 items' metadata shows up quickly) and compiled filters. ``recent_events`` reads the events a user
 sent after the model's training data was read, straight from the event log, so the next request
 reflects them without retraining.
@@ -10,9 +10,10 @@ reflects them without retraining.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy import and_, bindparam, or_, select
@@ -22,10 +23,11 @@ from .data.rows import group_datasets
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
 from .recipes.catalogue import RECIPES_BY_ARN
-from .store.models import load_model, model_dir
+from .store.models import load_model, model_arn_of, model_dir
 from .store.records import put_records
 
-VIEW_TTL = 30.0
+log = logging.getLogger("openpersonalize.serving")
+
 RECENT_EVENTS = 100
 
 
@@ -42,6 +44,7 @@ class Deployment:
     records_until: int
     interactions_arn: str | None
     exclude_event_types: tuple = ()  # a domain use case's built-in exclusion (e.g. purchased items)
+    model_arn: str = ""  # the model folder loaded: the version's own, or its latest automatic update
     _view: object = None
     _view_time: float = 0.0
     _refreshing: bool = False
@@ -49,14 +52,14 @@ class Deployment:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def view(self, store, settings):
-        """The group's data aligned with the model. Built on first use; after ``VIEW_TTL`` seconds
+        """The group's data aligned with the model. Built on first use; after ``view_refresh_seconds``
         it is rebuilt in the background while requests keep using the current one, so no request
         waits for a rebuild."""
         with self._lock:
             view, age = self._view, time.time() - self._view_time
-            if view is not None and age >= VIEW_TTL and not self._refreshing:
+            if view is not None and age >= settings.view_refresh_seconds and not self._refreshing:
                 self._refreshing = True
-                threading.Thread(target=self._refresh, args=(store, settings), daemon=True).start()
+                threading.Thread(target=self._refresh_or_replace, args=(store, settings), daemon=True).start()
         if view is not None:
             return view
         return self._refresh(store, settings)
@@ -75,6 +78,26 @@ class Deployment:
         finally:
             with self._lock:
                 self._refreshing = False
+
+    def _refresh_or_replace(self, store, settings) -> None:
+        """In the background: when the solution version's model was updated in place (a new
+        ``_modelArn``), build a whole new deployment of it and swap it in, so that each request
+        sees one model and the view aligned with it; otherwise rebuild the view."""
+        try:
+            row = store.get(self.version_arn)
+            current = model_arn_of(row) if row is not None and row.kind == "solution-version" else self.model_arn
+            if current != self.model_arn:
+                new = replace(self, model=load_model(settings, current), model_arn=current,
+                              records_until=int(row.doc.get("_recordsUntil") or 0), _view=None, _view_time=0.0,
+                              _refreshing=False, _filters={}, _lock=threading.Lock())
+                new._refresh(store, settings)
+                with _lock:
+                    if _deployments.get(self.key) is self:
+                        _deployments[self.key] = new
+                log.info("%s now serves %s", self.key, current)
+        except Exception:
+            log.exception("updating the deployment of %s failed; it keeps serving %s", self.key, self.model_arn)
+        self._refresh(store, settings)
 
     def compiled(self, store, settings, filter_row):
         view = self.view(store, settings)
@@ -112,11 +135,12 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     recipe = RECIPES_BY_ARN.get(trained.doc.get("recipeArn") or "")
     name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
     recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
-    if not model_dir(settings, model_arn).exists():
+    loaded = model_arn_of(trained) if trained.kind == "solution-version" else model_arn
+    if not model_dir(settings, loaded).exists():
         raise ResourceNotFoundException(f"The model of {model_arn} is missing from the data folder.")
     group_arn = trained.group_arn
-    dep = Deployment(key=key, version_arn=model_arn, group_arn=group_arn, recipe=name,
-                     recipe_type=recipe.recipe_type, model=load_model(settings, model_arn),
+    dep = Deployment(key=key, version_arn=model_arn, group_arn=group_arn, recipe=name, model_arn=loaded,
+                     recipe_type=recipe.recipe_type, model=load_model(settings, loaded),
                      records_until=int(trained.doc.get("_recordsUntil") or 0),
                      interactions_arn=_interactions_arn(store, group_arn),
                      exclude_event_types=tuple(trained.doc.get("_excludeEventTypes") or ()))

@@ -62,7 +62,7 @@ class Service:
             # An embedded SQLite store belongs to this process alone: jobs it was running when it
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
-        if self.settings.auto_training_enabled:
+        if self.settings.auto_training_enabled or self.settings.model_refresh_seconds > 0:
             from ..jobs.scheduler import Scheduler
 
             self.scheduler = Scheduler(self.store, self.settings,

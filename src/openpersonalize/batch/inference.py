@@ -22,7 +22,7 @@ from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.factorization import Exploration
 from ..store.files import Storage
-from ..store.models import load_model
+from ..store.models import load_model, model_arn_of
 from . import io
 from .filtering import LineFilters
 
@@ -243,7 +243,7 @@ def run_batch_inference(job: JobContext) -> dict:
     recipe_type = recipe.recipe_type if recipe else "USER_PERSONALIZATION"
     if recipe_type not in FIELDS:
         raise JobFailed(f"Recipe {recipe_name} ({recipe_type}) has no batch inference.")
-    model = load_model(job.settings, version.arn)
+    model = load_model(job.settings, model_arn_of(version))
     storage = Storage(job.settings)
     themed = doc.get("batchInferenceJobMode") == "THEME_GENERATION"
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],

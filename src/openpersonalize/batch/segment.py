@@ -20,7 +20,7 @@ from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..store.files import Storage
-from ..store.models import load_model
+from ..store.models import load_model, model_arn_of
 from . import io
 from .filtering import GroupView, LineFilters
 
@@ -96,7 +96,7 @@ def run_batch_segment(job: JobContext) -> dict:
     doc = job.doc
     version = io.active_version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
-    model = load_model(job.settings, version.arn)
+    model = load_model(job.settings, model_arn_of(version))
     storage = Storage(job.settings)
     planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
                       doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))

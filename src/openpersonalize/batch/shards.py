@@ -25,6 +25,7 @@ from ..jobs.executors import ExecutorUnavailable, Task, get_executor
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..store.files import ObjectInfo, Storage
+from ..store.models import model_arn_of
 from . import io
 
 SEGMENT_SHARD_QUERIES = 64  # a segment query scores every user: a few dozen make a shard
@@ -137,8 +138,8 @@ def run_inference(job: JobContext) -> dict:
             raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
     chunk = io.CHUNK_LINES  # shards start where LineScorer's chunks do
     per_shard = max(1, math.ceil(job.settings.shard_records / chunk)) * chunk
-    _drive(job, planned, Task("openpersonalize.batch.shards:inference_shard_scorer", (job_spec(job),)),
-           per_shard, counts)
+    spec = {**job_spec(job), "model_arn": model_arn_of(version)}  # every shard scores with this model
+    _drive(job, planned, Task("openpersonalize.batch.shards:inference_shard_scorer", (spec,)), per_shard, counts)
     return {}
 
 
@@ -156,7 +157,8 @@ def run_segment(job: JobContext) -> dict:
         if counts[-1] > limit:
             raise JobFailed(f"Input file {p.source.uri} has more than {limit} queries; "
                             f"{recipe.name} segment jobs read at most {limit} per file.")
-    _drive(job, planned, Task("openpersonalize.batch.shards:segment_shard_scorer", (job_spec(job),)),
+    spec = {**job_spec(job), "model_arn": model_arn_of(version)}
+    _drive(job, planned, Task("openpersonalize.batch.shards:segment_shard_scorer", (spec,)),
            SEGMENT_SHARD_QUERIES, counts)
     return {}
 
@@ -207,7 +209,7 @@ def inference_shard_scorer(spec: dict):
     job = _context(spec)
     version = io.active_version(job)
     recipe_name, recipe_type = _recipe(version)
-    model = load_model(job.settings, version.arn)
+    model = load_model(job.settings, spec["model_arn"])  # the driver's: one model for every shard
     scorer = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
     job.store.close()  # set-up done: a worker holds no database connection while it scores
     return lambda shard: scorer.lines(*shard)
@@ -221,7 +223,7 @@ def segment_shard_scorer(spec: dict):
     job = _context(spec)
     version = io.active_version(job)
     recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
-    scorer = SegmentScorer.for_job(job, version, recipe.name, load_model(job.settings, version.arn))
+    scorer = SegmentScorer.for_job(job, version, recipe.name, load_model(job.settings, spec["model_arn"]))
     job.store.close()
 
     def score(shard: tuple[int, bytes]) -> bytes:

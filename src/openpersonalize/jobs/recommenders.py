@@ -37,9 +37,17 @@ MIN_EVENTS = 1000
 
 @job_body("recommender", isolated=True)
 def train_recommender(job: JobContext) -> dict:
-    doc = job.doc
+    return train_use_case(job, job.arn, job.doc)
+
+
+def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
+    """Train recommender ``arn`` (its description ``doc``) from scratch; returns the members of
+    its record that name the new model (also used by the weekly retraining, jobs/refresh.py)."""
+    from .refresh import data_mark
+
     use_case = doc["recipeArn"].rsplit("/", 1)[1]
     recipe, wanted, exclude = USE_CASES[use_case]
+    mark = data_mark(job.store, job.settings, doc["datasetGroupArn"])
     datasets = group_datasets(job.store, job.settings, doc["datasetGroupArn"])
     if "INTERACTIONS" not in datasets:
         raise JobFailed("Create failed. The dataset group has no Interactions dataset.")
@@ -57,12 +65,13 @@ def train_recommender(job: JobContext) -> dict:
         if count < MIN_EVENTS:
             raise JobFailed(f"Dataset has fewer than {MIN_EVENTS} interactions after filtering by event type: "
                             f"{wanted}")
-    model_arn = f"{job.arn}/{time.strftime('%Y%m%d%H%M%S')}"
+    model_arn = f"{arn}/{time.strftime('%Y%m%d%H%M%S')}"
     try:
-        result = train(recipe, data, {}, event_type=event_type, seed=job.arn)
+        result = train(recipe, data, {}, event_type=event_type, seed=arn)
     except TooLittleData as exc:
         raise JobFailed(exc.reason) from None
     result.model.save(model_dir(job.settings, model_arn))
     excluded = [next((str(t) for t in data.event_types if str(t).lower() == e.lower()), e) for e in exclude]
     return {"_modelArn": model_arn, "_trainedRecipe": recipe, "_recordsUntil": records_until,
-            "_excludeEventTypes": excluded, "modelMetrics": result.metrics}
+            "_excludeEventTypes": excluded, "modelMetrics": result.metrics, "_dataMark": mark,
+            "_trainedAt": time.time()}

@@ -67,6 +67,9 @@ def run_due(store, settings, now: float | None = None) -> list[str]:
 
 
 class Scheduler:
+    """A thread that starts what is due: automatic training, and automatic model updates
+    (jobs/refresh.py)."""
+
     def __init__(self, store, settings, wake=None):
         self.store, self.settings, self.wake = store, settings, wake
         self._stop = threading.Event()
@@ -79,9 +82,15 @@ class Scheduler:
         self._stop.set()
 
     def _loop(self) -> None:
+        from . import refresh
+
         while not self._stop.wait(self.settings.auto_training_check_seconds):
-            try:
-                if run_due(self.store, self.settings) and self.wake:
-                    self.wake()
-            except Exception:
-                log.exception("automatic training check failed")
+            for name, due in (("automatic training", run_due if self.settings.auto_training_enabled else None),
+                              ("automatic model update", refresh.run_due)):
+                if due is None:
+                    continue
+                try:
+                    if due(self.store, self.settings) and self.wake:
+                        self.wake()
+                except Exception:
+                    log.exception("%s check failed", name)

@@ -116,6 +116,8 @@ def _previous_full(job: JobContext) -> str | None:
 
 @job_body("solution-version", isolated=True)
 def train_solution_version(job: JobContext) -> dict:
+    from .refresh import data_mark
+
     started = time.time()
     doc = job.doc
     config = doc.get("solutionConfig") or {}
@@ -127,6 +129,7 @@ def train_solution_version(job: JobContext) -> dict:
     # Events after this point are not in the training data; serving reads them from the log.
     records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn) \
         if "INTERACTIONS" in datasets else 0
+    mark = data_mark(job.store, job.settings, doc["datasetGroupArn"])  # automatic updates compare it
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
     data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
     del group
@@ -167,7 +170,7 @@ def train_solution_version(job: JobContext) -> dict:
     tuned = {"algorithmHyperParameters": {k: str(v) for k, v in
                                           (result.tuned_params.get("algorithmHyperParameters") or {}).items()}}
     changes = {"_metrics": result.metrics, "tunedHPOParams": tuned, "_algorithm": result.tuned_params.get("algorithm"),
-               "_trainedRecipe": RECIPES_BY_ARN[recipe_arn].name, "_recordsUntil": records_until,
+               "_trainedRecipe": RECIPES_BY_ARN[recipe_arn].name, "_recordsUntil": records_until, "_dataMark": mark,
                "trainingHours": round((time.time() - started) / 3600.0, 6)}
     if doc.get("performAutoML"):
         job.store.update_doc(doc["solutionArn"], {"autoMLResult": {"bestRecipeArn": recipe_arn}})

@@ -119,6 +119,24 @@ class TrainingData:
                             self.event_value[keep], w, self.items, self.item_columns, self.users,
                             self.user_columns, self.actions, self.action_interactions)
 
+    def with_items_first(self, first: np.ndarray) -> TrainingData | None:
+        """The same data with the item index re-ordered so that ``first`` (a previous model's
+        item ids) come first, in that order, then the other items in their current order.
+        None when some of ``first`` are not items of this data any more."""
+        first = np.asarray(first)
+        position = _lookup(self.item_ids, first, sorter_of(self.item_ids))  # of each first id here
+        if len(first) and (position < 0).any():
+            return None
+        rest = np.ones(self.n_items, dtype=bool)
+        rest[position] = False
+        order = np.r_[position, np.flatnonzero(rest)].astype(np.int64)  # new index -> old index
+        new_code = np.empty(self.n_items, dtype=np.int64)
+        new_code[order] = np.arange(self.n_items)
+        return TrainingData(self.user_ids, self.item_ids[order], self.user, new_code[self.item].astype(self.item.dtype),
+                            self.timestamp, self.event_type, self.event_types, self.event_value, self.weight,
+                            self.items, self.item_columns, self.users, self.user_columns, self.actions,
+                            self.action_interactions)
+
     def item_table_rows(self) -> np.ndarray:
         """For each item index, its row in ``items`` (-1 when the item has no row)."""
         rows = np.full(self.n_items, -1, dtype=np.int64)

@@ -404,9 +404,10 @@ class CollaborativeAlgorithm(Algorithm):
         """Fold new users and items in: EASE gains columns for new items (their regression on
         the old items, through the stored diag(P)); ALS solves factors for the new rows."""
         old_items = previous.n_items
-        index = previous.item_index(data.item_ids)
-        if (index[:old_items] != np.arange(old_items)).any() if len(index) >= old_items else True:
-            return self.fit(data, params, settings)  # old items not a prefix: refit
+        aligned = data.with_items_first(previous.item_ids)  # the old items keep their indices
+        if aligned is None:
+            return self.fit(data, params, settings)  # items were removed: refit
+        data = aligned
         X = interaction_matrix(data)
         a = previous.arrays
         arrays = {"item_ids": data.item_ids, "user_ids": data.user_ids}

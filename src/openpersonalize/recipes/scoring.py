@@ -22,6 +22,9 @@ def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) ->
     m = sp.csr_matrix((w, (data.user, data.item)), shape=shape, dtype=np.float32)
     if m.nnz == len(w):
         return m
+    if len(w) and w.min() == w.max():  # one weight for all (the usual case): the maximum is it
+        m.data[:] = w[0]
+        return m
     # Duplicates were summed: rebuild with the per-pair maximum instead.
     key = data.user.astype(np.int64) * data.n_items + data.item
     order = np.argsort(key, kind="stable")

@@ -25,6 +25,12 @@ def model_dir(settings: Settings, model_arn: str) -> Path:
     return Path(settings.data_dir).resolve().joinpath("models", region, account, *segments)
 
 
+def model_arn_of(row) -> str:
+    """The model a solution version or recommender serves now: its latest automatic update
+    (``_modelArn``, see jobs/refresh.py), else the model trained with it."""
+    return row.doc.get("_modelArn") or row.arn
+
+
 _cache: OrderedDict[str, object] = OrderedDict()
 _lock = threading.Lock()
 CACHE_SIZE = 8

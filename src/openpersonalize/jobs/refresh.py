@@ -1,0 +1,196 @@
+"""Automatic model updates (resources-and-lifecycle.md §3), without new versions or metrics.
+
+Every ``model_refresh_seconds`` (two hours by default) the scheduler looks at what is being served:
+
+* the latest FULL (or automatic) solution version of each campaign, when its recipe is
+  User-Personalization (v1, v2, the legacy HRNN names) or Next-Best-Action: the items and users
+  that arrived since it was trained are folded into its model (``trainingMode`` UPDATE's
+  ``Algorithm.update``), so new items can be recommended (exploration) at once; Trending-Now
+  versions have their trends counted again;
+* recommenders: Top picks for you and Recommended for you fold new items in the same way, and
+  every recommender is retrained from scratch ``recommender_retrain_days`` (7) after its last
+  training.
+
+Only a model whose dataset group received data since it was trained is refreshed (the group's
+*data mark*: each dataset's bulk-file generation and newest real-time record). A refresh is a job
+like any other (a hidden ``model-refresh`` resource, claimed by one worker, resumed after a
+crash). It writes a new model folder next to the old one and points the trained resource's
+``_modelArn`` at it; batch jobs started afterwards load it, and campaigns switch to it within
+their next background view rebuild (``view_refresh_seconds``, 30 s), request by request, without a failed
+request. The two previous folders are kept for jobs still reading them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+
+from ..data.interactions import load_group
+from ..data.rows import group_datasets
+from ..recipes.base import TooLittleData
+from ..recipes.catalogue import RECIPES_BY_ARN
+from ..recipes.training import train
+from ..store.models import load_model, model_arn_of, model_dir
+from .bodies import job_body
+from .recommenders import USE_CASES, train_use_case
+from .runner import JobContext, JobFailed
+from .training import training_data
+
+log = logging.getLogger("openpersonalize.refresh")
+
+# recipe -> how its served model takes in new data: fold in (UPDATE) or fit again (cheap recipes)
+FOLDED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-hrnn", "aws-hrnn-metadata",
+          "aws-hrnn-coldstart", "aws-next-best-action")
+REFIT = ("aws-trending-now",)
+RECOMMENDERS_FOLDED = ("aws-ecomm-recommended-for-you", "aws-vod-top-picks")
+KEEP_FOLDERS = 3  # the current model folder and the two before it
+
+
+def data_mark(store, settings, group_arn: str) -> str:
+    """Changes whenever the group's data does: per dataset, its bulk generation and newest record."""
+    parts = []
+    for kind, ds in sorted(group_datasets(store, settings, group_arn).items()):
+        parts.append(f"{kind}:{ds.records.bulk_state(ds.arn).generation}:{ds.records.last_id(ds.arn)}")
+    return ",".join(parts)
+
+
+def _recipe_of(version) -> str:
+    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
+    return version.doc.get("_trainedRecipe") or (recipe.name if recipe else "")
+
+
+def _served_versions(store) -> dict[str, object]:
+    """Solution versions that ACTIVE campaigns serve, by ARN (``$LATEST`` resolved)."""
+    out = {}
+    for campaign in store.query("campaign", statuses=("ACTIVE",)):
+        arn = campaign.doc.get("solutionVersionArn") or ""
+        if arn.endswith("/$LATEST"):
+            latest = store.query("solution-version", parent_arn=arn[: -len("/$LATEST")], statuses=("ACTIVE",), limit=1)
+            version = latest[0] if latest else None
+        else:
+            version = store.get(arn)
+        if version is not None and version.status == "ACTIVE":
+            out[version.arn] = version
+    return out
+
+
+def _latest_full(store, version) -> bool:
+    """Only the newest FULL (or automatic) version of a solution is refreshed."""
+    for v in store.query("solution-version", parent_arn=version.doc["solutionArn"], statuses=("ACTIVE",)):
+        if v.doc.get("trainingMode") in ("FULL", "AUTOTRAIN"):
+            return v.arn == version.arn
+    return False
+
+
+def run_due(store, settings, now: float | None = None) -> list[str]:
+    """Queue the refreshes that are due; returns the ARNs of the refresh jobs."""
+    now = time.time() if now is None else now
+    period = settings.model_refresh_seconds
+    if period <= 0:
+        return []
+    queued = []
+    targets: list[tuple[object, str]] = []
+    for version in _served_versions(store).values():
+        recipe = _recipe_of(version)
+        if (recipe in FOLDED or recipe in REFIT) and _latest_full(store, version):
+            targets.append((version, "update" if recipe in FOLDED else "full"))
+    retrain = settings.recommender_retrain_days * settings.auto_training_day_seconds
+    for rec in store.query("recommender", statuses=("ACTIVE",)):
+        use_case = rec.doc["recipeArn"].rsplit("/", 1)[1]
+        trained_at = rec.doc.get("_trainedAt") or rec.updated
+        if now >= trained_at + retrain:
+            targets.append((rec, "full"))
+        elif use_case in RECOMMENDERS_FOLDED or USE_CASES[use_case][0] in REFIT:
+            targets.append((rec, "update" if use_case in RECOMMENDERS_FOLDED else "full"))
+    for target, mode in targets:
+        due = target.doc.get("_nextRefresh") or (target.doc.get("_refreshedAt") or target.updated) + period
+        if now < due:
+            continue
+        if any(r.status in ("CREATE PENDING", "CREATE IN_PROGRESS")
+               for r in store.query("model-refresh", parent_arn=target.arn)):
+            continue
+        store.update_doc(target.arn, {"_nextRefresh": now + period})
+        if data_mark(store, settings, target.group_arn) == target.doc.get("_dataMark"):
+            continue  # nothing new since the model was trained
+        for old in store.query("model-refresh", parent_arn=target.arn):
+            store.delete(old.arn)  # finished refreshes: only the newest is kept
+        arn = f"{target.arn}/refresh/{int(now * 1000)}"
+        store.insert(arn=arn, kind="model-refresh", name=arn.rsplit("/", 1)[1],
+                     doc={"targetArn": target.arn, "mode": mode, "status": "CREATE PENDING"},
+                     status="CREATE PENDING", group_arn=target.group_arn, parent_arn=target.arn, job=True)
+        queued.append(arn)
+        log.info("%s of %s queued as %s", "retraining" if mode == "full" else "automatic update", target.arn, arn)
+    return queued
+
+
+@job_body("model-refresh", isolated=True)
+def refresh_model(job: JobContext) -> dict:
+    target = job.store.get(job.doc["targetArn"])
+    if target is None or target.status != "ACTIVE":
+        return {}  # deleted or replaced meanwhile: nothing to refresh
+    started = time.time()
+    mode = job.doc["mode"]
+    group_arn = target.group_arn
+    datasets = group_datasets(job.store, job.settings, group_arn)
+    if "INTERACTIONS" not in datasets:
+        raise JobFailed(f"The dataset group of {target.arn} has no Interactions dataset any more.")
+    mark = data_mark(job.store, job.settings, group_arn)
+    records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn)
+    schemas = {kind: ds.schema for kind, ds in datasets.items()}
+    if target.kind == "recommender" and mode == "full":  # the weekly retraining
+        changes = train_use_case(job, target.arn, target.doc)
+        return _point_at(job, target, changes["_modelArn"], {**changes, "_refreshedAt": time.time()},
+                         started, data_size=None)
+    if target.kind == "recommender":
+        recipe, wanted, _ = USE_CASES[target.doc["recipeArn"].rsplit("/", 1)[1]]
+        config, event_type = {}, wanted
+        excluded = None
+    else:
+        recipe = _recipe_of(target)
+        config = dict(target.doc.get("solutionConfig") or {})
+        tuned = (target.doc.get("tunedHPOParams") or {}).get("algorithmHyperParameters") or {}
+        config["algorithmHyperParameters"] = {**(config.get("algorithmHyperParameters") or {}), **tuned}
+        config.pop("hpoConfig", None)
+        event_type = target.doc.get("eventType")
+        excluded = (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns")
+    data = training_data(load_group(job.store, job.settings, group_arn), schemas, excluded)
+    if event_type:  # the data's own spelling of the event type (they match case-insensitively)
+        event_type = next((str(t) for t in data.event_types if str(t).lower() == event_type.lower()), event_type)
+    previous = load_model(job.settings, model_arn_of(target)) if mode == "update" else None
+    try:
+        result = train(recipe, data, config, event_type=event_type, training_mode="UPDATE" if previous else "FULL",
+                       previous=previous, seed=target.arn, compute_metrics=False)
+    except TooLittleData as exc:
+        raise JobFailed(exc.reason) from None
+    job.check_cancelled()
+    model_arn = f"{target.arn}/{time.strftime('%Y%m%d%H%M%S')}" if target.kind == "recommender" \
+        else f"{target.arn}/update-{int(time.time() * 1000)}"
+    result.model.save(model_dir(job.settings, model_arn))
+    changes = {"_modelArn": model_arn, "_recordsUntil": records_until, "_dataMark": mark, "_refreshedAt": time.time()}
+    return _point_at(job, target, model_arn, changes, started, data.n_interactions)
+
+
+def _point_at(job: JobContext, target, model_arn: str, changes: dict, started: float, data_size) -> dict:
+    """Make ``target`` serve ``model_arn`` (unless it stopped being ACTIVE meanwhile)."""
+    if job.store.update_doc(target.arn, changes, expect_status=("ACTIVE",)) is None:
+        shutil.rmtree(model_dir(job.settings, model_arn), ignore_errors=True)
+        return {}
+    _forget_old_folders(job, target, model_arn)
+    log.info("%s %s in %.1fs%s: now %s", target.arn, "updated" if "_trainedAt" not in changes else "retrained",
+             time.time() - started, "" if data_size is None else f" ({data_size} interactions)", model_arn)
+    return {}
+
+
+def _forget_old_folders(job: JobContext, target, current: str) -> None:
+    """Remove the refreshed model folders of ``target`` older than the newest KEEP_FOLDERS."""
+    if target.kind == "recommender":
+        parent = model_dir(job.settings, target.arn)
+        folders = sorted((p for p in parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
+            if parent.exists() else []
+    else:  # a version's own model files stay; its update-* folders come and go
+        parent = model_dir(job.settings, target.arn)
+        folders = sorted(parent.glob("update-*"), key=lambda p: p.stat().st_mtime)
+    for old in folders[:-KEEP_FOLDERS]:
+        if old != model_dir(job.settings, current):
+            shutil.rmtree(old, ignore_errors=True)
