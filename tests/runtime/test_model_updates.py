@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.batch.conftest import lab, wait  # noqa: F401  (the trained dataset group, on this module's server)
+from tests.runtime.test_recommenders import vod  # noqa: F401  (a VIDEO_ON_DEMAND group)
 from tests.conftest import make_client
 from tests.servers import ServerProcess, free_port
 
@@ -21,7 +22,8 @@ NEEDS = ("aws-user-personalization", "aws-popularity-count")
 def server(tmp_path_factory):
     proc = ServerProcess(data_dir=tmp_path_factory.mktemp("updates"), port=free_port(), env={
         "OPENPERSONALIZE_MODEL_REFRESH_SECONDS": "1", "OPENPERSONALIZE_AUTO_TRAINING_CHECK_SECONDS": "0.2",
-        "OPENPERSONALIZE_VIEW_REFRESH_SECONDS": "0.5", "OPENPERSONALIZE_AUTO_TRAINING_ENABLED": "false"})
+        "OPENPERSONALIZE_VIEW_REFRESH_SECONDS": "0.5", "OPENPERSONALIZE_AUTO_TRAINING_ENABLED": "false",
+        "OPENPERSONALIZE_AUTO_TRAINING_DAY_SECONDS": "1", "OPENPERSONALIZE_RECOMMENDER_RETRAIN_DAYS": "6"})
     proc.start()
     yield proc
     proc.stop()
@@ -92,3 +94,38 @@ def test_new_items_reach_the_served_model(lab, server, personalize):
     folders = sorted(p.name for p in served.rglob("update-*"))
     time.sleep(2)
     assert sorted(p.name for p in served.rglob("update-*")) == folders and len(folders) == 1
+
+
+def test_recommenders_take_new_items_and_retrain(server, personalize, vod):
+    """Top picks folds new items in at each update; Most popular only learns them when it is
+    retrained from scratch (every recommender_retrain_days; a few seconds on this server)."""
+    cat, group = vod
+    c = personalize
+    rt = make_client("personalize-runtime", server.endpoint)
+    events = make_client("personalize-events", server.endpoint)
+    arns = {use_case: c.create_recommender(name=f"u-{use_case[8:]}", datasetGroupArn=group,
+                                           recipeArn=f"arn:aws:personalize:::recipe/{use_case}")["recommenderArn"]
+            for use_case in ("aws-vod-top-picks", "aws-vod-most-popular")}
+    for arn in arns.values():
+        assert wait(lambda: c.describe_recommender(recommenderArn=arn)["recommender"])["status"] == "ACTIVE"
+    only_new = c.create_filter(name="vod-new", datasetGroupArn=group,
+                               filterExpression='INCLUDE ItemID WHERE Items.GENRES IN ("brand-new")')["filterArn"]
+    assert wait(lambda: c.describe_filter(filterArn=only_new)["filter"])["status"] == "ACTIVE"
+    user = str(cat.user_ids[100])  # not one of the watchers below: Top picks hides what was watched
+
+    def recommended(use_case):
+        return [i["itemId"] for i in rt.get_recommendations(recommenderArn=arns[use_case], userId=user,
+                                                            filterArn=only_new)["itemList"]]
+
+    assert recommended("aws-vod-top-picks") == [] and recommended("aws-vod-most-popular") == []
+    datasets = {d["datasetType"]: d["datasetArn"] for d in c.list_datasets(datasetGroupArn=group)["datasets"]}
+    events.put_items(datasetArn=datasets["ITEMS"], items=[{"itemId": "fresh-vod", "properties": json.dumps(
+        {"title": "Fresh", "genres": "brand-new", "description": "new", "price": 1.0,
+         "creationTimestamp": int(cat.timestamps.max())})}])
+    tracker = c.create_event_tracker(name="vod-tracker", datasetGroupArn=group)["trackingId"]
+    for u in cat.user_ids[:40]:  # everyone watches it: the most popular item from now on
+        events.put_events(trackingId=tracker, userId=str(u), sessionId=f"s-{u}", eventList=[
+            {"eventType": "Watch", "itemId": "fresh-vod", "sentAt": int(cat.timestamps.max()) + 60}])
+    assert until(lambda: recommended("aws-vod-top-picks") == ["fresh-vod"]), "Top picks never saw the item"
+    assert until(lambda: recommended("aws-vod-most-popular") == ["fresh-vod"]), "Most popular was not retrained"
+    assert c.describe_recommender(recommenderArn=arns["aws-vod-most-popular"])["recommender"]["status"] == "ACTIVE"

@@ -65,7 +65,8 @@ def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
         if count < MIN_EVENTS:
             raise JobFailed(f"Dataset has fewer than {MIN_EVENTS} interactions after filtering by event type: "
                             f"{wanted}")
-    model_arn = f"{arn}/{time.strftime('%Y%m%d%H%M%S')}"
+    now = time.time()
+    model_arn = f"{arn}/{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}{int(now * 1000) % 1000:03d}"
     try:
         result = train(recipe, data, {}, event_type=event_type, seed=arn)
     except TooLittleData as exc:

@@ -164,8 +164,7 @@ def refresh_model(job: JobContext) -> dict:
     except TooLittleData as exc:
         raise JobFailed(exc.reason) from None
     job.check_cancelled()
-    model_arn = f"{target.arn}/{time.strftime('%Y%m%d%H%M%S')}" if target.kind == "recommender" \
-        else f"{target.arn}/update-{int(time.time() * 1000)}"
+    model_arn = f"{target.arn}/update-{int(time.time() * 1000)}"
     result.model.save(model_dir(job.settings, model_arn))
     changes = {"_modelArn": model_arn, "_recordsUntil": records_until, "_dataMark": mark, "_refreshedAt": time.time()}
     return _point_at(job, target, model_arn, changes, started, data.n_interactions)
@@ -184,12 +183,11 @@ def _point_at(job: JobContext, target, model_arn: str, changes: dict, started: f
 
 def _forget_old_folders(job: JobContext, target, current: str) -> None:
     """Remove the refreshed model folders of ``target`` older than the newest KEEP_FOLDERS."""
-    if target.kind == "recommender":
-        parent = model_dir(job.settings, target.arn)
+    parent = model_dir(job.settings, target.arn)
+    if target.kind == "recommender":  # one folder per training or update
         folders = sorted((p for p in parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
             if parent.exists() else []
     else:  # a version's own model files stay; its update-* folders come and go
-        parent = model_dir(job.settings, target.arn)
         folders = sorted(parent.glob("update-*"), key=lambda p: p.stat().st_mtime)
     for old in folders[:-KEEP_FOLDERS]:
         if old != model_dir(job.settings, current):
