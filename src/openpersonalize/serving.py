@@ -232,8 +232,10 @@ def filter_mask(store, settings, dep: Deployment, filter_arn: str, values: dict 
 
 def _mask(dep: Deployment, view, bound, user_id, user_index: int, events: list[dict], current_item) -> np.ndarray:
     rows = view.user_rows(np.array([user_index]), [user_id or ""])
-    history = view.histories.take(rows) if rows[0] >= 0 else Histories.empty(1)
-    if events:  # what the user did since the filter data was read
+    actions = bound.compiled.target == "ActionID"
+    source = view.action_histories if actions else view.histories
+    history = source.take(rows) if rows[0] >= 0 else Histories.empty(1)
+    if events and not actions:  # what the user did since the filter data was read
         items = dep.model.item_index([e.get("ITEM_ID") or "" for e in events]).astype(np.int64)
         types = [e.get("EVENT_TYPE") or "" for e in events]
         old_items = history.entities

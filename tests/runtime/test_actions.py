@@ -71,3 +71,39 @@ def test_action_recommendations(server, nba):
     assert np.mean([club(u) for u in fans]) > np.mean([club(u) for u in others])
     with pytest.raises(rt.exceptions.InvalidInputException):
         rt.get_recommendations(campaignArn=campaign, userId=fans[0])
+
+
+def test_action_filters(server, personalize, nba):
+    """ActionID filters: on the Actions dataset's columns and on the user's own action history."""
+    cat, campaign = nba
+    rt = make_client("personalize-runtime", server.endpoint)
+    version = personalize.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"]
+    group = personalize.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["datasetGroupArn"]
+    filters = {}
+    for name, expression in (("no-upsell", 'EXCLUDE ActionID WHERE Actions.KIND IN ("upsell")'),
+                             ("not-taken", 'EXCLUDE ActionID WHERE Action_Interactions.EVENT_TYPE IN ("Taken")'),
+                             ("kind", "INCLUDE ActionID WHERE Actions.KIND IN ($KIND)")):
+        filters[name] = personalize.create_filter(name=f"nba-{name}", datasetGroupArn=group,
+                                                  filterExpression=expression)["filterArn"]
+        assert wait(lambda: personalize.describe_filter(filterArn=filters[name])["filter"])["status"] == "ACTIVE"
+
+    def actions(user, name, values=None):
+        kw = {"filterValues": values} if values else {}
+        return {a["actionId"] for a in rt.get_action_recommendations(
+            campaignArn=campaign, userId=user, numResults=3, filterArn=filters[name], **kw)["actionList"]}
+
+    taken: dict[str, set] = {}
+    with open(server.data_dir / "s3" / "nba" / "data" / "action_interactions.csv") as f:
+        for row in list(csv.reader(f))[1:]:
+            if row[2] == "Taken":
+                taken.setdefault(row[0], set()).add(row[1])
+    users = [str(u) for u in cat.user_ids[:30]]
+    assert all("buy-popcorn" not in actions(u, "no-upsell") for u in users)
+    assert all(actions(u, "kind", {"KIND": '"membership"'}) <= {"join-club"} for u in users)
+    some_taken = [u for u in users if taken.get(u)]
+    assert some_taken
+    for u in some_taken:
+        assert not actions(u, "not-taken") & taken[u], u
+    # Without the filter, users are offered actions they took: the filter does remove something.
+    assert any({a["actionId"] for a in rt.get_action_recommendations(
+        campaignArn=campaign, userId=u, numResults=3)["actionList"]} & taken[u] for u in some_taken)

@@ -17,7 +17,7 @@ from ..data.interactions import GroupData, Vocabulary, load_group
 from ..data.rows import group_datasets
 from ..errors import InvalidInputException
 from ..filters import FilterData, Histories, compile_filter
-from ..filters.columns import Catalogue
+from ..filters.columns import ACTION_HISTORY_WINDOW, Catalogue
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.scoring import Candidates, RowMasks
 from . import io
@@ -65,7 +65,32 @@ class GroupView:
         else:
             self.histories = Histories.empty(len(self.user_ids))
             user_events = None
-        self.data = FilterData(items=items, users=users, user_event_types=user_events)
+        actions, self.action_histories = self._actions(group, schemas, model, user_row)
+        self.data = FilterData(items=items, users=users, actions=actions, user_event_types=user_events)
+
+    def _actions(self, group: GroupData, schemas: dict, model, user_row: np.ndarray):
+        """For a Next-Best-Action model: the Actions catalogue by model action index, and each
+        user's recent action interactions (ActionID filters)."""
+        arrays = getattr(model, "arrays", {})
+        if "action_ids" not in arrays:
+            return None, Histories.empty(len(self.user_ids))
+        action_ids = np.asarray(arrays["action_ids"], dtype=str)  # sorted
+        vocab = group.actions
+        actions = Catalogue.from_table(_aligned(vocab, action_ids), schemas.get("ACTIONS"), size=len(action_ids)) \
+            if vocab is not None else Catalogue(size=len(action_ids))
+        ai = group.action_interactions
+        if vocab is None or ai is None or not len(ai):
+            return actions, Histories.empty(len(self.user_ids))
+        ids = np.asarray(vocab.ids.to_pylist(), dtype=str)
+        position = np.searchsorted(action_ids, ids)
+        found = (position < len(action_ids)) & (action_ids[np.minimum(position, len(action_ids) - 1)] == ids)
+        action_index = np.where(found, position, -1)
+        types = np.asarray(list(ai.event_types) + [""], dtype=object)
+        events = types[np.where(ai.event_type < 0, len(types) - 1, ai.event_type)]
+        rows = np.where(ai.user >= 0, user_row[np.maximum(ai.user, 0)], -1)
+        histories = Histories.from_pairs(rows, action_index[ai.item], events, len(self.user_ids),
+                                         timestamps=ai.timestamp, window=ACTION_HISTORY_WINDOW)
+        return actions, histories
 
     def user_rows(self, model_users: np.ndarray, ids: list[str]) -> np.ndarray:
         """Rows of requesting users: their model index, or their row after the model's."""
