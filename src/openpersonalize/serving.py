@@ -23,7 +23,7 @@ from .data.rows import group_datasets
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
 from .recipes.catalogue import RECIPES_BY_ARN
-from .store.models import load_model, model_arn_of, model_dir
+from .store.models import MANIFEST, load_model, local_model_dir, model_arn_of
 from .store.records import put_records
 
 log = logging.getLogger("openpersonalize.serving")
@@ -136,7 +136,7 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
     recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
     loaded = model_arn_of(trained) if trained.kind == "solution-version" else model_arn
-    if not model_dir(settings, loaded).exists():
+    if not (local_model_dir(settings, loaded) / MANIFEST).exists():
         raise ResourceNotFoundException(f"The model of {model_arn} is missing from the data folder.")
     group_arn = trained.group_arn
     dep = Deployment(key=key, version_arn=model_arn, group_arn=group_arn, recipe=name, model_arn=loaded,

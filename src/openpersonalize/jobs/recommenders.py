@@ -14,7 +14,7 @@ from ..data.interactions import load_group
 from ..data.rows import group_datasets
 from ..recipes.base import TooLittleData
 from ..recipes.training import train
-from ..store.models import model_dir
+from ..store.models import save_model
 from .bodies import job_body
 from .runner import JobContext, JobFailed
 from .training import training_data
@@ -71,7 +71,7 @@ def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
         result = train(recipe, data, {}, event_type=event_type, seed=arn)
     except TooLittleData as exc:
         raise JobFailed(exc.reason) from None
-    result.model.save(model_dir(job.settings, model_arn))
+    save_model(job.settings, model_arn, result.model)
     excluded = [next((str(t) for t in data.event_types if str(t).lower() == e.lower()), e) for e in exclude]
     return {"_modelArn": model_arn, "_trainedRecipe": recipe, "_recordsUntil": records_until,
             "_excludeEventTypes": excluded, "modelMetrics": result.metrics, "_dataMark": mark,

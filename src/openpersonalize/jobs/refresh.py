@@ -23,7 +23,6 @@ request. The two previous folders are kept for jobs still reading them.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 
 from ..data.interactions import load_group
@@ -31,7 +30,7 @@ from ..data.rows import group_datasets
 from ..recipes.base import TooLittleData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
-from ..store.models import load_model, model_arn_of, model_dir
+from ..store.models import load_model, model_arn_of, model_dir, remove_model, save_model
 from .bodies import job_body
 from .recommenders import USE_CASES, train_use_case
 from .runner import JobContext, JobFailed
@@ -165,7 +164,7 @@ def refresh_model(job: JobContext) -> dict:
         raise JobFailed(exc.reason) from None
     job.check_cancelled()
     model_arn = f"{target.arn}/update-{int(time.time() * 1000)}"
-    result.model.save(model_dir(job.settings, model_arn))
+    save_model(job.settings, model_arn, result.model)
     changes = {"_modelArn": model_arn, "_recordsUntil": records_until, "_dataMark": mark, "_refreshedAt": time.time()}
     return _point_at(job, target, model_arn, changes, started, data.n_interactions)
 
@@ -173,7 +172,7 @@ def refresh_model(job: JobContext) -> dict:
 def _point_at(job: JobContext, target, model_arn: str, changes: dict, started: float, data_size) -> dict:
     """Make ``target`` serve ``model_arn`` (unless it stopped being ACTIVE meanwhile)."""
     if job.store.update_doc(target.arn, changes, expect_status=("ACTIVE",)) is None:
-        shutil.rmtree(model_dir(job.settings, model_arn), ignore_errors=True)
+        remove_model(job.settings, model_arn)
         return {}
     _forget_old_folders(job, target, model_arn)
     log.info("%s %s in %.1fs%s: now %s", target.arn, "updated" if "_trainedAt" not in changes else "retrained",
@@ -191,4 +190,4 @@ def _forget_old_folders(job: JobContext, target, current: str) -> None:
         folders = sorted(parent.glob("update-*"), key=lambda p: p.stat().st_mtime)
     for old in folders[:-KEEP_FOLDERS]:
         if old != model_dir(job.settings, current):
-            shutil.rmtree(old, ignore_errors=True)
+            remove_model(job.settings, f"{target.arn}/{old.name}")

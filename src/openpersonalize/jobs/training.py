@@ -19,7 +19,7 @@ from ..data.schemas import Schema
 from ..recipes.base import ColumnRoles, TooLittleData, TrainingData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
-from ..store.models import load_model, model_dir
+from ..store.models import load_model, save_model
 from .bodies import job_body
 from .runner import JobContext, JobFailed
 
@@ -164,7 +164,7 @@ def train_solution_version(job: JobContext) -> dict:
     _, recipe_arn, result = best
     trained = time.time()
     job.progress(2, 3, stage="saving the model")
-    result.model.save(model_dir(job.settings, job.arn))
+    save_model(job.settings, job.arn, result.model)
     log.info("%s: %d interactions read in %.1fs, trained (with metrics) in %.1fs, saved in %.1fs", job.arn,
              data.n_interactions, read - started, trained - read, time.time() - trained)
     tuned = {"algorithmHyperParameters": {k: str(v) for k, v in

@@ -4,25 +4,100 @@ A model is a folder of ``.npy`` arrays plus ``manifest.json`` under
 ``<data_dir>/models/<region>/<account>/<resource path of its ARN>`` (a solution version's
 ``solution/<name>/<id>``, a recommender's ``recommender/<name>/<training id>``); it is
 memory-mapped when loaded, so several processes serving the same model share its pages.
+
+When the data root is an S3 prefix (``OPENPERSONALIZE_DATA_ROOT=s3://...``), that local folder is
+a cache: ``save_model`` also uploads the model to ``<data root>/models/...`` (the manifest last,
+so a half-uploaded model is never taken for a whole one), and ``local_model_dir`` downloads it on
+a machine that does not have it yet. API processes, workers and Ray nodes then share models
+through S3 alone, with no shared filesystem.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from fsspec.implementations.local import LocalFileSystem
+
 from ..config import Settings
+
+MANIFEST = "manifest.json"
+
+
+def _segments(model_arn: str) -> list[str]:
+    parts = model_arn.split(":", 5)
+    if len(parts) != 6:
+        raise ValueError(f"not a model ARN: {model_arn}")
+    segments = [parts[3], parts[4], *parts[5].split("/")]
+    if any(s in ("", ".", "..") for s in segments):
+        raise ValueError(f"not a model ARN: {model_arn}")
+    return segments
 
 
 def model_dir(settings: Settings, model_arn: str) -> Path:
     """The model folder of a solution version or of one training of a recommender."""
-    parts = model_arn.split(":", 5)
-    region, account, resource = parts[3], parts[4], parts[5]
-    segments = resource.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        raise ValueError(f"not a model ARN: {model_arn}")
-    return Path(settings.data_dir).resolve().joinpath("models", region, account, *segments)
+    return Path(settings.data_dir).resolve().joinpath("models", *_segments(model_arn))
+
+
+def _shared_root(settings: Settings):
+    """The data root when it is remote (S3): where models are shared. None for a local root."""
+    from .files import storage
+
+    root = storage(settings).data_root
+    return None if isinstance(root.fs, LocalFileSystem) else root
+
+
+def save_model(settings: Settings, model_arn: str, model) -> Path:
+    """Write ``model`` as the model of ``model_arn`` (and share it through a remote data root)."""
+    path = model_dir(settings, model_arn)
+    model.save(path)
+    root = _shared_root(settings)
+    if root is not None:
+        rel = "/".join(["models", *_segments(model_arn)])
+        files = sorted(f for f in path.iterdir() if f.is_file() and f.name != MANIFEST)
+        for f in [*files, path / MANIFEST]:
+            root.fs.put_file(str(f), root.path(rel, f.name))
+    return path
+
+
+def local_model_dir(settings: Settings, model_arn: str) -> Path:
+    """``model_dir``, first fetched from a remote data root when this machine lacks the model.
+    The folder may still be missing (no such model anywhere): callers check."""
+    path = model_dir(settings, model_arn)
+    if (path / MANIFEST).exists():
+        return path
+    root = _shared_root(settings)
+    if root is None:
+        return path
+    rel = "/".join(["models", *_segments(model_arn)])
+    try:
+        remote = [f for f in root.fs.find(root.path(rel), maxdepth=1)]
+    except FileNotFoundError:
+        return path
+    names = {f.rsplit("/", 1)[1]: f for f in remote}
+    if MANIFEST not in names:
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=path))
+    try:
+        for name, remote_file in names.items():
+            root.fs.get_file(remote_file, str(staging / name))
+        for name in sorted(names, key=lambda n: n == MANIFEST):  # the manifest last: it marks the whole
+            (staging / name).replace(path / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def remove_model(settings: Settings, model_arn: str) -> None:
+    """Delete a model folder here and in a remote data root."""
+    shutil.rmtree(model_dir(settings, model_arn), ignore_errors=True)
+    root = _shared_root(settings)
+    if root is not None:
+        root.remove("/".join(["models", *_segments(model_arn)]))
 
 
 def model_arn_of(row) -> str:
@@ -45,7 +120,7 @@ def load_model(settings: Settings, version_arn: str):
         if path in _cache:
             _cache.move_to_end(path)
             return _cache[path]
-    model = Model.load(path)
+    model = Model.load(local_model_dir(settings, version_arn))
     with _lock:
         _cache[path] = model
         while len(_cache) > CACHE_SIZE:
