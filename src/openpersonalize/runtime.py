@@ -69,6 +69,25 @@ def _served(ctx: Context, p: dict):
     return deployment(ctx.store, ctx.settings, arn, version_arn, trained), row
 
 
+CONTEXT_EXCLUDED = ("USER_ID", "ITEM_ID", "TIMESTAMP")
+
+
+def _check_context(ctx: Context, dep, p: dict) -> None:
+    """``context`` names Interactions metadata columns (runtime-and-events §2). The recipes here
+    do not model context, so a valid one changes nothing; an unknown key is refused rather than
+    silently ignored."""
+    context = p.get("context")
+    if not context:
+        return
+    schema = dep.view(ctx.store, ctx.settings).schemas.get("INTERACTIONS")
+    allowed = [f.name for f in schema.fields if f.name.upper() not in CONTEXT_EXCLUDED] if schema else []
+    for key in context:
+        if key.upper() not in {a.upper() for a in allowed}:
+            raise InvalidInputException(
+                f"Invalid context: '{key}' is not a metadata column of the Interactions dataset "
+                f"(its columns: {', '.join(allowed) or 'none'}).")
+
+
 def _metadata_columns(p: dict, row, dep, limit_items: int, limit_key: str) -> list[str]:
     columns = (p.get("metadataColumns") or {})
     if not columns:
@@ -113,6 +132,7 @@ class RuntimeOperations:
 
     def get_recommendations(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
+        _check_context(ctx, dep, p)
         if dep.recipe_type not in ("USER_PERSONALIZATION", "RELATED_ITEMS"):
             raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; use "
                                         f"{'GetPersonalizedRanking' if dep.recipe_type == 'PERSONALIZED_RANKING' else 'GetActionRecommendations' if dep.recipe_type == 'PERSONALIZED_ACTIONS' else 'CreateBatchSegmentJob'}.")
@@ -215,6 +235,7 @@ class RuntimeOperations:
 
     def get_personalized_ranking(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
+        _check_context(ctx, dep, p)
         if dep.recipe_type != "PERSONALIZED_RANKING":
             raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; "
                                         "GetPersonalizedRanking needs a PERSONALIZED_RANKING campaign.")
