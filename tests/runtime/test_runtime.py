@@ -118,6 +118,17 @@ def test_runtime_errors(lab, personalize, clients, campaigns):
     with pytest.raises(rt.exceptions.InvalidInputException):
         rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId="u1",
                                metadataColumns={"ITEMS": ["NO_SUCH_COLUMN"]})
+    # context names Interactions metadata columns; these recipes do not model it, so a valid
+    # context leaves the answer as it is, and an unknown key is an error that names it.
+    user = str(lab.cat.user_ids[5])
+    plain = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user)["itemList"]
+    with_context = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user,
+                                          context={"EVENT_VALUE": "1"})["itemList"]
+    assert [i["itemId"] for i in with_context] == [i["itemId"] for i in plain]
+    with pytest.raises(rt.exceptions.InvalidInputException) as e:
+        rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user,
+                               context={"DEVICE": "mobile phone"})
+    assert "DEVICE" in e.value.response["Error"]["Message"]
 
 
 def test_campaign_switch_under_load_fails_no_request(lab, personalize, server, campaigns):
@@ -155,9 +166,10 @@ def test_campaign_switch_under_load_fails_no_request(lab, personalize, server, c
 
 
 def test_runtime_agrees_with_batch_inference(lab, clients, campaigns):
-    """Same solution version, same users, no exploration: the same items in the same order."""
+    """Same solution version, same users, no exploration: the same items in the same order, also
+    for users the model has never seen (popularity, with its many ties)."""
     rt, _ = clients
-    users = [str(u) for u in lab.cat.user_ids[40:60]]
+    users = [str(u) for u in lab.cat.user_ids[40:60]] + ["never-seen-1", "never-seen-2"]
     uri = lab.put("agree/users.json", [{"userId": u} for u in users])
     job, out = lab.inference("aws-user-personalization", uri, numResults=10)
     assert job["status"] == "ACTIVE"

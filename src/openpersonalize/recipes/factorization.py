@@ -174,11 +174,35 @@ class PersonalizationModel(CollaborativeModel):
             m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
             idx, probs = softmax_topk_rows(S, n, t, m)
             del S
+            self._cold_rows_as_single_requests(block, idx, m, exclude_seen)
             out_i.append(idx)
             out_s.append(probs)
         if not out_i:
             return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
         return np.concatenate(out_i), np.concatenate(out_s)
+
+    def _cold_rows_as_single_requests(self, users: np.ndarray, idx: np.ndarray, mask, exclude_seen: bool) -> None:
+        """Users without history get the popularity list, full of ties; pick among tied items
+        the way a single request does (lowest index first), so batch and real-time agree. The
+        scores of tied items are equal, so only ``idx`` changes."""
+        if exclude_seen:
+            return
+        cold = np.flatnonzero(self.history_lengths(users) == 0)
+        if not len(cold):
+            return
+        popularity = np.asarray(self.arrays["popularity"], dtype=np.float32)
+        n = idx.shape[1]
+        shared = None
+        for r in cold.tolist():
+            row_mask = None if mask is None else (mask if mask.ndim == 1 else mask[r])
+            if row_mask is None or mask.ndim == 1:
+                if shared is None:
+                    shared = topk(popularity, n, row_mask)[0]
+                picked = shared
+            else:
+                picked = topk(popularity, n, row_mask)[0]
+            idx[r] = -1
+            idx[r, :len(picked)] = picked
 
     def rank(self, user: int | np.ndarray, item_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Known items by score, unknown ones (-1) last; softmax over the known ones."""

@@ -93,9 +93,23 @@ def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
         part = cand[np.argpartition(-s[cand], k - 1)[:k]]
     else:
         part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+    part = _lowest_ties(s, part, k)
     part = part[np.isfinite(s[part])]
     order = part[np.lexsort((part, -s[part]))]
     return order.astype(np.int64), s[order]
+
+
+def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int) -> np.ndarray:
+    """``part`` (k indices holding the k best scores of row ``s``), with ties at the k-th score
+    resolved toward the lowest indices, so that every path (single request, batch block,
+    candidate groups or not) picks the same items."""
+    if not len(part):
+        return part
+    kth = s[part].min()
+    if not np.isfinite(kth) or int((s == kth).sum()) == int((s[part] == kth).sum()):
+        return part  # no tie crosses the boundary
+    above = np.flatnonzero(s > kth)
+    return np.r_[above, np.flatnonzero(s == kth)[: k - len(above)]]
 
 
 GROUP = 64  # items per group in the two-stage top-k
@@ -150,7 +164,7 @@ def _select(scores: np.ndarray, n: int, k: int, maxima: np.ndarray | None) -> tu
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
             np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
         vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
+    order = np.lexsort((part, -vals), axis=-1)  # best first, lower index first among equals
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
     bad = ~np.isfinite(vals)
