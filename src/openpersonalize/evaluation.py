@@ -54,12 +54,23 @@ def ranking_metrics(lists: Sequence[Sequence[int]], truths: Sequence[set[int]], 
     for r in lists:
         seen.update(int(i) for i in list(r)[:K])
     out["coverage"] = len(seen) / max(n_items, 1)
-    out["mean_reciprocal_rank_at_25"] = float(np.mean([reciprocal_rank_at(r, t) for r, t in zip(lists, truths)]))
+    # One (users, K) hit matrix gives every binary-relevance metric (the functions above, for
+    # thousands of users at once).
+    hits = np.zeros((len(lists), K), dtype=bool)
+    for u, (r, t) in enumerate(zip(lists, truths)):
+        top = list(r)[:K]
+        hits[u, :len(top)] = [i in t for i in top]
+    n_relevant = np.array([len(t) for t in truths])
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    out["mean_reciprocal_rank_at_25"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
+    discount = 1.0 / np.log2(np.arange(2, K + 2))
     for k in CUTOFFS:
+        dcg = hits[:, :k] @ discount[:k]
+        idcg = np.cumsum(discount[:k])[np.minimum(n_relevant, k) - 1] * (n_relevant > 0)
         out[f"normalized_discounted_cumulative_gain_at_{k}"] = float(
-            np.mean([ndcg_at(r, t, k) for r, t in zip(lists, truths)]))
+            np.mean(np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)))
     for k in CUTOFFS:
-        out[f"precision_at_{k}"] = float(np.mean([precision_at(r, t, k) for r, t in zip(lists, truths)]))
+        out[f"precision_at_{k}"] = float(np.mean(hits[:, :k].sum(axis=1) / k))
     if weights is not None:
         out["normalized_discounted_cumulative_gain_with_event_weights_at_k"] = float(
             np.mean([ndcg_at(r, w, K) for r, w in zip(lists, weights)]))
