@@ -202,3 +202,78 @@ def test_big_catalogue_path_uses_als_and_folds_in_held_out_users(world, monkeypa
         u = world.user(f"u-{g}-05")
         idx, _ = model.recommend(u, 10, exclude=model.history(u))
         assert sum(world.item_group[model.item_ids[i]] == g for i in idx) >= 7
+
+
+def test_history_length_percentiles_keep_outliers_out_of_the_model(world):
+    """A bot that touched every item lies above max_user_history_length_percentile: the model
+    learns nothing from it (EASE's weights are those of the data without it). With the percentile
+    at 1.0 it counts."""
+    d = world.data
+    bot_items = list(d.item_ids)
+    users = list(d.user_ids[d.user]) + ["bot"] * len(bot_items)
+    items = list(d.item_ids[d.item]) + bot_items
+    times = list(d.timestamp) + [int(d.timestamp.max()) + 1] * len(bot_items)
+    with_bot = TrainingData.from_records(users, items, times, items_table=d.items, item_columns=d.item_columns)
+    from dataclasses import replace
+
+    fixed_l2 = replace(SETTINGS, ease_tune_max_items=0)  # l2 from the fitted matrix, not a tuning split
+
+    def weights(data, extra):
+        return np.asarray(train("aws-user-personalization", data, {"featureTransformationParameters": extra}, seed=1,
+                                settings=fixed_l2, compute_metrics=False).model.arrays["B"])
+
+    everyone = {"max_user_history_length_percentile": "1.0"}
+    only_the_bot_out = {"max_user_history_length_percentile": str(1 - 0.5 / with_bot.n_users)}
+    without = weights(d, everyone)
+    np.testing.assert_allclose(weights(with_bot, only_the_bot_out), without, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(weights(with_bot, everyone), without, rtol=1e-5, atol=1e-6)
+
+
+def test_update_keeps_old_items_when_new_ids_sort_between_them(world):
+    d = world.data
+    first = train("aws-user-personalization", d, {}, seed=1, settings=SETTINGS, compute_metrics=False).model
+    first_id = sorted(d.item_ids)[0]
+    users = list(d.user_ids[d.user]) + ["new-0"] * 2
+    items = list(d.item_ids[d.item]) + [first_id, "0-sorts-first"]
+    times = list(d.timestamp) + [int(d.timestamp.max()) + 1, int(d.timestamp.max()) + 2]
+    data2 = TrainingData.from_records(users, items, times, items_table=d.items, item_columns=d.item_columns)
+    model = train("aws-user-personalization", data2, {}, training_mode="UPDATE", previous=first,
+                  seed=1, settings=SETTINGS, compute_metrics=False).model
+    # Not a refit: the old items keep their indices and their weights; the new one comes last.
+    assert list(model.item_ids[:first.n_items]) == list(first.item_ids)
+    assert model.item_ids[-1] == "0-sorts-first"
+    np.testing.assert_array_equal(np.asarray(model.arrays["B"])[:first.n_items, :first.n_items],
+                                  np.asarray(first.arrays["B"]))
+
+
+def test_optimization_objective_lifts_the_rewarding_items(world):
+    """optimizationObjective: with a high sensitivity the recommendations are pricier, while they
+    stay relevant; the metrics add average_rewards_at_k."""
+    from dataclasses import replace
+
+    d = world.data
+    rng = np.random.default_rng(4)
+    price = np.round(np.exp(rng.normal(3.0, 1.0, size=d.items.num_rows)), 2)
+    data = replace(d, items=d.items.append_column("PRICE", pa.array(price)))
+    prices = dict(zip(data.items.column("ITEM_ID").to_pylist(), price))
+    results = {}
+    for sensitivity in ("OFF", "HIGH"):
+        config = {"optimizationObjective": {"itemAttribute": "PRICE", "objectiveSensitivity": sensitivity}}
+        results[sensitivity] = train("aws-user-personalization", data, config, seed=1, settings=SETTINGS)
+
+    def mean_price(result):
+        model, total = result.model, []
+        for g in "ABC":
+            for k in range(5):
+                u = world.user(f"u-{g}-{k:02d}")
+                idx, _ = model.recommend(u, 10, exclude=model.history(u))
+                total += [prices[model.item_ids[i]] for i in idx]
+        return float(np.mean(total))
+
+    assert mean_price(results["HIGH"]) > 1.2 * mean_price(results["OFF"])
+    assert "average_rewards_at_k" in results["HIGH"].metrics
+    # Still the user's taste: most recommendations come from the user's own group.
+    model = results["HIGH"].model
+    u = world.user("u-A-03")
+    idx, _ = model.recommend(u, 10, exclude=model.history(u))
+    assert sum(world.item_group[model.item_ids[i]] == "A" for i in idx) >= 6

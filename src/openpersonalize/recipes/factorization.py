@@ -59,6 +59,16 @@ class CollaborativeModel(Model):
 
     def scores_for_history(self, hist: np.ndarray, user: int = -1) -> np.ndarray:
         """Raw scores over all items (float32); popularity when the history is empty."""
+        return self._with_objective(self._raw_scores(hist, user))
+
+    def _with_objective(self, S: np.ndarray) -> np.ndarray:
+        """Scores plus the optimizationObjective's per-item boost (recipes/training.py)."""
+        boost = self.arrays.get("objective_boost")
+        if boost is not None:
+            S = S + np.asarray(boost)
+        return S
+
+    def _raw_scores(self, hist: np.ndarray, user: int) -> np.ndarray:
         hist = np.asarray(hist, dtype=np.int64)
         hist = hist[(hist >= 0) & (hist < self.n_items)]
         if len(hist) == 0:
@@ -114,10 +124,12 @@ class CollaborativeModel(Model):
             S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
             if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
                 for k in np.flatnonzero(lengths > self.meta["bptt"]):
-                    S[k] = self.scores_for_history(self.history(int(users[k])), -1)
+                    S[k] = self._raw_scores(self.history(int(users[k])), -1)
         empty = lengths == 0
         if empty.any():
             S[empty] = a["popularity"]
+        if "objective_boost" in a:
+            S += np.asarray(a["objective_boost"])
         return S
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
@@ -140,6 +152,8 @@ class CollaborativeModel(Model):
         for k, h in enumerate(hists):
             if len(h) == 0:
                 S[k] = a["popularity"]
+        if "objective_boost" in a:
+            S += np.asarray(a["objective_boost"])
         return S
 
 
@@ -190,7 +204,7 @@ class PersonalizationModel(CollaborativeModel):
         cold = np.flatnonzero(self.history_lengths(users) == 0)
         if not len(cold):
             return
-        popularity = np.asarray(self.arrays["popularity"], dtype=np.float32)
+        popularity = self._with_objective(np.asarray(self.arrays["popularity"], dtype=np.float32))
         n = idx.shape[1]
         shared = None
         for r in cold.tolist():
@@ -323,6 +337,34 @@ def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float
     return float(best)
 
 
+def outside_history_percentiles(X: sp.csr_matrix, params: HyperParameters) -> np.ndarray | None:
+    """Users whose number of distinct items lies outside ``min/max_user_history_length_percentile``
+    (quantiles over users with history), or None when the recipe has no such parameters or
+    nobody is outside."""
+    lo_q = params.get("min_user_history_length_percentile")
+    hi_q = params.get("max_user_history_length_percentile")
+    if lo_q is None and hi_q is None:
+        return None
+    lengths = np.diff(X.indptr)
+    active = lengths[lengths > 0]
+    if not len(active):
+        return None
+    lo = np.quantile(active, float(lo_q or 0.0))
+    hi = np.quantile(active, float(1.0 if hi_q is None else hi_q))
+    outside = (lengths > 0) & ((lengths < lo) | (lengths > hi))
+    return outside if outside.any() else None
+
+
+def without_rows(X: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``X`` with the rows where ``rows`` is True emptied (no stored zeros: implicit would read a
+    stored zero as a negative)."""
+    lengths = np.diff(X.indptr)
+    keep = np.repeat(~rows, lengths)
+    indptr = np.zeros(len(lengths) + 1, dtype=X.indptr.dtype)
+    np.cumsum(np.where(rows, 0, lengths), out=indptr[1:])
+    return sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+
+
 def fit_als(X: sp.csr_matrix, factors: int, settings: Settings, iterations: int | None = None):
     """implicit ALS on the float32 CSR, no copies beyond implicit's own transpose."""
     from implicit.cpu.als import AlternatingLeastSquares
@@ -374,9 +416,9 @@ class CollaborativeAlgorithm(Algorithm):
         ``settings.ease_tune_max_items``, else the scaled mean."""
         if "ease_l2" in params:
             return float(params["ease_l2"])
+        mean = max(X.nnz / max(data.n_items, 1), 1.0)  # of the fitted matrix: excluded users count for nothing
         if data.n_items > settings.ease_tune_max_items:
-            return self.default_l2(data)
-        mean = self.default_l2(data) / EASE_L2_SCALE
+            return EASE_L2_SCALE * mean
         return tune_l2(X, [mean * g for g in EASE_L2_GRID], settings.seed, EASE_DROPOUT)
 
     def internal_search_space(self, data, settings):
@@ -395,16 +437,24 @@ class CollaborativeAlgorithm(Algorithm):
 
     def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
         X = interaction_matrix(data)
+        # Users outside the history-length percentiles do not shape the model (bots, one-offs);
+        # they are still served from their own histories (ALS folds them in afterwards).
+        outside = outside_history_percentiles(X, params)
+        X_fit = X if outside is None else without_rows(X, outside)
         backend = self.backend(data, settings)
         arrays: dict[str, np.ndarray] = {"item_ids": data.item_ids, "user_ids": data.user_ids}
         meta: dict[str, Any] = {"backend": backend}
         if backend == "ease":
-            l2 = self.choose_l2(X, data, params, settings)
-            arrays["B"], arrays["diag_p"] = ease(X, l2, EASE_DROPOUT)
+            l2 = self.choose_l2(X_fit, data, params, settings)
+            arrays["B"], arrays["diag_p"] = ease(X_fit, l2, EASE_DROPOUT)
             meta["l2"] = l2
         else:
             factors = int(params.get(self.factors_param, 100))
-            arrays["user_factors"], arrays["item_factors"] = fit_als(X, factors, settings)
+            U, V = fit_als(X_fit, factors, settings)
+            if outside is not None and outside.any():
+                rows = np.flatnonzero(outside)
+                U[rows] = als_fold_in_rows(V, X[rows] * settings.als_alpha, settings.als_regularization)
+            arrays["user_factors"], arrays["item_factors"] = U, V
             meta.update(factors=factors, reg=settings.als_regularization, alpha=settings.als_alpha)
         return self._finish(data, params, settings, arrays, meta, X)
 

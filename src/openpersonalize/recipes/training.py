@@ -64,9 +64,11 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
 
     metrics: dict[str, float] = {}
     first: list[Model] = []
+    boost = objective_boost(weighted, config.get("optimizationObjective")) \
+        if spec.recipe_type in ("USER_PERSONALIZATION", "PERSONALIZED_RANKING") else None
     if compute_metrics:
         def fit(d: TrainingData) -> Model:
-            first.append(algorithm.fit(d, params, settings))
+            first.append(with_objective(algorithm.fit(d, params, settings), weighted.item_ids, boost))
             return first[-1]
 
         rewards = objective_rewards(weighted, config.get("optimizationObjective"))
@@ -85,6 +87,7 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
             model = algorithm.update(first[0], weighted, params, settings)
     else:
         model = algorithm.fit(weighted, params, settings)
+    model = with_objective(model, weighted.item_ids, boost)
     model.meta.setdefault("recipe", name)
     tuned = {"algorithmHyperParameters": params.as_strings("algorithm"),
              "algorithm": algorithm.describe(weighted, params, settings)}
@@ -143,6 +146,34 @@ def objective_rewards(data: TrainingData, objective: Mapping[str, Any] | None) -
     rewards = np.zeros(data.n_items)
     rewards[rows >= 0] = np.nan_to_num(values[rows[rows >= 0]])
     return rewards
+
+
+SENSITIVITY = {"OFF": 0.0, "LOW": 0.5, "MEDIUM": 1.0, "HIGH": 2.0}  # boost of the best item, in score spreads
+
+
+def objective_boost(data: TrainingData, objective: Mapping[str, Any] | None) -> np.ndarray | None:
+    """Per item of ``data``, how far optimizationObjective lifts its score, in units of the
+    model's typical score spread: the reward on a log scale (prices are heavy-tailed), 0 for the
+    lowest and the sensitivity's weight for the highest. None when off or not set."""
+    weight = SENSITIVITY.get(str((objective or {}).get("objectiveSensitivity") or "LOW").upper(), 0.0)
+    rewards = objective_rewards(data, objective)
+    if rewards is None or weight == 0.0:
+        return None
+    scaled = np.log1p(np.maximum(rewards, 0.0))
+    top = scaled.max()
+    return None if top <= 0 else (weight * scaled / top).astype(np.float32)
+
+
+def with_objective(model: Model, item_ids: np.ndarray, boost: np.ndarray | None) -> Model:
+    """Give a collaborative model its objective boost (``objective_boost`` array, added to raw
+    scores wherever they are computed), scaled by the model's own score spread."""
+    if boost is None or "temperature" not in model.meta or not hasattr(model, "score_block"):
+        return model
+    aligned = np.zeros(model.n_items, dtype=np.float32)
+    index = model.item_index(list(item_ids))
+    aligned[index[index >= 0]] = boost[index >= 0]
+    model.arrays["objective_boost"] = aligned * np.float32(model.meta["temperature"])
+    return model
 
 
 # -- HPO ------------------------------------------------------------------------------------------
