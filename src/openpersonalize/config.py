@@ -62,6 +62,9 @@ class Settings:
     #: How old (seconds) a campaign's view of its group's data (item metadata for filters, an
     #: updated model) may get before it is rebuilt in the background.
     view_refresh_seconds: float = 30.0
+    #: Real-time requests reuse their campaign / recommender / filter rows for this long (seconds)
+    #: instead of reading them on every request; changes made through this process show at once.
+    runtime_row_cache_seconds: float = 1.0
     #: Domain recommenders are retrained from scratch this many days after their last training
     #: (a "day" is auto_training_day_seconds).
     recommender_retrain_days: float = 7.0

@@ -43,7 +43,7 @@ def _served(ctx: Context, p: dict):
         raise InvalidInputException("Invalid request: give exactly one of campaignArn and recommenderArn.")
     arn = campaign or recommender
     kind = "campaign" if campaign else "recommender"
-    row = ctx.store.get(arn)
+    row = ctx.store.get_recent(arn, ctx.settings.runtime_row_cache_seconds)
     if row is None or row.kind != kind:
         raise ResourceNotFoundException(f"{kind.capitalize()} {arn} does not exist.")
     if row.status != "ACTIVE":

@@ -218,7 +218,7 @@ def builtin_exclusion(store, settings, dep: Deployment, user_id: str | None, use
 def filter_mask(store, settings, dep: Deployment, filter_arn: str, values: dict | None, user_id: str | None,
                 user_index: int, events: list[dict], current_item: int | None = None) -> np.ndarray:
     """The items (or actions) a filter lets through for one request."""
-    row = store.get(filter_arn)
+    row = store.get_recent(filter_arn, settings.runtime_row_cache_seconds)
     if row is None or row.kind != "filter":
         raise ResourceNotFoundException(f"Filter {filter_arn} does not exist.")
     if row.status != "ACTIVE":

@@ -12,6 +12,7 @@ import logging
 import uuid
 from contextlib import asynccontextmanager
 
+import orjson
 from botocore import xform_name
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -192,8 +193,17 @@ def _success(op: protocol.Operation, result: dict | None, request_id: str) -> Re
     if op.service == "personalize-events":
         return Response(b"", status_code=200, headers=headers)
     content_type = JSON_11 if op.service == protocol.CONTROL_PLANE else "application/json"
-    body = json.dumps(protocol.shape_output(op, result), separators=(",", ":"))
-    return Response(body, status_code=200, media_type=content_type, headers=headers)
+    return Response(_json(protocol.shape_output(op, result)), status_code=200, media_type=content_type,
+                    headers=headers)
+
+
+def _json(obj) -> bytes:
+    """Compact JSON: orjson when it can (several times faster on a recommendation list), else the
+    standard library (values orjson refuses, such as integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, ValueError):
+        return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
 def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, status: int | None = None) -> Response:

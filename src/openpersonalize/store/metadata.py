@@ -110,6 +110,7 @@ class Store:
         metadata.create_all(self.engine)
         # SQLite allows one writer; serialising our own writers avoids "database is locked".
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._recent: dict[str, tuple[float, Row | None]] = {}  # get_recent's copies
 
     @staticmethod
     def _make_engine(url: str) -> Engine:
@@ -144,6 +145,7 @@ class Store:
     def insert(self, *, arn: str, kind: str, name: str, doc: dict, status: str | None = None,
                group_arn: str | None = None, parent_arn: str | None = None,
                tags: dict | None = None, job: bool = False, conn=None) -> None:
+        self._recent.pop(arn, None)
         now = doc.get("creationDateTime") or time.time()
         values = dict(arn=arn, kind=kind, name=name, status=status, created=now, updated=now,
                       group_arn=group_arn, parent_arn=parent_arn, doc=json.dumps(doc),
@@ -170,6 +172,21 @@ class Store:
                 m = c.execute(stmt).mappings().first()
         return Row.from_mapping(m) if m else None
 
+    def get_recent(self, arn: str, max_age: float) -> Row | None:
+        """``get``, answered from this process's copy while it is at most ``max_age`` seconds old.
+        Writes through this Store drop the copy at once; a change made by another process shows
+        up within ``max_age``. For hot read paths (a real-time request reads its campaign and
+        filter rows); the returned row must not be modified."""
+        now = time.monotonic()
+        hit = self._recent.get(arn)
+        if hit is not None and now - hit[0] <= max_age:
+            return hit[1]
+        row = self.get(arn)
+        if len(self._recent) > 10_000:
+            self._recent.clear()
+        self._recent[arn] = (now, row)
+        return row
+
     def update_doc(self, arn: str, changes: dict, *, conn=None, expect_status: tuple | None = None) -> Row | None:
         """Merge ``changes`` into the document (a value of None removes the member).
 
@@ -179,6 +196,7 @@ class Store:
         if conn is None:
             with self.transaction() as c:
                 return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
+        self._recent.pop(arn, None)
         row = self.get(arn, conn=conn)
         if row is None or (expect_status is not None and row.status not in expect_status):
             return None
@@ -203,6 +221,7 @@ class Store:
         conn.execute(update(resources).where(resources.c.arn == arn).values(tags=json.dumps(tags)))
 
     def delete(self, arn: str, conn=None) -> None:
+        self._recent.pop(arn, None)
         if conn is None:
             with self.transaction() as c:
                 return self.delete(arn, conn=c)
