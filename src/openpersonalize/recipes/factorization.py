@@ -233,21 +233,35 @@ class PersonalizationModel(CollaborativeModel):
         return items[order], probs[order]
 
     # -- exploration ---------------------------------------------------------------------------
+    def _fresh_items(self, now: float, age_cutoff_days: float) -> tuple[np.ndarray, np.ndarray]:
+        """Items exploration may show (created within the cutoff, or of unknown age) and their
+        age rank (newer is higher); computed once per model and exploration setting."""
+        cache = self.__dict__.setdefault("_fresh_cache", {})
+        key = (float(now), float(age_cutoff_days))
+        if key not in cache:
+            created = np.asarray(self.arrays["item_created"])
+            fresh = np.flatnonzero(np.isnan(created) | (created >= now - age_cutoff_days * DAY))
+            cache.clear()  # one setting at a time is the usual case
+            cache[key] = (fresh, np.nan_to_num(created[fresh], nan=now) / max(now, 1.0))
+        return cache[key]
+
     def _explore(self, s, hist, n, exclude, mask, ex: Exploration):
         a = self.arrays
         now = ex.now if ex.now is not None else self.meta["now"]
-        created = np.asarray(a["item_created"])
-        fresh = np.isnan(created) | (created >= now - ex.age_cutoff_days * DAY)
         slots = int(round(min(max(ex.weight, 0.0), 1.0) * n))
         allowed = np.ones(self.n_items, bool) if mask is None else np.asarray(mask, bool).copy()
         if exclude is not None and len(exclude):
             allowed[np.asarray(exclude)] = False
-        # Fresh items are ranked by metadata likeness to the history, newest first on ties.
+        # Fresh items are ranked by metadata likeness to the history, newest first on ties; only
+        # the fresh items that may be shown are scored.
+        fresh, age_rank = self._fresh_items(now, ex.age_cutoff_days)
+        usable = allowed[fresh]
+        candidates = fresh[usable]
         content = np.asarray(a["item_content"])
         profile = content[hist].mean(axis=0) if len(hist) else np.zeros(content.shape[1], np.float32)
-        age_rank = np.nan_to_num(created, nan=now) / max(now, 1.0)
-        fresh_score = content @ profile + 1e-3 * age_rank
-        new_idx, _ = topk(fresh_score, slots, allowed & fresh)
+        fresh_score = (content[candidates] @ profile + 1e-3 * age_rank[usable]).astype(np.float32)
+        new_idx = candidates[np.lexsort((candidates, -fresh_score))[:slots]] if slots > 0 \
+            else np.empty(0, np.int64)
         allowed[new_idx] = False
         base_idx, _ = topk(s, n - len(new_idx), allowed)
         # Spread exploration slots evenly through the list instead of bunching them at the end.
