@@ -160,7 +160,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _route(request: Request) -> protocol.Operation:
     target = request.headers.get("x-amz-target")
-    path = request.url.path
+    path = request.scope["path"]  # request.url would build a whole URL object per request
     if target is not None:
         op = protocol.control_operation(target)
         if op is None:
