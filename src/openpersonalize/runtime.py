@@ -283,7 +283,10 @@ class RuntimeOperations:
         if p.get("filterArn"):
             mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), p["userId"],
                                user_index, [])
-        idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask, now=time.time())
+        view = dep.view(ctx.store, ctx.settings)
+        row = int(view.user_rows(np.array([user_index]), [p["userId"]])[0])
+        idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask, now=time.time(),
+                                             taken_at=view.action_taken_at(row))
         ids = model.arrays["action_ids"] if "action_ids" in model.arrays else model.item_ids
         return {"actionList": [{"actionId": str(ids[int(i)]), "score": _score(float(s))}
                                for i, s in zip(idx, scores) if i >= 0],

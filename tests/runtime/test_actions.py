@@ -12,7 +12,7 @@ from tests.conftest import make_client
 
 ACTIONS_SCHEMA = {"type": "record", "name": "Actions", "fields": [
     {"name": "ACTION_ID", "type": "string"}, {"name": "VALUE", "type": ["null", "long"]},
-    {"name": "KIND", "type": "string", "categorical": True}]}
+    {"name": "KIND", "type": "string", "categorical": True}, {"name": "REPEAT_FREQUENCY", "type": ["null", "long"]}]}
 ACTION_INTERACTIONS_SCHEMA = {"type": "record", "name": "ActionInteractions", "fields": [
     {"name": "USER_ID", "type": "string"}, {"name": "ACTION_ID", "type": "string"},
     {"name": "EVENT_TYPE", "type": "string"}, {"name": "TIMESTAMP", "type": "long"}]}
@@ -26,8 +26,10 @@ def nba(server, personalize):
     rng = np.random.default_rng(1)
     with open(folder / "actions.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["ACTION_ID", "VALUE", "KIND"])
-        w.writerows([["join-club", 10, "membership"], ["buy-popcorn", 2, "upsell"], ["rate-movie", 1, "engagement"]])
+        w.writerow(["ACTION_ID", "VALUE", "KIND", "REPEAT_FREQUENCY"])
+        # Whoever rated a movie is not asked again (for a very long time).
+        w.writerows([["join-club", 10, "membership", ""], ["buy-popcorn", 2, "upsell", ""],
+                     ["rate-movie", 1, "engagement", 100000]])
     with open(folder / "action_interactions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["USER_ID", "ACTION_ID", "EVENT_TYPE", "TIMESTAMP"])
@@ -107,3 +109,23 @@ def test_action_filters(server, personalize, nba):
     # Without the filter, users are offered actions they took: the filter does remove something.
     assert any({a["actionId"] for a in rt.get_action_recommendations(
         campaignArn=campaign, userId=u, numResults=3)["actionList"]} & taken[u] for u in some_taken)
+
+
+def test_actions_taken_within_their_repeat_frequency_are_not_offered(server, nba):
+    cat, campaign = nba
+    rt = make_client("personalize-runtime", server.endpoint)
+    taken: dict[str, set] = {}
+    with open(server.data_dir / "s3" / "nba" / "data" / "action_interactions.csv") as f:
+        for row in list(csv.reader(f))[1:]:
+            if row[2] == "Taken":
+                taken.setdefault(row[0], set()).add(row[1])
+    raters = [str(u) for u in cat.user_ids if "rate-movie" in taken.get(str(u), set())][:10]
+    others = [str(u) for u in cat.user_ids if "rate-movie" not in taken.get(str(u), set())][:10]
+    assert raters and others
+
+    def offered(user):
+        return {a["actionId"] for a in rt.get_action_recommendations(campaignArn=campaign, userId=user,
+                                                                     numResults=3)["actionList"]}
+
+    assert all("rate-movie" not in offered(u) for u in raters)
+    assert all("rate-movie" in offered(u) for u in others)  # three actions asked for: all of theirs

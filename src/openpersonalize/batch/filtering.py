@@ -17,7 +17,7 @@ from ..data.interactions import GroupData, Vocabulary, load_group
 from ..data.rows import group_datasets
 from ..errors import InvalidInputException
 from ..filters import FilterData, Histories, compile_filter
-from ..filters.columns import ACTION_HISTORY_WINDOW, Catalogue
+from ..filters.columns import ACTION_HISTORY_WINDOW, Catalogue, normalise_event_type
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.scoring import Candidates, RowMasks
 from . import io
@@ -90,7 +90,28 @@ class GroupView:
         rows = np.where(ai.user >= 0, user_row[np.maximum(ai.user, 0)], -1)
         histories = Histories.from_pairs(rows, action_index[ai.item], events, len(self.user_ids),
                                          timestamps=ai.timestamp, window=ACTION_HISTORY_WINDOW)
+        # When each user last took each action (REPEAT_FREQUENCY), as sorted (row, action) keys.
+        taken = np.array([normalise_event_type(str(e)) == "TAKEN" for e in types])[
+            np.where(ai.event_type < 0, len(types) - 1, ai.event_type)]
+        acts = action_index[ai.item]
+        sel = taken & (rows >= 0) & (acts >= 0)
+        keys = rows[sel].astype(np.int64) * len(action_ids) + acts[sel]
+        times = np.asarray(ai.timestamp, dtype=np.float64)[sel]
+        order = np.lexsort((times, keys))
+        keys, times = keys[order], times[order]
+        last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, bool)
+        self._taken = (keys[last], times[last], len(action_ids))
         return actions, histories
+
+    def action_taken_at(self, row: int) -> np.ndarray | None:
+        """Per action (model index), when user ``row`` last took it (NaN: never)."""
+        if getattr(self, "_taken", None) is None or row < 0:
+            return None
+        keys, times, n = self._taken
+        lo, hi = np.searchsorted(keys, [row * n, (row + 1) * n])
+        out = np.full(n, np.nan)
+        out[keys[lo:hi] - row * n] = times[lo:hi]
+        return out
 
     def user_rows(self, model_users: np.ndarray, ids: list[str]) -> np.ndarray:
         """Rows of requesting users: their model index, or their row after the model's."""

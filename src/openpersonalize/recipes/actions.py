@@ -48,12 +48,17 @@ class ActionModel(Model):
         return np.where(np.asarray(a["eligible"]), p, 0.0).astype(np.float32)
 
     def actions_for_user(self, user: int, n: int, candidates_mask: np.ndarray | None = None,
-                         now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         now: float | None = None, taken_at: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         a = self.arrays
         p = self.propensity(user)
         ok = np.ones(len(p), bool) if candidates_mask is None else np.asarray(candidates_mask, bool).copy()
         if now is not None:
             ok &= ~(np.asarray(a["action_expiry"]) < now)
+            if taken_at is not None and "action_repeat_days" in a:
+                # Taken within the action's REPEAT_FREQUENCY days: not offered again yet.
+                with np.errstate(invalid="ignore"):
+                    ok &= ~(np.asarray(taken_at) > now - np.asarray(a["action_repeat_days"]) * 86400.0)
         value = np.nan_to_num(np.asarray(a["action_value"]), nan=0.0)
         idx = np.flatnonzero(ok)
         order = idx[np.lexsort((idx, -value[idx], -p[idx]))][:n]
@@ -93,6 +98,8 @@ class NextBestAction(Algorithm):
         value = _column(data.actions, "VALUE")[rows] if data.actions.num_rows else np.zeros(0)
         expiry = _column(data.actions, "EXPIRATION_TIMESTAMP", "ACTION_EXPIRATION_TIMESTAMP", default=np.inf)
         expiry = expiry[rows] if len(expiry) else np.full(len(action_ids), np.inf)
+        repeat = _column(data.actions, "REPEAT_FREQUENCY")
+        repeat = repeat[rows] if len(repeat) else np.full(len(action_ids), np.nan)
 
         X = interaction_matrix(data)
         k = min(FACTORS, max(min(X.shape) - 1, 1))
@@ -108,6 +115,7 @@ class NextBestAction(Algorithm):
         return ActionModel(
             {"item_ids": data.item_ids, "user_ids": data.user_ids, "action_ids": action_ids,
              "action_value": value.astype(np.float64), "action_expiry": expiry.astype(np.float64),
+             "action_repeat_days": repeat.astype(np.float64),
              "W": W, "eligible": eligible, "user_features": feats,
              "mean_feature": feats.mean(axis=0).astype(np.float32) if len(feats) else np.zeros(k, np.float32)},
             {"recipe": params.get("_recipe", ""), "algorithm": "next-best-action",

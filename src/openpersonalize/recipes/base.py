@@ -376,8 +376,10 @@ class Model:
         raise UnsupportedQuery(f"{self.recipe} does not segment users")
 
     def actions_for_user(self, user: int, n: int, candidates_mask: np.ndarray | None = None,
-                         now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Action indices and propensity scores in [0, 1] for a user (-1 = unknown user)."""
+                         now: float | None = None, taken_at: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Action indices and propensity scores in [0, 1] for a user (-1 = unknown user).
+        ``taken_at``: per action, when the user last took it (NaN: never), for REPEAT_FREQUENCY."""
         raise UnsupportedQuery(f"{self.recipe} does not recommend actions")
 
     def history(self, user: int) -> np.ndarray:
