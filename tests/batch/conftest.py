@@ -70,6 +70,27 @@ class Lab:
         return wait(lambda: self.c.describe_batch_segment_job(batchSegmentJobArn=arn)["batchSegmentJob"]), out
 
 
+GENERATED = {"Interactions": (synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
+             "Items": (synthetic.ITEMS_SCHEMA, "items.csv"), "Users": (synthetic.USERS_SCHEMA, "users.csv")}
+
+
+def import_generated(c, group: str, prefix: str, location: str, kinds=("Interactions", "Items", "Users")) -> dict:
+    """Create the ``kinds`` datasets in ``group`` and import the CSVs that ``synthetic.write_csvs``
+    wrote under ``location`` (an s3:// folder); each import must end ACTIVE. Dataset ARNs by kind."""
+    arns = {}
+    for kind in kinds:
+        schema, csv = GENERATED[kind]
+        s = c.create_schema(name=f"{prefix}-{kind}", schema=json.dumps(schema))["schemaArn"]
+        arns[kind] = c.create_dataset(name=f"{prefix}-{kind}", schemaArn=s, datasetGroupArn=group,
+                                      datasetType=kind)["datasetArn"]
+        job = c.create_dataset_import_job(jobName=f"{prefix}-{kind}", datasetArn=arns[kind], roleArn=ROLE,
+                                          dataSource={"dataLocation": f"{location.rstrip('/')}/{csv}"})
+        doc = wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=job["datasetImportJobArn"])[
+            "datasetImportJob"])
+        assert doc["status"] == "ACTIVE", doc
+    return arns
+
+
 RECIPES = ("aws-user-personalization", "aws-similar-items", "aws-personalized-ranking", "aws-item-affinity",
            "aws-item-attribute-affinity", "aws-popularity-count")
 
@@ -79,20 +100,10 @@ def lab(server, personalize, request):
     prefix = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")[:20] + f"-{int(time.time() * 1000) % 10**8}"
     cat = synthetic.generate(n_users=300, n_items=160, interactions_per_user=25, seed=11)
     lab = Lab(server, personalize, cat, prefix)
-    paths = synthetic.write_csvs(cat, lab.bucket_dir / prefix / "data")
+    synthetic.write_csvs(cat, lab.bucket_dir / prefix / "data")
     group = personalize.create_dataset_group(name=f"{prefix}-g")["datasetGroupArn"]
     lab.group = group
-    for kind, schema, csv in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                              ("Items", synthetic.ITEMS_SCHEMA, "items.csv"),
-                              ("Users", synthetic.USERS_SCHEMA, "users.csv")):
-        s = personalize.create_schema(name=f"{prefix}-{kind}", schema=json.dumps(schema))["schemaArn"]
-        ds = personalize.create_dataset(name=f"{prefix}-{kind}", schemaArn=s, datasetGroupArn=group,
-                                        datasetType=kind)["datasetArn"]
-        job = personalize.create_dataset_import_job(jobName=f"{prefix}-{kind}", datasetArn=ds, roleArn=ROLE,
-                                                    dataSource={"dataLocation": f"s3://batch/{prefix}/data/{csv}"})
-        doc = wait(lambda: personalize.describe_dataset_import_job(
-            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])
-        assert doc["status"] == "ACTIVE", doc
+    import_generated(personalize, group, prefix, f"s3://batch/{prefix}/data")
     versions = {}
     for recipe in getattr(request.module, "NEEDS", RECIPES):
         sol = personalize.create_solution(name=f"{prefix}-{recipe}", datasetGroupArn=group, performAutoTraining=False,

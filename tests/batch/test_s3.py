@@ -5,7 +5,7 @@ import json
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, wait
+from tests.batch.conftest import ROLE, import_generated, wait
 from tests.conftest import make_client
 
 
@@ -19,14 +19,7 @@ def s3_lab(s3_server, seaweedfs, tmp_path_factory):
         s3.upload_file(str(path), "batch-s3", f"data/{path.name}")
     c = make_client("personalize", s3_server.endpoint)
     group = c.create_dataset_group(name="s3-batch")["datasetGroupArn"]
-    for kind, schema, csv in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                              ("Items", synthetic.ITEMS_SCHEMA, "items.csv")):
-        s = c.create_schema(name=f"s3-batch-{kind}", schema=json.dumps(schema))["schemaArn"]
-        ds = c.create_dataset(name=f"s3-batch-{kind}", schemaArn=s, datasetGroupArn=group, datasetType=kind)["datasetArn"]
-        job = c.create_dataset_import_job(jobName=f"s3-batch-{kind}", datasetArn=ds, roleArn=ROLE,
-                                          dataSource={"dataLocation": f"s3://batch-s3/data/{csv}"})
-        assert wait(lambda: c.describe_dataset_import_job(
-            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])["status"] == "ACTIVE"
+    import_generated(c, group, "s3-batch", "s3://batch-s3/data", kinds=("Interactions", "Items"))
     versions = {}
     for recipe in ("aws-user-personalization", "aws-item-affinity"):
         sol = c.create_solution(name=f"s3-{recipe}", datasetGroupArn=group, performAutoTraining=False,

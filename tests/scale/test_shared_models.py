@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, wait
+from tests.batch.conftest import ROLE, import_generated, wait
 from tests.conftest import make_client
 from tests.scale.test_workers import postgres_url  # noqa: F401  (this module's own PostgreSQL)
 from tests.scale.workers import WorkerProcess
@@ -32,15 +32,7 @@ def test_models_travel_through_the_s3_data_root(postgres_url, seaweedfs, tmp_pat
         worker.start()
         c = make_client("personalize", api.endpoint)
         group = c.create_dataset_group(name="shared")["datasetGroupArn"]
-        for kind, schema, csv in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                                  ("Items", synthetic.ITEMS_SCHEMA, "items.csv")):
-            s = c.create_schema(name=f"shared-{kind}", schema=json.dumps(schema))["schemaArn"]
-            ds = c.create_dataset(name=f"shared-{kind}", schemaArn=s, datasetGroupArn=group,
-                                  datasetType=kind)["datasetArn"]
-            job = c.create_dataset_import_job(jobName=f"shared-{kind}", datasetArn=ds, roleArn=ROLE,
-                                              dataSource={"dataLocation": f"s3://shared-in/data/{csv}"})
-            assert wait(lambda: c.describe_dataset_import_job(
-                datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])["status"] == "ACTIVE"
+        import_generated(c, group, "shared", "s3://shared-in/data", kinds=("Interactions", "Items"))
         sol = c.create_solution(name="shared", datasetGroupArn=group, performAutoTraining=False,
                                 recipeArn="arn:aws:personalize:::recipe/aws-user-personalization")["solutionArn"]
         version = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
