@@ -95,6 +95,15 @@ def test_new_items_reach_the_served_model(lab, server, personalize):
     time.sleep(2)
     assert sorted(p.name for p in served.rglob("update-*")) == folders and len(folders) == 1
 
+    # Each further change brings a further update; only the newest three folders are kept.
+    for k in range(2, 6):
+        events.put_items(datasetArn=items, items=[{"itemId": f"fresh-{k}", "properties": json.dumps(
+            {"title": "Fresh", "genres": "brand-new", "description": "arrived", "price": 1.0,
+             "creationTimestamp": newest})}])
+        assert until(lambda: f"fresh-{k}" in recommended(campaign)), k
+    kept = sorted(p.name for p in served.rglob("update-*"))
+    assert len(kept) == 3 and folders[0] not in kept
+
 
 def test_recommenders_take_new_items_and_retrain(server, personalize, vod):
     """Top picks folds new items in at each update; Most popular only learns them when it is

@@ -35,6 +35,12 @@ USE_CASES = {
 MIN_EVENTS = 1000
 
 
+def training_stamp() -> str:
+    """A recommender model folder's name: the UTC time to the millisecond (names sort by age)."""
+    now = time.time()
+    return f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}{int(now * 1000) % 1000:03d}"
+
+
 @job_body("recommender", isolated=True)
 def train_recommender(job: JobContext) -> dict:
     return train_use_case(job, job.arn, job.doc)
@@ -65,8 +71,7 @@ def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
         if count < MIN_EVENTS:
             raise JobFailed(f"Dataset has fewer than {MIN_EVENTS} interactions after filtering by event type: "
                             f"{wanted}")
-    now = time.time()
-    model_arn = f"{arn}/{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}{int(now * 1000) % 1000:03d}"
+    model_arn = f"{arn}/{training_stamp()}"
     try:
         result = train(recipe, data, {}, event_type=event_type, seed=arn)
     except TooLittleData as exc:

@@ -30,9 +30,9 @@ from ..data.rows import group_datasets
 from ..recipes.base import TooLittleData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
-from ..store.models import load_model, model_arn_of, model_dir, remove_model, save_model
+from ..store.models import load_model, model_arn_of, model_subfolders, remove_model, save_model
 from .bodies import job_body
-from .recommenders import USE_CASES, train_use_case
+from .recommenders import USE_CASES, train_use_case, training_stamp
 from .runner import JobContext, JobFailed
 from .training import training_data
 
@@ -163,7 +163,8 @@ def refresh_model(job: JobContext) -> dict:
     except TooLittleData as exc:
         raise JobFailed(exc.reason) from None
     job.check_cancelled()
-    model_arn = f"{target.arn}/update-{int(time.time() * 1000)}"
+    model_arn = f"{target.arn}/{training_stamp()}" if target.kind == "recommender" \
+        else f"{target.arn}/update-{int(time.time() * 1000)}"
     save_model(job.settings, model_arn, result.model)
     changes = {"_modelArn": model_arn, "_recordsUntil": records_until, "_dataMark": mark, "_refreshedAt": time.time()}
     return _point_at(job, target, model_arn, changes, started, data.n_interactions)
@@ -181,13 +182,12 @@ def _point_at(job: JobContext, target, model_arn: str, changes: dict, started: f
 
 
 def _forget_old_folders(job: JobContext, target, current: str) -> None:
-    """Remove the refreshed model folders of ``target`` older than the newest KEEP_FOLDERS."""
-    parent = model_dir(job.settings, target.arn)
-    if target.kind == "recommender":  # one folder per training or update
-        folders = sorted((p for p in parent.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
-            if parent.exists() else []
-    else:  # a version's own model files stay; its update-* folders come and go
-        folders = sorted(parent.glob("update-*"), key=lambda p: p.stat().st_mtime)
-    for old in folders[:-KEEP_FOLDERS]:
-        if old != model_dir(job.settings, current):
-            remove_model(job.settings, f"{target.arn}/{old.name}")
+    """Remove the model folders of ``target`` older than the newest KEEP_FOLDERS (names sort by
+    age), here and in a remote data root. A recommender has one folder per training or update; a
+    version keeps its own files and has update-* folders."""
+    names = model_subfolders(job.settings, target.arn)
+    if target.kind != "recommender":
+        names = sorted((n for n in names if n.startswith("update-")), key=lambda n: int(n.split("-", 1)[1]))
+    for name in names[:-KEEP_FOLDERS]:
+        if f"{target.arn}/{name}" != current:
+            remove_model(job.settings, f"{target.arn}/{name}")

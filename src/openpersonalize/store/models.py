@@ -92,6 +92,22 @@ def local_model_dir(settings: Settings, model_arn: str) -> Path:
     return path
 
 
+def model_subfolders(settings: Settings, model_arn: str) -> list[str]:
+    """Names of the folders directly inside ``model_arn``'s folder (a version's updates, a
+    recommender's trainings), here and in a remote data root."""
+    local = model_dir(settings, model_arn)
+    names = {p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")} if local.exists() else set()
+    root = _shared_root(settings)
+    if root is not None:
+        base = root.path("models", *_segments(model_arn))
+        try:
+            entries = root.fs.ls(base, detail=True)
+        except FileNotFoundError:
+            entries = []
+        names |= {e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory"}
+    return sorted(names)
+
+
 def remove_model(settings: Settings, model_arn: str) -> None:
     """Delete a model folder here and in a remote data root."""
     shutil.rmtree(model_dir(settings, model_arn), ignore_errors=True)
