@@ -65,6 +65,9 @@ class Settings:
     #: Real-time requests reuse their campaign / recommender / filter rows for this long (seconds)
     #: instead of reading them on every request; changes made through this process show at once.
     runtime_row_cache_seconds: float = 1.0
+    #: ... and a user's recent events for this long: events sent through this process count at
+    #: the next request, those sent through another API process within this time.
+    runtime_events_cache_seconds: float = 0.5
     #: Domain recommenders are retrained from scratch this many days after their last training
     #: (a "day" is auto_training_day_seconds).
     recommender_retrain_days: float = 7.0

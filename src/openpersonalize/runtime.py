@@ -150,7 +150,8 @@ class RuntimeOperations:
         elif not user_id and dep.recipe not in USER_OPTIONAL:
             raise InvalidInputException(f"Invalid request: {row.arn} recommends items for users; userId is required.")
         user_index = int(model.user_index([user_id])[0]) if user_id else -1
-        events = recent_events(ctx.store, dep, user_id) if user_id else []
+        events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds) \
+            if user_id else []
         mask = builtin_exclusion(ctx.store, ctx.settings, dep, user_id, user_index, events)
         if p.get("filterArn"):
             requested = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), user_id,
@@ -246,7 +247,7 @@ class RuntimeOperations:
         user_id = p["userId"]
         model = dep.model
         user_index = int(model.user_index([user_id])[0])
-        events = recent_events(ctx.store, dep, user_id)
+        events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds)
         index = model.item_index(inputs).astype(np.int64)
         known = index >= 0
         mask = None

@@ -9,22 +9,19 @@ reflects them without retraining.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from sqlalchemy import and_, bindparam, or_, select
 
 from .data.interactions import load_group
-from .data.rows import group_datasets
+from .data.rows import group_datasets, records
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
 from .recipes.catalogue import RECIPES_BY_ARN
 from .store.models import MANIFEST, load_model, local_model_dir, model_arn_of
-from .store.records import put_records
 
 log = logging.getLogger("openpersonalize.serving")
 
@@ -171,27 +168,13 @@ def _interactions_arn(store, group_arn: str) -> str | None:
     return rows[0].arn if rows else None
 
 
-def recent_events(store, dep: Deployment, user: str, limit: int = RECENT_EVENTS) -> list[dict]:
-    """The user's (or session's) events recorded after the model's training data, oldest first."""
+def recent_events(store, dep: Deployment, user: str, limit: int = RECENT_EVENTS, max_age: float = 0.0) -> list[dict]:
+    """The user's (or session's) events recorded after the model's training data, oldest first.
+    ``max_age``: how old (seconds) a reused answer may be; events sent through this process
+    always show at once."""
     if dep.interactions_arn is None or not user:
         return []
-    with store.engine.connect() as conn:
-        rows = [json.loads(r[0]) for r in conn.execute(_RECENT, {"dataset": dep.interactions_arn,
-                                                                 "after": dep.records_until, "user": user,
-                                                                 "limit": limit})]
-    return rows[::-1]
-
-
-def _recent_statement():
-    # Built once: constructing a statement costs more than running it on an indexed table.
-    t = put_records.c
-    user = bindparam("user")
-    return (select(t.row).where(and_(t.dataset_arn == bindparam("dataset"), t.id > bindparam("after"),
-                                     or_(t.user_id == user, and_(t.user_id.is_(None), t.session_id == user))))
-            .order_by(t.id.desc()).limit(bindparam("limit")))
-
-
-_RECENT = _recent_statement()
+    return records(store).recent(dep.interactions_arn, dep.records_until, user, limit, max_age)
 
 
 def history_of(dep: Deployment, user_index: int, events: list[dict]) -> np.ndarray:

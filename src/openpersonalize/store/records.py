@@ -30,9 +30,11 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -107,6 +109,12 @@ class Records:
 
     def append(self, dataset_arn: str, records: Iterable[PutRecord]) -> int:
         """Store records in one transaction; returns how many were new (repeated eventIds are not)."""
+        records = list(records)
+        cache = self.store.__dict__.get("_recent_events")
+        if cache:  # this process's copies of these users' recent events are out of date
+            for r in records:
+                for who in {r.user_id, r.session_id, r.entity_id} - {None}:
+                    cache.pop((dataset_arn, who), None)
         now = time.time()
         values = [dict(dataset_arn=dataset_arn, entity_id=r.entity_id, user_id=r.user_id,
                        session_id=r.session_id, event_id=r.event_id, created=now,
@@ -122,6 +130,25 @@ class Records:
                 except IntegrityError:
                     pass
             return added
+
+    def recent(self, dataset_arn: str, after: int, user: str, limit: int, max_age: float = 0.0) -> list[dict]:
+        """The newest ``limit`` rows of ``user`` (or of the session ``user``, where no user id was
+        given) after record id ``after``, oldest first. With ``max_age``, an answer up to that many
+        seconds old may be reused; records appended through this Store drop it at once."""
+        cache = self.store.__dict__.setdefault("_recent_events", {})
+        now = time.monotonic()
+        if max_age > 0:
+            hit = cache.get((dataset_arn, user), {}).get((after, limit))
+            if hit is not None and now - hit[0] <= max_age:
+                return hit[1]
+        with self.store.engine.connect() as conn:
+            rows = [json.loads(r[0]) for r in conn.execute(_RECENT, {"dataset": dataset_arn, "after": after,
+                                                                     "user": user, "limit": limit})][::-1]
+        if max_age > 0:
+            if len(cache) > 50_000:
+                cache.clear()
+            cache.setdefault((dataset_arn, user), {})[(after, limit)] = (now, rows)
+        return rows
 
     def iter_rows(self, dataset_arn: str, batch: int = 5000, until_id: int | None = None
                   ) -> Iterator[list[tuple[int, float, str | None, str | None, dict]]]:
@@ -218,3 +245,15 @@ class Records:
             conn.execute(delete(put_records).where(put_records.c.dataset_arn == dataset_arn))
             conn.execute(delete(dataset_files).where(dataset_files.c.dataset_arn == dataset_arn))
         return state.parts
+
+
+def _recent_statement():
+    # Built once: constructing a statement costs more than running it on an indexed table.
+    t = put_records.c
+    user = bindparam("user")
+    return (select(t.row).where(and_(t.dataset_arn == bindparam("dataset"), t.id > bindparam("after"),
+                                     or_(t.user_id == user, and_(t.user_id.is_(None), t.session_id == user))))
+            .order_by(t.id.desc()).limit(bindparam("limit")))
+
+
+_RECENT = _recent_statement()
