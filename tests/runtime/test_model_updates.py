@@ -64,7 +64,9 @@ def test_new_items_reach_the_served_model(lab, server, personalize):
         return [i["itemId"] for i in rt.get_recommendations(campaignArn=arn, userId=user, filterArn=only_new)["itemList"]]
 
     assert recommended(campaign) == []  # no item of that genre exists yet
-    time.sleep(2)  # several refresh periods pass; with no new data nothing is updated
+    before = c.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["lastUpdatedDateTime"]
+    time.sleep(2)  # several refresh periods pass; with no new data nothing is updated, or even written
+    assert c.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["lastUpdatedDateTime"] == before
     assert c.list_solution_versions(solutionArn=c.describe_solution_version(
         solutionVersionArn=version)["solutionVersion"]["solutionArn"])["solutionVersions"][0]["solutionVersionArn"] == version
 

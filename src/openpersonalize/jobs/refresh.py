@@ -97,21 +97,21 @@ def run_due(store, settings, now: float | None = None) -> list[str]:
     retrain = settings.recommender_retrain_days * settings.auto_training_day_seconds
     for rec in store.query("recommender", statuses=("ACTIVE",)):
         use_case = rec.doc["recipeArn"].rsplit("/", 1)[1]
-        trained_at = rec.doc.get("_trainedAt") or rec.updated
+        trained_at = rec.doc.get("_trainedAt") or rec.created
         if now >= trained_at + retrain:
             targets.append((rec, "full"))
         elif use_case in RECOMMENDERS_FOLDED or USE_CASES[use_case][0] in REFIT:
             targets.append((rec, "update" if use_case in RECOMMENDERS_FOLDED else "full"))
     for target, mode in targets:
-        due = target.doc.get("_nextRefresh") or (target.doc.get("_refreshedAt") or target.updated) + period
+        due = max(target.doc.get("_nextRefresh") or 0.0, (target.doc.get("_refreshedAt") or target.created) + period)
         if now < due:
             continue
+        if data_mark(store, settings, target.group_arn) == target.doc.get("_dataMark") and mode == "update":
+            continue  # nothing new since the model was trained: nothing to write either
         if any(r.status in ("CREATE PENDING", "CREATE IN_PROGRESS")
                for r in store.query("model-refresh", parent_arn=target.arn)):
             continue
-        store.update_doc(target.arn, {"_nextRefresh": now + period})
-        if data_mark(store, settings, target.group_arn) == target.doc.get("_dataMark"):
-            continue  # nothing new since the model was trained
+        store.update_doc(target.arn, {"_nextRefresh": now + period})  # also the retry time if it fails
         for old in store.query("model-refresh", parent_arn=target.arn):
             store.delete(old.arn)  # finished refreshes: only the newest is kept
         arn = f"{target.arn}/refresh/{int(now * 1000)}"
