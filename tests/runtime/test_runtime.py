@@ -177,3 +177,23 @@ def test_runtime_agrees_with_batch_inference(lab, clients, campaigns):
     for user in users:
         live = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=user, numResults=10)
         assert [i["itemId"] for i in live["itemList"]] == batch[user], user
+
+
+def test_runtime_agrees_with_batch_inference_under_a_filter(lab, personalize, clients, campaigns):
+    """The same with a filter with per-line values (batch jobs share one mask per value set)."""
+    rt, _ = clients
+    flt = personalize.create_filter(name=lab.name("agree"), datasetGroupArn=lab.group,
+                                    filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($G)")["filterArn"]
+    assert wait(lambda: personalize.describe_filter(filterArn=flt)["filter"])["status"] == "ACTIVE"
+    genres = sorted({g for item in lab.cat.item_genres for g in item})
+    lines = [{"userId": u, "filterValues": {"G": f'"{genres[k % 3]}"'}}
+             for k, u in enumerate([str(u) for u in lab.cat.user_ids[60:75]] + ["never-seen-3", "never-seen-4"])]
+    uri = lab.put("agree/filtered.json", lines)
+    job, out = lab.inference("aws-user-personalization", uri, numResults=10, filterArn=flt)
+    assert job["status"] == "ACTIVE"
+    batch = {r["input"]["userId"]: r["output"]["recommendedItems"] for r in lab.output(out + "filtered.json.out")}
+    for line in lines:
+        live = rt.get_recommendations(campaignArn=campaigns["aws-user-personalization"], userId=line["userId"],
+                                      numResults=10, filterArn=flt, filterValues=line["filterValues"])
+        assert [i["itemId"] for i in live["itemList"]] == batch[line["userId"]], line
+        assert batch[line["userId"]]

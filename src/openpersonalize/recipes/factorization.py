@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
 from .features import metadata_embedding
-from .scoring import histories, interaction_matrix, popularity, softmax_of, softmax_topk_rows, topk, topk_rows
+from .scoring import (RowMasks, histories, interaction_matrix, popularity, softmax_of, softmax_topk_rows, topk,
+                      topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -206,15 +207,22 @@ class PersonalizationModel(CollaborativeModel):
             return
         popularity = self._with_objective(np.asarray(self.arrays["popularity"], dtype=np.float32))
         n = idx.shape[1]
-        shared = None
+        shared: dict = {}  # rows with the same mask get the same list: one selection per mask
+        own = set(mask.hidden_rows.tolist()) if isinstance(mask, RowMasks) else set()
         for r in cold.tolist():
-            row_mask = None if mask is None else (mask if mask.ndim == 1 else mask[r])
-            if row_mask is None or mask.ndim == 1:
-                if shared is None:
-                    shared = topk(popularity, n, row_mask)[0]
-                picked = shared
+            if mask is None or mask.ndim == 1:
+                key = "all"
+            elif isinstance(mask, RowMasks) and r not in own:
+                key = int(mask.which[r])
             else:
+                key = None  # a dense row, or the user's own exclusions: this row alone
+            if key is None or key not in shared:
+                row_mask = None if mask is None else (mask if mask.ndim == 1 else mask[r])
                 picked = topk(popularity, n, row_mask)[0]
+                if key is not None:
+                    shared[key] = picked
+            else:
+                picked = shared[key]
             idx[r] = -1
             idx[r, :len(picked)] = picked
 
