@@ -115,6 +115,7 @@ class Records:
             for r in records:
                 for who in {r.user_id, r.session_id, r.entity_id} - {None}:
                     cache.pop((dataset_arn, who), None)
+        self.store.__dict__.get("_newest_record", {}).pop(dataset_arn, None)
         now = time.time()
         values = [dict(dataset_arn=dataset_arn, entity_id=r.entity_id, user_id=r.user_id,
                        session_id=r.session_id, event_id=r.event_id, created=now,
@@ -141,6 +142,14 @@ class Records:
             hit = cache.get((dataset_arn, user), {}).get((after, limit))
             if hit is not None and now - hit[0] <= max_age:
                 return hit[1]
+            # Nothing recorded after ``after`` at all (a model trained on everything so far): no
+            # per-user query. The dataset's newest id is itself reused for ``max_age``.
+            newest = self.store.__dict__.setdefault("_newest_record", {})
+            seen = newest.get(dataset_arn)
+            if seen is None or now - seen[0] > max_age:
+                seen = newest[dataset_arn] = (now, self.last_id(dataset_arn))
+            if seen[1] <= after:
+                return []
         with self.store.engine.connect() as conn:
             rows = [json.loads(r[0]) for r in conn.execute(_RECENT, {"dataset": dataset_arn, "after": after,
                                                                      "user": user, "limit": limit})][::-1]
