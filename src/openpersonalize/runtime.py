@@ -17,6 +17,7 @@ import numpy as np
 from .control.base import Context, kind_of_arn
 from .errors import InvalidInputException, ResourceNotFoundException
 from .recipes.factorization import Exploration
+from .recipes.scoring import rounded_scores, score_value
 from .serving import builtin_exclusion, deployment, filter_mask, history_of, recent_events
 
 SCORED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
@@ -30,10 +31,6 @@ def _recommendation_id() -> str:
     # AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back.
     raw = uuid.uuid4().hex
     return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:22]}-CID-{raw[22:28]}"
-
-
-def _score(x: float) -> float:
-    return float(f"{x:.6g}")
 
 
 def _served(ctx: Context, p: dict):
@@ -218,13 +215,14 @@ class RuntimeOperations:
         kept_scores = np.asarray(scores)[keep] if scores is not None else None
         kept_reasons = [r for r, k in zip(reasons, keep) if k] if reasons else [[] for _ in items]
         metadata = _metadata(ctx, dep, items, columns) if columns else None
-        ids = dep.model.item_ids
+        names = np.asarray(dep.model.item_ids)[np.asarray(items, dtype=np.int64)].tolist()  # one gather
+        scored = dep.recipe in SCORED and ":recommender/" not in dep.key and kept_scores is not None
+        values = rounded_scores(kept_scores).tolist() if scored else None  # recommenders return no scores
         out = []
         for k, i in enumerate(items):
-            entry = {"itemId": str(ids[i])}
-            if dep.recipe in SCORED and ":recommender/" not in dep.key and kept_scores is not None \
-                    and np.isfinite(kept_scores[k]):  # recommenders return no scores
-                entry["score"] = _score(float(kept_scores[k]))
+            entry = {"itemId": str(names[k])}
+            if scored and np.isfinite(values[k]):
+                entry["score"] = values[k]
             if i in promoted:
                 entry["promotionName"] = promoted[i]
             if metadata is not None and metadata[k]:
@@ -261,7 +259,7 @@ class RuntimeOperations:
         metadata = _metadata(ctx, dep, items, columns) if columns else None
         out = []
         for k, (i, s) in enumerate(ranked):
-            entry = {"itemId": str(model.item_ids[i]), "score": _score(s)}
+            entry = {"itemId": str(model.item_ids[i]), "score": score_value(s)}
             if metadata is not None and metadata[k]:
                 entry["metadata"] = metadata[k]
             if dep.recipe in V2:
@@ -289,7 +287,7 @@ class RuntimeOperations:
         idx, scores = model.actions_for_user(user_index, n, candidates_mask=mask, now=time.time(),
                                              taken_at=view.action_taken_at(row))
         ids = model.arrays["action_ids"] if "action_ids" in model.arrays else model.item_ids
-        return {"actionList": [{"actionId": str(ids[int(i)]), "score": _score(float(s))}
+        return {"actionList": [{"actionId": str(ids[int(i)]), "score": score_value(float(s))}
                                for i, s in zip(idx, scores) if i >= 0],
                 "recommendationId": _recommendation_id()}
 

@@ -21,6 +21,7 @@ from ..jobs.bodies import job_body
 from ..jobs.runner import JobContext, JobFailed
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.factorization import Exploration
+from ..recipes.scoring import rounded_scores, score_value
 from ..store.files import Storage
 from ..store.models import load_model, model_arn_of
 from . import io
@@ -67,34 +68,6 @@ def check_record(record: io.Record, recipe_type: str) -> str | None:
                                       all(isinstance(v, str) for v in obj["filterValues"].values())):
         return f"Line {record.line}: filterValues must be an object of strings."
     return None
-
-
-def _score_value(x: float) -> float:
-    return float(f"{x:.6g}")
-
-
-def rounded_scores(values: np.ndarray) -> np.ndarray:
-    """``float(f"{x:.6g}")`` for every entry, vectorised (float64; NaN stays NaN).
-
-    x rounded to 6 significant digits is m / 10**d with an integer m; for 10**d exact (d <= 22)
-    the division is correctly rounded, so it is the same float as parsing the ``%.6g`` text.
-    Entries outside that range take the text route.
-    """
-    a = np.asarray(values, dtype=np.float64)
-    out = a.copy()
-    mag = np.abs(a)
-    ok = np.isfinite(a) & (mag >= 1e-16) & (mag < 1e5)
-    if ok.any():
-        x, m = a[ok], mag[ok]
-        e = np.floor(np.log10(m)).astype(np.int64)
-        p = 10.0 ** e  # log10 may be one off next to a power of ten
-        e = np.where(m < p, e - 1, np.where(m >= p * 10, e + 1, e))
-        scale = 10.0 ** (5 - e)
-        out[ok] = np.rint(x * scale) / scale
-    flat, source = out.reshape(-1), a.reshape(-1)
-    for k in np.flatnonzero(~ok & np.isfinite(a)):
-        flat[k] = _score_value(source[k])
-    return out
 
 
 try:  # orjson writes an output line several times faster than json; same JSON values
@@ -189,7 +162,7 @@ class Scorer:
         items = self.model.item_ids[idx[keep]].tolist()
         result = {"recommendedItems": items}
         if self.scored:
-            result["scores"] = [_score_value(s) for s in np.asarray(scores)[keep]]
+            result["scores"] = [score_value(s) for s in np.asarray(scores)[keep]]
         return result
 
     def _rank(self, record: io.Record) -> dict | str:
@@ -213,7 +186,7 @@ class Scorer:
         # Items the model has never seen go last, in input order, with score 0.0.
         unknown = [i for i, k in zip(ids, known) if not k]
         return {"recommendedItems": items + unknown,
-                "scores": [_score_value(s) for s in ranked_scores] + [0.0] * len(unknown)}
+                "scores": [score_value(s) for s in ranked_scores] + [0.0] * len(unknown)}
 
     def _related(self, records: list[io.Record]) -> list[dict | str]:
         items = self.model.item_index([r.obj["itemId"] for r in records]).astype(np.int64)

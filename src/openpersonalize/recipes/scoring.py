@@ -367,3 +367,32 @@ def popularity(data: TrainingData) -> np.ndarray:
     key = np.unique(data.user.astype(np.int64) * max(data.n_items, 1) + data.item)
     return np.bincount((key % max(data.n_items, 1)).astype(np.int64),
                        minlength=data.n_items).astype(np.float32)
+
+
+def score_value(x: float) -> float:
+    """A score as the APIs return it: 6 significant digits."""
+    return float(f"{x:.6g}")
+
+
+def rounded_scores(values: np.ndarray) -> np.ndarray:
+    """``float(f"{x:.6g}")`` for every entry, vectorised (float64; NaN stays NaN).
+
+    x rounded to 6 significant digits is m / 10**d with an integer m; for 10**d exact (d <= 22)
+    the division is correctly rounded, so it is the same float as parsing the ``%.6g`` text.
+    Entries outside that range take the text route.
+    """
+    a = np.asarray(values, dtype=np.float64)
+    out = a.copy()
+    mag = np.abs(a)
+    ok = np.isfinite(a) & (mag >= 1e-16) & (mag < 1e5)
+    if ok.any():
+        x, m = a[ok], mag[ok]
+        e = np.floor(np.log10(m)).astype(np.int64)
+        p = 10.0 ** e  # log10 may be one off next to a power of ten
+        e = np.where(m < p, e - 1, np.where(m >= p * 10, e + 1, e))
+        scale = 10.0 ** (5 - e)
+        out[ok] = np.rint(x * scale) / scale
+    flat, source = out.reshape(-1), a.reshape(-1)
+    for k in np.flatnonzero(~ok & np.isfinite(a)):
+        flat[k] = score_value(source[k])
+    return out
