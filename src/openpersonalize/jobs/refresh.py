@@ -11,13 +11,14 @@ Every ``model_refresh_seconds`` (two hours by default) the scheduler looks at wh
   every recommender is retrained from scratch ``recommender_retrain_days`` (7) after its last
   training.
 
-Only a model whose dataset group received data since it was trained is refreshed (the group's
-*data mark*: each dataset's bulk-file generation and newest real-time record). A refresh is a job
-like any other (a hidden ``model-refresh`` resource, claimed by one worker, resumed after a
-crash). It writes a new model folder next to the old one and points the trained resource's
-``_modelArn`` at it; batch jobs started afterwards load it, and campaigns switch to it within
-their next background view rebuild (``view_refresh_seconds``, 30 s), request by request, without a failed
-request. The two previous folders are kept for jobs still reading them.
+A fold-in happens only when the dataset group received data since the model was trained (the
+group's *data mark*: each dataset's bulk-file generation and newest real-time record); Trending-Now
+recounts and the weekly retraining run on schedule. A refresh is a job like any other (a hidden
+``model-refresh`` resource, claimed by one worker, resumed after a crash). It writes a new model
+folder next to the old one and points the trained resource's ``_modelArn`` at it; batch jobs
+started afterwards load it, and campaigns switch to it within their next background view rebuild
+(``view_refresh_seconds``, 30 s), request by request, without a failed request. The two previous
+folders are kept for jobs still reading them.
 """
 
 from __future__ import annotations
