@@ -53,8 +53,8 @@ def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
 
     use_case = doc["recipeArn"].rsplit("/", 1)[1]
     recipe, wanted, exclude = USE_CASES[use_case]
-    mark = data_mark(job.store, job.settings, doc["datasetGroupArn"])
     datasets = group_datasets(job.store, job.settings, doc["datasetGroupArn"])
+    mark = data_mark(datasets)
     if "INTERACTIONS" not in datasets:
         raise JobFailed("Create failed. The dataset group has no Interactions dataset.")
     if recipe == "aws-similar-items" and "ITEMS" not in datasets:

@@ -47,10 +47,11 @@ RECOMMENDERS_FOLDED = ("aws-ecomm-recommended-for-you", "aws-vod-top-picks")
 KEEP_FOLDERS = 3  # the current model folder and the two before it
 
 
-def data_mark(store, settings, group_arn: str) -> str:
-    """Changes whenever the group's data does: per dataset, its bulk generation and newest record."""
+def data_mark(datasets: dict) -> str:
+    """Changes whenever a group's data does (``datasets``: ``group_datasets``' answer): per
+    dataset, its bulk generation and newest record."""
     parts = []
-    for kind, ds in sorted(group_datasets(store, settings, group_arn).items()):
+    for kind, ds in sorted(datasets.items()):
         parts.append(f"{kind}:{ds.records.bulk_state(ds.arn).generation}:{ds.records.last_id(ds.arn)}")
     return ",".join(parts)
 
@@ -107,7 +108,8 @@ def run_due(store, settings, now: float | None = None) -> list[str]:
         due = max(target.doc.get("_nextRefresh") or 0.0, (target.doc.get("_refreshedAt") or target.created) + period)
         if now < due:
             continue
-        if data_mark(store, settings, target.group_arn) == target.doc.get("_dataMark") and mode == "update":
+        if mode == "update" and target.doc.get("_dataMark") == data_mark(
+                group_datasets(store, settings, target.group_arn)):
             continue  # nothing new since the model was trained: nothing to write either
         if any(r.status in ("CREATE PENDING", "CREATE IN_PROGRESS")
                for r in store.query("model-refresh", parent_arn=target.arn)):
@@ -135,7 +137,7 @@ def refresh_model(job: JobContext) -> dict:
     datasets = group_datasets(job.store, job.settings, group_arn)
     if "INTERACTIONS" not in datasets:
         raise JobFailed(f"The dataset group of {target.arn} has no Interactions dataset any more.")
-    mark = data_mark(job.store, job.settings, group_arn)
+    mark = data_mark(datasets)
     records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn)
     schemas = {kind: ds.schema for kind, ds in datasets.items()}
     if target.kind == "recommender" and mode == "full":  # the weekly retraining

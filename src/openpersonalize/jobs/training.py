@@ -129,7 +129,7 @@ def train_solution_version(job: JobContext) -> dict:
     # Events after this point are not in the training data; serving reads them from the log.
     records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn) \
         if "INTERACTIONS" in datasets else 0
-    mark = data_mark(job.store, job.settings, doc["datasetGroupArn"])  # automatic updates compare it
+    mark = data_mark(datasets)  # automatic updates compare it
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
     data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
     del group

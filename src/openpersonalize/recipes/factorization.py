@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
 from .features import metadata_embedding
-from .scoring import (RowMasks, histories, interaction_matrix, popularity, softmax_of, softmax_topk_rows, topk,
-                      topk_rows)
+from .scoring import (RowMasks, histories, interaction_matrix, outside_history_percentiles, popularity, softmax_of,
+                      softmax_topk_rows, topk, topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -359,24 +359,6 @@ def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float
     return float(best)
 
 
-def outside_history_percentiles(X: sp.csr_matrix, params: HyperParameters) -> np.ndarray | None:
-    """Users whose number of distinct items lies outside ``min/max_user_history_length_percentile``
-    (quantiles over users with history), or None when the recipe has no such parameters or
-    nobody is outside."""
-    lo_q = params.get("min_user_history_length_percentile")
-    hi_q = params.get("max_user_history_length_percentile")
-    if lo_q is None and hi_q is None:
-        return None
-    lengths = np.diff(X.indptr)
-    active = lengths[lengths > 0]
-    if not len(active):
-        return None
-    lo = np.quantile(active, float(lo_q or 0.0))
-    hi = np.quantile(active, float(1.0 if hi_q is None else hi_q))
-    outside = (lengths > 0) & ((lengths < lo) | (lengths > hi))
-    return outside if outside.any() else None
-
-
 def without_rows(X: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     """``X`` with the rows where ``rows`` is True emptied (no stored zeros: implicit would read a
     stored zero as a negative)."""
@@ -461,7 +443,7 @@ class CollaborativeAlgorithm(Algorithm):
         X = interaction_matrix(data)
         # Users outside the history-length percentiles do not shape the model (bots, one-offs);
         # they are still served from their own histories (ALS folds them in afterwards).
-        outside = outside_history_percentiles(X, params)
+        outside = outside_history_percentiles(np.diff(X.indptr), params)
         X_fit = X if outside is None else without_rows(X, outside)
         backend = self.backend(data, settings)
         arrays: dict[str, np.ndarray] = {"item_ids": data.item_ids, "user_ids": data.user_ids}

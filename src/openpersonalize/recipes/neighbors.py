@@ -9,7 +9,7 @@ import numpy as np
 from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
 from .factorization import fit_als
 from .features import metadata_embedding, normalize_rows
-from .scoring import interaction_matrix, popularity, topk
+from .scoring import interaction_matrix, outside_history_percentiles, popularity, topk
 
 COLD_ITEM_INTERACTIONS = 5.0  # below about this many interactions, metadata outweighs behaviour
 BLOCK = 512
@@ -101,11 +101,9 @@ def _percentile_filter(data: TrainingData, params: HyperParameters, seed: int) -
     keep = np.ones(data.n_interactions, bool)
     if data.n_interactions == 0:
         return keep
-    hist = np.bincount(data.user, minlength=data.n_users)
-    active = hist[hist > 0]
-    lo_u = np.quantile(active, params.get("min_user_history_length_percentile", 0.0))
-    hi_u = np.quantile(active, params.get("max_user_history_length_percentile", 1.0))
-    keep &= (hist[data.user] >= lo_u) & (hist[data.user] <= hi_u)
+    outside = outside_history_percentiles(np.bincount(data.user, minlength=data.n_users), params)
+    if outside is not None:
+        keep &= ~outside[data.user]
     cnt = np.bincount(data.item[keep], minlength=data.n_items)
     seen = cnt[cnt > 0]
     if len(seen) == 0:

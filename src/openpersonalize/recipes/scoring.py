@@ -36,6 +36,24 @@ def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) ->
                          shape=shape, dtype=np.float32)
 
 
+def outside_history_percentiles(lengths: np.ndarray, params) -> np.ndarray | None:
+    """Users whose history ``lengths`` lie outside ``min/max_user_history_length_percentile``
+    (quantiles over users with history), or None when the recipe has no such parameters or
+    nobody is outside."""
+    lo_q = params.get("min_user_history_length_percentile")
+    hi_q = params.get("max_user_history_length_percentile")
+    if lo_q is None and hi_q is None:
+        return None
+    lengths = np.asarray(lengths)
+    active = lengths[lengths > 0]
+    if not len(active):
+        return None
+    lo = np.quantile(active, float(lo_q or 0.0))
+    hi = np.quantile(active, float(1.0 if hi_q is None else hi_q))
+    outside = (lengths > 0) & ((lengths < lo) | (lengths > hi))
+    return outside if outside.any() else None
+
+
 def histories(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
     """Per user, distinct items ordered by their latest interaction (oldest first) as CSR-style
     (indptr, items)."""
