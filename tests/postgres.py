@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -68,3 +69,23 @@ class PostgresServer:
         except Exception:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_or_skip():
+    """A fresh PostgreSQL server for a fixture, yielding its URL; without the binaries the test
+    is skipped, except under CI (``CI=true``), where that is a failure."""
+    import pytest
+
+    from tests.servers import free_port
+
+    if find_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is required under CI (apt-get install postgresql)")
+        pytest.skip("PostgreSQL binaries not installed")
+    pg = PostgresServer(free_port())
+    pg.start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop()

@@ -18,7 +18,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ServerProcess:
+class ChildProcess:
+    """An ``openpersonalize`` command in its own process group (so a test can kill it the way a
+    machine dies), its output appended to ``log_path``."""
+
+    proc: subprocess.Popen | None = None
+    log_path: Path
+    stop_grace = 10.0  # seconds a clean stop may take before SIGKILL
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the process; ``kill`` simulates a crash (SIGKILL, no clean shutdown)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(self.stop_grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class ServerProcess(ChildProcess):
     """``openpersonalize serve`` in a child process, on loopback."""
 
     def __init__(self, *, data_dir: Path, port: int, store_url: str | None = None,
@@ -55,19 +78,6 @@ class ServerProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, *, kill: bool = False) -> None:
-        """Stop the server; ``kill`` simulates a crash (SIGKILL, no clean shutdown)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 def reset_store(url: str) -> None:

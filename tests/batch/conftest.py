@@ -74,13 +74,20 @@ GENERATED = {"Interactions": (synthetic.INTERACTIONS_SCHEMA, "interactions.csv")
              "Items": (synthetic.ITEMS_SCHEMA, "items.csv"), "Users": (synthetic.USERS_SCHEMA, "users.csv")}
 
 
-def import_generated(c, group: str, prefix: str, location: str, kinds=("Interactions", "Items", "Users")) -> dict:
+def import_generated(c, group: str, prefix: str, location: str, kinds=("Interactions", "Items", "Users"),
+                     **schema_args) -> dict:
     """Create the ``kinds`` datasets in ``group`` and import the CSVs that ``synthetic.write_csvs``
-    wrote under ``location`` (an s3:// folder); each import must end ACTIVE. Dataset ARNs by kind."""
+    wrote under ``location`` (an s3:// folder)."""
+    return import_datasets(c, group, prefix, location, [(kind, *GENERATED[kind]) for kind in kinds], **schema_args)
+
+
+def import_datasets(c, group: str, prefix: str, location: str, datasets, **schema_args) -> dict:
+    """For each ``(dataset type, Avro schema, CSV name)``: a schema, a dataset in ``group`` and an
+    import of ``<location>/<CSV name>`` that must end ACTIVE. ``schema_args`` go to CreateSchema
+    (``domain``). Dataset ARNs by type."""
     arns = {}
-    for kind in kinds:
-        schema, csv = GENERATED[kind]
-        s = c.create_schema(name=f"{prefix}-{kind}", schema=json.dumps(schema))["schemaArn"]
+    for kind, schema, csv in datasets:
+        s = c.create_schema(name=f"{prefix}-{kind}", schema=json.dumps(schema), **schema_args)["schemaArn"]
         arns[kind] = c.create_dataset(name=f"{prefix}-{kind}", schemaArn=s, datasetGroupArn=group,
                                       datasetType=kind)["datasetArn"]
         job = c.create_dataset_import_job(jobName=f"{prefix}-{kind}", datasetArn=arns[kind], roleArn=ROLE,
@@ -104,13 +111,19 @@ def lab(server, personalize, request):
     group = personalize.create_dataset_group(name=f"{prefix}-g")["datasetGroupArn"]
     lab.group = group
     import_generated(personalize, group, prefix, f"s3://batch/{prefix}/data")
-    versions = {}
-    for recipe in getattr(request.module, "NEEDS", RECIPES):
-        sol = personalize.create_solution(name=f"{prefix}-{recipe}", datasetGroupArn=group, performAutoTraining=False,
-                                          recipeArn=f"arn:aws:personalize:::recipe/{recipe}")["solutionArn"]
-        versions[recipe] = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-    for recipe, arn in versions.items():
-        doc = wait(lambda: personalize.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
-        assert doc["status"] == "ACTIVE", doc
-    lab.versions = versions
+    lab.versions = train_versions(personalize, group, prefix, getattr(request.module, "NEEDS", RECIPES))
     return lab
+
+
+def train_versions(c, group: str, prefix: str, recipes) -> dict:
+    """One solution (no automatic training) and one ACTIVE version per recipe, trained side by
+    side. Version ARNs by recipe name."""
+    versions = {}
+    for recipe in recipes:
+        sol = c.create_solution(name=f"{prefix}-{recipe}", datasetGroupArn=group, performAutoTraining=False,
+                                recipeArn=f"arn:aws:personalize:::recipe/{recipe}")["solutionArn"]
+        versions[recipe] = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+    for arn in versions.values():
+        doc = wait(lambda: c.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
+        assert doc["status"] == "ACTIVE", doc
+    return versions

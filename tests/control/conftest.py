@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.postgres import PostgresServer, find_bin_dir
+from tests.postgres import postgres_or_skip
 from tests.servers import ServerProcess, free_port, reset_store
 
 QUOTAS = {"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000", "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000"}
@@ -19,14 +19,8 @@ def postgres_url():
     if os.environ.get("OPENPERSONALIZE_TEST_STORE_URL"):
         yield os.environ["OPENPERSONALIZE_TEST_STORE_URL"]
         return
-    if find_bin_dir() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is required under CI (apt-get install postgresql)")
-        pytest.skip("PostgreSQL binaries not installed")
-    pg = PostgresServer(free_port())
-    pg.start()
-    yield pg.url
-    pg.stop()
+    with postgres_or_skip() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

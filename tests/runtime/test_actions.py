@@ -1,13 +1,12 @@
 """Next-Best-Action: GetActionRecommendations on a model trained from Actions and Action_Interactions."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, wait
+from tests.batch.conftest import import_datasets, train_versions, wait
 from tests.conftest import make_client
 
 ACTIONS_SCHEMA = {"type": "record", "name": "Actions", "fields": [
@@ -40,22 +39,10 @@ def nba(server, personalize):
                 w.writerow([u, action, "Taken" if rng.random() < p else "Not taken",
                             synthetic.START + int(rng.integers(0, 86400 * 20))])
     group = personalize.create_dataset_group(name="nba")["datasetGroupArn"]
-    for kind, schema, name in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                               ("Actions", ACTIONS_SCHEMA, "actions.csv"),
-                               ("Action_Interactions", ACTION_INTERACTIONS_SCHEMA, "action_interactions.csv")):
-        s = personalize.create_schema(name=f"nba-{kind}", schema=json.dumps(schema))["schemaArn"]
-        ds = personalize.create_dataset(name=f"nba-{kind}", schemaArn=s, datasetGroupArn=group,
-                                        datasetType=kind)["datasetArn"]
-        job = personalize.create_dataset_import_job(jobName=f"nba-{kind}", datasetArn=ds, roleArn=ROLE,
-                                                    dataSource={"dataLocation": f"s3://nba/data/{name}"})
-        doc = wait(lambda: personalize.describe_dataset_import_job(
-            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])
-        assert doc["status"] == "ACTIVE", doc
-    sol = personalize.create_solution(name="nba", datasetGroupArn=group, performAutoTraining=False,
-                                      recipeArn="arn:aws:personalize:::recipe/aws-next-best-action")["solutionArn"]
-    version = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-    doc = wait(lambda: personalize.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
-    assert doc["status"] == "ACTIVE", doc
+    import_datasets(personalize, group, "nba", "s3://nba/data", [
+        ("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"), ("Actions", ACTIONS_SCHEMA, "actions.csv"),
+        ("Action_Interactions", ACTION_INTERACTIONS_SCHEMA, "action_interactions.csv")])
+    version = train_versions(personalize, group, "nba", ["aws-next-best-action"])["aws-next-best-action"]
     campaign = personalize.create_campaign(name="nba", solutionVersionArn=version)["campaignArn"]
     return cat, campaign
 

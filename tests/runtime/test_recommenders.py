@@ -6,7 +6,7 @@ import json
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, wait
+from tests.batch.conftest import ROLE, import_generated, wait
 from tests.conftest import make_client
 
 
@@ -21,15 +21,8 @@ def vod(server, personalize, tmp_path_factory):
         w.writerow(rows[0])
         w.writerows([r[:3] + ["Watch"] + r[4:] for r in rows[1:]])
     group = personalize.create_dataset_group(name="vod-rec", domain="VIDEO_ON_DEMAND")["datasetGroupArn"]
-    for kind, schema, name in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                               ("Items", synthetic.ITEMS_SCHEMA, "items.csv")):
-        s = personalize.create_schema(name=f"vod-{kind}", schema=json.dumps(schema), domain="VIDEO_ON_DEMAND")
-        ds = personalize.create_dataset(name=f"vod-{kind}", schemaArn=s["schemaArn"], datasetGroupArn=group,
-                                        datasetType=kind)["datasetArn"]
-        job = personalize.create_dataset_import_job(jobName=f"vod-{kind}", datasetArn=ds, roleArn=ROLE,
-                                                    dataSource={"dataLocation": f"s3://vod/data/{name}"})
-        assert wait(lambda: personalize.describe_dataset_import_job(
-            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])["status"] == "ACTIVE"
+    import_generated(personalize, group, "vod", "s3://vod/data", kinds=("Interactions", "Items"),
+                     domain="VIDEO_ON_DEMAND")
     return cat, group
 
 

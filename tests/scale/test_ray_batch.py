@@ -10,7 +10,6 @@ recipes.
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, Lab, wait
+from tests.batch.conftest import ROLE, Lab, import_generated, train_versions, wait
 from tests.conftest import make_client
 from tests.scale.conftest import LOOPBACK_RAY
 from tests.scale.workers import WorkerProcess
@@ -60,24 +59,8 @@ def trained_lab(server) -> Lab:
     lab = Lab(server, c, synthetic.generate(n_users=300, n_items=160, interactions_per_user=25, seed=11), prefix)
     synthetic.write_csvs(lab.cat, lab.bucket_dir / prefix / "data")
     lab.group = c.create_dataset_group(name=f"{prefix}-g")["datasetGroupArn"]
-    for kind, schema, csv in (("Interactions", synthetic.INTERACTIONS_SCHEMA, "interactions.csv"),
-                              ("Items", synthetic.ITEMS_SCHEMA, "items.csv"),
-                              ("Users", synthetic.USERS_SCHEMA, "users.csv")):
-        s = c.create_schema(name=f"{prefix}-{kind}", schema=json.dumps(schema))["schemaArn"]
-        ds = c.create_dataset(name=f"{prefix}-{kind}", schemaArn=s, datasetGroupArn=lab.group,
-                              datasetType=kind)["datasetArn"]
-        job = c.create_dataset_import_job(jobName=f"{prefix}-{kind}", datasetArn=ds, roleArn=ROLE,
-                                          dataSource={"dataLocation": f"s3://batch/{prefix}/data/{csv}"})
-        doc = wait(lambda: c.describe_dataset_import_job(
-            datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])
-        assert doc["status"] == "ACTIVE", doc
-    for recipe in RECIPES:
-        sol = c.create_solution(name=f"{prefix}-{recipe}", datasetGroupArn=lab.group, performAutoTraining=False,
-                                recipeArn=f"arn:aws:personalize:::recipe/{recipe}")["solutionArn"]
-        lab.versions[recipe] = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-    for arn in lab.versions.values():
-        doc = wait(lambda: c.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
-        assert doc["status"] == "ACTIVE", doc
+    import_generated(c, lab.group, prefix, f"s3://batch/{prefix}/data")
+    lab.versions = train_versions(c, lab.group, prefix, RECIPES)
     return lab
 
 

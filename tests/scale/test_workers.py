@@ -5,7 +5,6 @@ in the server's ``/metrics`` and in ``openpersonalize jobs``."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -90,13 +89,7 @@ def test_jobs_run_once_across_workers_and_survive_a_killed_worker(postgres_url, 
 @pytest.fixture(scope="module")
 def postgres_url():
     """A PostgreSQL server of this module's own (the test empties its database)."""
-    from tests.postgres import PostgresServer, find_bin_dir
+    from tests.postgres import postgres_or_skip
 
-    if find_bin_dir() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is required under CI (apt-get install postgresql)")
-        pytest.skip("PostgreSQL binaries not installed")
-    pg = PostgresServer(free_port())
-    pg.start()
-    yield pg.url
-    pg.stop()
+    with postgres_or_skip() as url:
+        yield url

@@ -4,14 +4,17 @@ the way a machine dies: SIGKILL, no clean shutdown)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tests.servers import ChildProcess
 
-class WorkerProcess:
+
+class WorkerProcess(ChildProcess):
+    stop_grace = 15.0
+
     def __init__(self, *, data_dir: Path, store_url: str, env: dict[str, str] | None = None, name: str = "worker"):
         self.data_dir = Path(data_dir)
         self.store_url = store_url
@@ -39,16 +42,3 @@ class WorkerProcess:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"worker did not start in {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
