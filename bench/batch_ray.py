@@ -33,20 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from batch_inference import wait  # noqa: E402  (this folder: the scripts share their helpers)
+
 from openpersonalize import synthetic  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def wait(describe, timeout=1800.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        doc = describe()
-        if doc["status"] in ("ACTIVE", "CREATE FAILED"):
-            return doc
-        time.sleep(0.05)
-    raise RuntimeError(f"still {doc['status']} after {timeout}s")
 
 
 def main() -> int:
