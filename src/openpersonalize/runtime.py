@@ -78,8 +78,9 @@ def _check_context(ctx: Context, dep, p: dict) -> None:
         return
     schema = dep.view(ctx.store, ctx.settings).schemas.get("INTERACTIONS")
     allowed = [f.name for f in schema.fields if f.name.upper() not in CONTEXT_EXCLUDED] if schema else []
+    known = {a.upper() for a in allowed}
     for key in context:
-        if key.upper() not in {a.upper() for a in allowed}:
+        if key.upper() not in known:
             raise InvalidInputException(
                 f"Invalid context: '{key}' is not a metadata column of the Interactions dataset "
                 f"(its columns: {', '.join(allowed) or 'none'}).")

@@ -92,6 +92,7 @@ class Deployment:
                     if _deployments.get(self.key) is self:
                         _deployments[self.key] = new
                 log.info("%s now serves %s", self.key, current)
+                return  # this deployment is retired: no point rebuilding its view
         except Exception:
             log.exception("updating the deployment of %s failed; it keeps serving %s", self.key, self.model_arn)
         self._refresh(store, settings)

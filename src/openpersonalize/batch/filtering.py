@@ -65,47 +65,45 @@ class GroupView:
         else:
             self.histories = Histories.empty(len(self.user_ids))
             user_events = None
-        actions, self.action_histories = self._actions(group, schemas, model, user_row)
+        actions, self.action_histories, self._taken = self._actions(group, schemas, model, user_row)
         self.data = FilterData(items=items, users=users, actions=actions, user_event_types=user_events)
 
     def _actions(self, group: GroupData, schemas: dict, model, user_row: np.ndarray):
-        """For a Next-Best-Action model: the Actions catalogue by model action index, and each
-        user's recent action interactions (ActionID filters)."""
+        """For a Next-Best-Action model: the Actions catalogue by model action index, each user's
+        recent action interactions (ActionID filters), and when each user last took each action
+        (REPEAT_FREQUENCY) as sorted ``(row * n_actions + action)`` keys with their times."""
         arrays = getattr(model, "arrays", {})
         if "action_ids" not in arrays:
-            return None, Histories.empty(len(self.user_ids))
+            return None, Histories.empty(len(self.user_ids)), None
         action_ids = np.asarray(arrays["action_ids"], dtype=str)  # sorted
         vocab = group.actions
         actions = Catalogue.from_table(_aligned(vocab, action_ids), schemas.get("ACTIONS"), size=len(action_ids)) \
             if vocab is not None else Catalogue(size=len(action_ids))
         ai = group.action_interactions
         if vocab is None or ai is None or not len(ai):
-            return actions, Histories.empty(len(self.user_ids))
+            return actions, Histories.empty(len(self.user_ids)), None
         ids = np.asarray(vocab.ids.to_pylist(), dtype=str)
         position = np.searchsorted(action_ids, ids)
         found = (position < len(action_ids)) & (action_ids[np.minimum(position, len(action_ids) - 1)] == ids)
         action_index = np.where(found, position, -1)
         types = np.asarray(list(ai.event_types) + [""], dtype=object)
-        events = types[np.where(ai.event_type < 0, len(types) - 1, ai.event_type)]
+        codes = np.where(ai.event_type < 0, len(types) - 1, ai.event_type)  # null: the "" at the end
         rows = np.where(ai.user >= 0, user_row[np.maximum(ai.user, 0)], -1)
-        histories = Histories.from_pairs(rows, action_index[ai.item], events, len(self.user_ids),
-                                         timestamps=ai.timestamp, window=ACTION_HISTORY_WINDOW)
-        # When each user last took each action (REPEAT_FREQUENCY), as sorted (row, action) keys.
-        taken = np.array([normalise_event_type(str(e)) == "TAKEN" for e in types])[
-            np.where(ai.event_type < 0, len(types) - 1, ai.event_type)]
         acts = action_index[ai.item]
+        histories = Histories.from_pairs(rows, acts, types[codes], len(self.user_ids),
+                                         timestamps=ai.timestamp, window=ACTION_HISTORY_WINDOW)
+        taken = np.array([normalise_event_type(str(e)) == "TAKEN" for e in types])[codes]
         sel = taken & (rows >= 0) & (acts >= 0)
         keys = rows[sel].astype(np.int64) * len(action_ids) + acts[sel]
         times = np.asarray(ai.timestamp, dtype=np.float64)[sel]
         order = np.lexsort((times, keys))
         keys, times = keys[order], times[order]
         last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, bool)
-        self._taken = (keys[last], times[last], len(action_ids))
-        return actions, histories
+        return actions, histories, (keys[last], times[last], len(action_ids))
 
     def action_taken_at(self, row: int) -> np.ndarray | None:
         """Per action (model index), when user ``row`` last took it (NaN: never)."""
-        if getattr(self, "_taken", None) is None or row < 0:
+        if self._taken is None or row < 0:
             return None
         keys, times, n = self._taken
         lo, hi = np.searchsorted(keys, [row * n, (row + 1) * n])

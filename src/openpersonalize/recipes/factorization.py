@@ -63,10 +63,11 @@ class CollaborativeModel(Model):
         return self._with_objective(self._raw_scores(hist, user))
 
     def _with_objective(self, S: np.ndarray) -> np.ndarray:
-        """Scores plus the optimizationObjective's per-item boost (recipes/training.py)."""
+        """Scores (a fresh array: added to in place) plus the optimizationObjective's per-item
+        boost (recipes/training.py); the one place raw scores get it."""
         boost = self.arrays.get("objective_boost")
         if boost is not None:
-            S = S + np.asarray(boost)
+            S += np.asarray(boost)
         return S
 
     def _raw_scores(self, hist: np.ndarray, user: int) -> np.ndarray:
@@ -129,9 +130,7 @@ class CollaborativeModel(Model):
         empty = lengths == 0
         if empty.any():
             S[empty] = a["popularity"]
-        if "objective_boost" in a:
-            S += np.asarray(a["objective_boost"])
-        return S
+        return self._with_objective(S)
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         """(len(hists), n_items) raw scores for ad-hoc histories, as one matrix product."""
@@ -153,9 +152,7 @@ class CollaborativeModel(Model):
         for k, h in enumerate(hists):
             if len(h) == 0:
                 S[k] = a["popularity"]
-        if "objective_boost" in a:
-            S += np.asarray(a["objective_boost"])
-        return S
+        return self._with_objective(S)
 
 
 @model_class
@@ -205,7 +202,7 @@ class PersonalizationModel(CollaborativeModel):
         cold = np.flatnonzero(self.history_lengths(users) == 0)
         if not len(cold):
             return
-        popularity = self._with_objective(np.asarray(self.arrays["popularity"], dtype=np.float32))
+        popularity = self._with_objective(np.array(self.arrays["popularity"], dtype=np.float32))
         n = idx.shape[1]
         shared: dict = {}  # rows with the same mask get the same list: one selection per mask
         own = set(mask.hidden_rows.tolist()) if isinstance(mask, RowMasks) else set()
@@ -408,8 +405,11 @@ class CollaborativeAlgorithm(Algorithm):
     def backend(self, data: TrainingData, settings: Settings) -> str:
         return "ease" if data.n_items <= settings.ease_max_items else "als"
 
-    def default_l2(self, data: TrainingData) -> float:
-        return EASE_L2_SCALE * max(data.n_interactions / max(data.n_items, 1), 1.0)
+    def default_l2(self, data: TrainingData, X: sp.csr_matrix | None = None) -> float:
+        """The scaled mean number of interactions per item: of the fitted matrix ``X`` when given
+        (users left out of it count for nothing), else of ``data``."""
+        n = X.nnz if X is not None else data.n_interactions
+        return EASE_L2_SCALE * max(n / max(data.n_items, 1), 1.0)
 
     def extends_cheaply(self, data: TrainingData, settings: Settings) -> bool:
         """True when folding held-out users into a model is much cheaper than a refit (ALS)."""
@@ -420,9 +420,9 @@ class CollaborativeAlgorithm(Algorithm):
         ``settings.ease_tune_max_items``, else the scaled mean."""
         if "ease_l2" in params:
             return float(params["ease_l2"])
-        mean = max(X.nnz / max(data.n_items, 1), 1.0)  # of the fitted matrix: excluded users count for nothing
         if data.n_items > settings.ease_tune_max_items:
-            return EASE_L2_SCALE * mean
+            return self.default_l2(data, X)
+        mean = self.default_l2(data, X) / EASE_L2_SCALE
         return tune_l2(X, [mean * g for g in EASE_L2_GRID], settings.seed, EASE_DROPOUT)
 
     def internal_search_space(self, data, settings):

@@ -23,8 +23,7 @@ from pathlib import Path
 from fsspec.implementations.local import LocalFileSystem
 
 from ..config import Settings
-
-MANIFEST = "manifest.json"
+from ..recipes.base import MANIFEST, Model  # MANIFEST's presence marks a whole model folder
 
 
 def _segments(model_arn: str) -> list[str]:
@@ -35,6 +34,11 @@ def _segments(model_arn: str) -> list[str]:
     if any(s in ("", ".", "..") for s in segments):
         raise ValueError(f"not a model ARN: {model_arn}")
     return segments
+
+
+def _remote_key(model_arn: str) -> str:
+    """A model's folder under a remote data root."""
+    return "/".join(["models", *_segments(model_arn)])
 
 
 def model_dir(settings: Settings, model_arn: str) -> Path:
@@ -56,7 +60,7 @@ def save_model(settings: Settings, model_arn: str, model) -> Path:
     model.save(path)
     root = _shared_root(settings)
     if root is not None:
-        rel = "/".join(["models", *_segments(model_arn)])
+        rel = _remote_key(model_arn)
         files = sorted(f for f in path.iterdir() if f.is_file() and f.name != MANIFEST)
         for f in [*files, path / MANIFEST]:
             root.fs.put_file(str(f), root.path(rel, f.name))
@@ -72,9 +76,8 @@ def local_model_dir(settings: Settings, model_arn: str) -> Path:
     root = _shared_root(settings)
     if root is None:
         return path
-    rel = "/".join(["models", *_segments(model_arn)])
     try:
-        remote = [f for f in root.fs.find(root.path(rel), maxdepth=1)]
+        remote = root.fs.find(root.path(_remote_key(model_arn)), maxdepth=1)
     except FileNotFoundError:
         return path
     names = {f.rsplit("/", 1)[1]: f for f in remote}
@@ -99,9 +102,8 @@ def model_subfolders(settings: Settings, model_arn: str) -> list[str]:
     names = {p.name for p in local.iterdir() if p.is_dir() and not p.name.startswith(".")} if local.exists() else set()
     root = _shared_root(settings)
     if root is not None:
-        base = root.path("models", *_segments(model_arn))
         try:
-            entries = root.fs.ls(base, detail=True)
+            entries = root.fs.ls(root.path(_remote_key(model_arn)), detail=True)
         except FileNotFoundError:
             entries = []
         names |= {e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory"}
@@ -113,7 +115,7 @@ def remove_model(settings: Settings, model_arn: str) -> None:
     shutil.rmtree(model_dir(settings, model_arn), ignore_errors=True)
     root = _shared_root(settings)
     if root is not None:
-        root.remove("/".join(["models", *_segments(model_arn)]))
+        root.remove(_remote_key(model_arn))
 
 
 def model_arn_of(row) -> str:
@@ -129,8 +131,6 @@ CACHE_SIZE = 8
 
 def load_model(settings: Settings, version_arn: str):
     """The model of a solution version, loaded once per process (least recently used evicted)."""
-    from ..recipes.base import Model
-
     path = str(model_dir(settings, version_arn))
     with _lock:
         if path in _cache:
