@@ -133,7 +133,7 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     recipe = RECIPES_BY_ARN.get(trained.doc.get("recipeArn") or "")
     name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
     recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
-    loaded = model_arn_of(trained) if trained.kind == "solution-version" else model_arn
+    loaded = model_arn_of(trained)  # a recommender's row names its current model the same way
     if not (local_model_dir(settings, loaded) / MANIFEST).exists():
         raise ResourceNotFoundException(f"The model of {model_arn} is missing from the data folder.")
     group_arn = trained.group_arn

@@ -151,6 +151,14 @@ def group_datasets(store: Store, settings: Settings, group_arn: str) -> dict[str
     return out
 
 
+def data_mark(datasets: dict[str, Dataset]) -> str:
+    """Changes whenever a group's data does (``datasets``: ``group_datasets``' answer): per
+    dataset, its bulk generation and newest real-time record. Trained models keep the mark of
+    the data they read, so automatic updates can tell whether anything arrived since."""
+    return ",".join(f"{kind}:{ds.records.bulk_state(ds.arn).generation}:{ds.records.last_id(ds.arn)}"
+                    for kind, ds in sorted(datasets.items()))
+
+
 def remove_dataset_files(store: Store, settings: Settings, dataset_arn: str) -> None:
     """Delete a dataset's rows: its records, its file list and its folder (DeleteDataset)."""
     records(store).forget_dataset(dataset_arn)

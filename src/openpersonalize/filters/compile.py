@@ -190,7 +190,7 @@ class BoundFilter:
         static plus ungated ``EXCLUDE ... WHERE Interactions...IN`` parts."""
         return (not self._rest or self._sparse_only) and not self.compiled.info.uses_current_item
 
-    @property
+    @cached_property
     def uses_history(self) -> bool:
         return any(c.source == "history" for p in self.plans for c in _leaves(p.where))
 

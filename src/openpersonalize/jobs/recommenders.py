@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..data.interactions import load_group
-from ..data.rows import group_datasets
+from ..data.rows import data_mark, group_datasets
 from ..recipes.base import TooLittleData
 from ..recipes.training import train
 from ..store.models import save_model
@@ -49,8 +49,6 @@ def train_recommender(job: JobContext) -> dict:
 def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
     """Train recommender ``arn`` (its description ``doc``) from scratch; returns the members of
     its record that name the new model (also used by the weekly retraining, jobs/refresh.py)."""
-    from .refresh import data_mark
-
     use_case = doc["recipeArn"].rsplit("/", 1)[1]
     recipe, wanted, exclude = USE_CASES[use_case]
     datasets = group_datasets(job.store, job.settings, doc["datasetGroupArn"])

@@ -27,7 +27,7 @@ import logging
 import time
 
 from ..data.interactions import load_group
-from ..data.rows import group_datasets
+from ..data.rows import data_mark, group_datasets
 from ..recipes.base import TooLittleData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
@@ -45,15 +45,6 @@ FOLDED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-hrnn",
 REFIT = ("aws-trending-now",)
 RECOMMENDERS_FOLDED = ("aws-ecomm-recommended-for-you", "aws-vod-top-picks")
 KEEP_FOLDERS = 3  # the current model folder and the two before it
-
-
-def data_mark(datasets: dict) -> str:
-    """Changes whenever a group's data does (``datasets``: ``group_datasets``' answer): per
-    dataset, its bulk generation and newest record."""
-    parts = []
-    for kind, ds in sorted(datasets.items()):
-        parts.append(f"{kind}:{ds.records.bulk_state(ds.arn).generation}:{ds.records.last_id(ds.arn)}")
-    return ",".join(parts)
 
 
 def _recipe_of(version) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..data.interactions import GroupData, Vocabulary, load_group
-from ..data.rows import group_datasets
+from ..data.rows import data_mark, group_datasets
 from ..data.schemas import Schema
 from ..recipes.base import ColumnRoles, TooLittleData, TrainingData
 from ..recipes.catalogue import RECIPES_BY_ARN
@@ -116,8 +116,6 @@ def _previous_full(job: JobContext) -> str | None:
 
 @job_body("solution-version", isolated=True)
 def train_solution_version(job: JobContext) -> dict:
-    from .refresh import data_mark
-
     started = time.time()
     doc = job.doc
     config = doc.get("solutionConfig") or {}
