@@ -53,6 +53,13 @@ class Lab:
         self.counter += 1
         return f"{self.prefix}-{what}-{self.counter}"
 
+    def filter(self, expression: str) -> str:
+        """A filter on the lab's dataset group, once it is ACTIVE; its ARN."""
+        arn = self.c.create_filter(name=self.name("f"), datasetGroupArn=self.group,
+                                   filterExpression=expression)["filterArn"]
+        assert wait(lambda: self.c.describe_filter(filterArn=arn)["filter"])["status"] == "ACTIVE"
+        return arn
+
     def inference(self, recipe: str, input_uri: str, **kw) -> tuple[dict, str]:
         out = f"s3://batch/{self.prefix}/out/{self.name('o')}/"
         arn = self.c.create_batch_inference_job(

@@ -1,11 +1,10 @@
 """Batch inference jobs through boto3, on a model trained on generated data with known tastes."""
 
-import json
 
 import numpy as np
 import pytest
 
-from tests.batch.conftest import ROLE, wait
+from tests.batch.conftest import ROLE
 
 NEEDS = ("aws-user-personalization", "aws-similar-items", "aws-personalized-ranking", "aws-popularity-count",
          "aws-item-affinity")
@@ -44,19 +43,14 @@ def test_user_personalization_lines_in_order_with_errors(lab):
 
 
 def test_filters_with_placeholders_and_history(lab):
-    c = lab.c
-    genre = c.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
-                            filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($G) AND Items.PRICE <= $MAX")
-    bought = c.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
-                             filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")')
-    for f in (genre, bought):
-        assert wait(lambda: c.describe_filter(filterArn=f["filterArn"])["filter"])["status"] == "ACTIVE"
+    genre = lab.filter("INCLUDE ItemID WHERE Items.GENRES IN ($G) AND Items.PRICE <= $MAX")
+    bought = lab.filter('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")')
     users = [str(u) for u in lab.cat.user_ids[:30]]
     uri = lab.put("filters/users.json", [{"userId": u, "filterValues": {"G": '"Comedy","Drama"', "MAX": "30"}}
                                          for u in users] + [{"userId": users[0]},
                                                             {"userId": users[1], "filterValues": {"MAX": "ten"}}])
-    job, out = lab.inference("aws-user-personalization", uri, numResults=5, filterArn=genre["filterArn"])
-    assert job["status"] == "ACTIVE" and job["filterArn"] == genre["filterArn"]
+    job, out = lab.inference("aws-user-personalization", uri, numResults=5, filterArn=genre)
+    assert job["status"] == "ACTIVE" and job["filterArn"] == genre
     rows = lab.output(out + "users.json.out")
     for r in rows[:30]:
         for item in r["output"]["recommendedItems"]:
@@ -67,7 +61,7 @@ def test_filters_with_placeholders_and_history(lab):
     assert rows[31]["error"] and "MAX" in rows[31]["error"]
 
     uri = lab.put("filters/plain.json", [{"userId": u} for u in users])
-    job, out = lab.inference("aws-user-personalization", uri, numResults=25, filterArn=bought["filterArn"])
+    job, out = lab.inference("aws-user-personalization", uri, numResults=25, filterArn=bought)
     purchased = {(str(lab.cat.user_ids[u]), str(lab.cat.item_ids[i]))
                  for u, i, e in zip(lab.cat.users, lab.cat.items, lab.cat.event_types) if e == "purchase"}
     for r in lab.output(out + "plain.json.out"):

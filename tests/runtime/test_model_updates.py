@@ -55,9 +55,7 @@ def test_new_items_reach_the_served_model(lab, server, personalize):
         "campaignArn"]
     for arn in (campaign, popular):
         assert wait(lambda: c.describe_campaign(campaignArn=arn)["campaign"])["status"] == "ACTIVE"
-    only_new = c.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
-                               filterExpression='INCLUDE ItemID WHERE Items.GENRES IN ("brand-new")')["filterArn"]
-    assert wait(lambda: c.describe_filter(filterArn=only_new)["filter"])["status"] == "ACTIVE"
+    only_new = lab.filter('INCLUDE ItemID WHERE Items.GENRES IN ("brand-new")')
     user = str(lab.cat.user_ids[3])
 
     def recommended(arn):

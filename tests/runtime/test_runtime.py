@@ -182,9 +182,7 @@ def test_runtime_agrees_with_batch_inference(lab, clients, campaigns):
 def test_runtime_agrees_with_batch_inference_under_a_filter(lab, personalize, clients, campaigns):
     """The same with a filter with per-line values (batch jobs share one mask per value set)."""
     rt, _ = clients
-    flt = personalize.create_filter(name=lab.name("agree"), datasetGroupArn=lab.group,
-                                    filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($G)")["filterArn"]
-    assert wait(lambda: personalize.describe_filter(filterArn=flt)["filter"])["status"] == "ACTIVE"
+    flt = lab.filter("INCLUDE ItemID WHERE Items.GENRES IN ($G)")
     genres = sorted({g for item in lab.cat.item_genres for g in item})
     lines = [{"userId": u, "filterValues": {"G": f'"{genres[k % 3]}"'}}
              for k, u in enumerate([str(u) for u in lab.cat.user_ids[60:75]] + ["never-seen-3", "never-seen-4"])]

@@ -83,13 +83,8 @@ def inputs(lab: Lab) -> list[tuple[str, str, str, dict]]:
     values = [{"G": '"Comedy","Drama"', "MAX": "30"}, {"G": '"Horror"', "MAX": "80"}, {"MAX": "ten", "G": '"x"'}, {}]
     filtered = [{"userId": users[k % len(users)], "filterValues": values[k % 4]} for k in range(1300)]
     tiers = [{"TIER": '"gold"'}, {"TIER": '"silver"'}, {}]
-    c = lab.c
-    genre = c.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
-                            filterExpression="INCLUDE ItemID WHERE Items.GENRES IN ($G) AND Items.PRICE <= $MAX")
-    gold = c.create_filter(name=lab.name("f"), datasetGroupArn=lab.group,
-                           filterExpression="INCLUDE UserID WHERE Users.TIER IN ($TIER)")
-    for f in (genre, gold):
-        assert wait(lambda: c.describe_filter(filterArn=f["filterArn"])["filter"])["status"] == "ACTIVE"
+    genre = lab.filter("INCLUDE ItemID WHERE Items.GENRES IN ($G) AND Items.PRICE <= $MAX")
+    gold = lab.filter("INCLUDE UserID WHERE Users.TIER IN ($TIER)")
     lab.put("up/big.json", big)
     lab.put("up/b.json", ["", "  "])  # only blank lines: an empty output
     lab.put("up/sub/c.json", [{"userId": u} for u in users[20:50]] + ["[1, 2]"])
@@ -98,7 +93,7 @@ def inputs(lab: Lab) -> list[tuple[str, str, str, dict]]:
     return [
         ("inference", "aws-user-personalization", f"s3://batch/{lab.prefix}/up/", {"numResults": 10}),
         ("inference", "aws-user-personalization", lab.put("filtered.json", filtered),
-         {"numResults": 5, "filterArn": genre["filterArn"]}),
+         {"numResults": 5, "filterArn": genre}),
         ("inference", "aws-personalized-ranking", lab.put("rank/in.json", [
             {"userId": users[k % 300], "itemList": [items[(k * 7 + j) % 160] for j in range(12)] + ["unknown-item"]}
             for k in range(400)] + [{"userId": users[0], "itemList": []}]), {}),
@@ -109,7 +104,7 @@ def inputs(lab: Lab) -> list[tuple[str, str, str, dict]]:
          themes),
         ("segment", "aws-item-affinity", lab.put("seg/items.json", [
             {"itemId": i, "filterValues": tiers[k % 3]} for k, i in enumerate(items[:150])] +
-            [{"itemId": "no-such-item"}, {"item": "x"}]), {"numResults": 20, "filterArn": gold["filterArn"]}),
+            [{"itemId": "no-such-item"}, {"item": "x"}]), {"numResults": 20, "filterArn": gold}),
         ("segment", "aws-item-attribute-affinity", lab.put("seg/attrs.json", [
             '{"itemAttributes": "ITEMS.GENRES = \\"Horror\\""}',
             '{"itemAttributes": "items.GENRES = \\"Horror\\" and ITEMS.PRICE = 9999"}',
