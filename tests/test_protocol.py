@@ -70,3 +70,36 @@ def test_rest_json_errors_map_to_modeled_exceptions(events):
     with pytest.raises(events.exceptions.InvalidInputException):
         events.put_events(trackingId="t", sessionId="s", eventList=[
             {"eventType": "click", "sentAt": 1700000000, "itemId": "x" * 300}])
+
+
+def test_chunked_bodies_and_clients_that_hang_up(server):
+    """A body sent in chunks is read whole; a client that leaves in the middle of its body costs
+    the server nothing, and the next request is answered."""
+    import http.client
+    import socket
+
+    logged = server.log_path.stat().st_size
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    chunks = iter([b'{"maxResults":', b" 3}"])
+    conn.request("POST", "/", body=chunks, encode_chunked=True,
+                 headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + "ListRecipes"})
+    r = conn.getresponse()
+    assert r.status == 200 and len(json.loads(r.read())["recipes"]) == 3
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"userId\":")
+    status, _, raw = post(server, "/", b"{}", {"X-Amz-Target": TARGET + "ListRecipes"})
+    assert status == 200 and json.loads(raw)["recipes"]
+    assert b"Traceback" not in server.log_path.read_bytes()[logged:]
+
+
+def test_other_methods_and_paths(server):
+    req = urllib.request.Request(server.endpoint + "/", method="GET")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert json.loads(r.read())["service"] == "openpersonalize"
+    for method, path in (("GET", "/recommendations"), ("PUT", "/")):
+        try:
+            urllib.request.urlopen(urllib.request.Request(server.endpoint + path, method=method), timeout=30)
+            raise AssertionError(f"{method} {path} answered")
+        except urllib.error.HTTPError as e:
+            assert e.code in (404, 405)

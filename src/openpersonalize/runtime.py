@@ -8,16 +8,17 @@ answer as AWS does: scores only for the recipes that have them, ``reason`` only 
 from __future__ import annotations
 
 import hashlib
-import time
+import math
+import os
 import random
-import uuid
+import time
 
 import numpy as np
 
 from .control.base import Context, kind_of_arn
 from .errors import InvalidInputException, ResourceNotFoundException
 from .recipes.factorization import Exploration
-from .recipes.scoring import rounded_scores, score_value
+from .recipes.scoring import score_value
 from .serving import builtin_exclusion, deployment, filter_mask, history_of, recent_events
 
 SCORED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
@@ -29,7 +30,7 @@ USER_OPTIONAL = ("aws-popularity-count", "aws-trending-now")
 
 def _recommendation_id() -> str:
     # AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back.
-    raw = uuid.uuid4().hex
+    raw = os.urandom(14).hex()
     return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:22]}-CID-{raw[22:28]}"
 
 
@@ -157,11 +158,11 @@ class RuntimeOperations:
                                     current_item if current_item is not None and current_item >= 0 else None)
             mask = requested if mask is None else mask & requested
         idx, scores = self._rank_items(dep, row, user_index, events, current_item, n, mask)
-        reasons = [[] for _ in idx]
+        reasons = None  # none but for promoted items
         promoted: dict[int, str] = {}
         if p.get("promotions"):
             idx, scores, reasons, promoted = self._promote(ctx, dep, row, p, user_id, user_index, events,
-                                                           current_item, n, mask, idx, scores, reasons)
+                                                           current_item, n, mask)
         return self._answer(ctx, dep, idx, scores, reasons, promoted, columns)
 
     def _rank_items(self, dep, row, user_index, events, current_item, n, mask):
@@ -179,7 +180,7 @@ class RuntimeOperations:
         kwargs = {"exploration": exploration} if exploration is not None else {}
         return model.recommend(target, n, candidates_mask=mask, **kwargs)
 
-    def _promote(self, ctx, dep, row, p, user_id, user_index, events, current_item, n, mask, idx, scores, reasons):
+    def _promote(self, ctx, dep, row, p, user_id, user_index, events, current_item, n, mask):
         promotion = p["promotions"][0]
         pct = promotion.get("percentPromotedItems") or 0
         if not promotion.get("filterArn") or pct <= 0:
@@ -210,26 +211,31 @@ class RuntimeOperations:
         return out_idx, out_scores, out_reasons, promoted
 
     def _answer(self, ctx, dep, idx, scores, reasons, promoted, columns) -> dict:
-        idx = np.asarray(idx)
+        # A few dozen entries: plain Python lists beat numpy's per-call overhead here.
+        idx = np.asarray(idx, dtype=np.int64)
         keep = idx >= 0
-        items = [int(i) for i in idx[keep]]
-        kept_scores = np.asarray(scores)[keep] if scores is not None else None
-        kept_reasons = [r for r, k in zip(reasons, keep) if k] if reasons else [[] for _ in items]
+        if not keep.all():
+            scores = None if scores is None else np.asarray(scores)[keep]
+            reasons = [r for r, k in zip(reasons, keep.tolist()) if k] if reasons else reasons
+            idx = idx[keep]
+        items = idx.tolist()
+        names = np.asarray(dep.model.item_ids)[idx].tolist()  # one gather
+        scored = dep.recipe in SCORED and ":recommender/" not in dep.key and scores is not None
+        # recommenders return no scores; the same 6 significant digits as batch output
+        values = [score_value(x) for x in np.asarray(scores, dtype=np.float64).tolist()] if scored else None
         metadata = _metadata(ctx, dep, items, columns) if columns else None
-        names = np.asarray(dep.model.item_ids)[np.asarray(items, dtype=np.int64)].tolist()  # one gather
-        scored = dep.recipe in SCORED and ":recommender/" not in dep.key and kept_scores is not None
-        values = rounded_scores(kept_scores).tolist() if scored else None  # recommenders return no scores
+        with_reason = dep.recipe in V2
         out = []
         for k, i in enumerate(items):
             entry = {"itemId": str(names[k])}
-            if scored and np.isfinite(values[k]):
+            if scored and math.isfinite(values[k]):
                 entry["score"] = values[k]
-            if i in promoted:
+            if promoted and i in promoted:
                 entry["promotionName"] = promoted[i]
             if metadata is not None and metadata[k]:
                 entry["metadata"] = metadata[k]
-            if dep.recipe in V2:
-                entry["reason"] = kept_reasons[k]
+            if with_reason:
+                entry["reason"] = reasons[k] if reasons else []
             out.append(entry)
         return {"itemList": out, "recommendationId": _recommendation_id()}
 

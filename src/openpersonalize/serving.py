@@ -9,6 +9,8 @@ reflects them without retraining.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -26,6 +28,29 @@ from .store.models import MANIFEST, load_model, local_model_dir, model_arn_of
 log = logging.getLogger("openpersonalize.serving")
 
 RECENT_EVENTS = 100
+
+
+class NotLoaded(Exception):
+    """Raised instead of loading a model or building filter data inside :func:`loaded_only`."""
+
+
+_loaded_only = contextvars.ContextVar("loaded_only", default=False)
+
+
+@contextlib.contextmanager
+def loaded_only():
+    """Within this block, serving what is not in memory yet raises :class:`NotLoaded` rather than
+    loading it; the caller can then hand the request to a thread that may wait."""
+    token = _loaded_only.set(True)
+    try:
+        yield
+    finally:
+        _loaded_only.reset(token)
+
+
+def _may_load(what: str) -> None:
+    if _loaded_only.get():
+        raise NotLoaded(what)
 
 
 @dataclass
@@ -59,6 +84,7 @@ class Deployment:
                 threading.Thread(target=self._refresh_or_replace, args=(store, settings), daemon=True).start()
         if view is not None:
             return view
+        _may_load(f"the filter data of {self.key}")
         return self._refresh(store, settings)
 
     def _refresh(self, store, settings):
@@ -127,6 +153,7 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     found = cached_deployment(key, model_arn)
     if found is not None:
         return found
+    _may_load(f"the model of {key}")
     if callable(trained):
         trained = trained()
     _single_threaded_blas(settings)

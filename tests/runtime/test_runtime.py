@@ -1,5 +1,6 @@
 """Runtime calls through boto3 against campaigns on models trained from generated data."""
 
+import json
 import time
 
 import numpy as np
@@ -195,3 +196,35 @@ def test_runtime_agrees_with_batch_inference_under_a_filter(lab, personalize, cl
                                       numResults=10, filterArn=flt, filterValues=line["filterValues"])
         assert [i["itemId"] for i in live["itemList"]] == batch[line["userId"]], line
         assert batch[line["userId"]]
+
+
+def test_loaded_models_answer_on_the_calling_thread_and_others_wait_for_a_loader(lab, server, campaigns):
+    """``Service.answer_now`` (what the event loop calls) answers only from what the process
+    holds; a model or filter data it lacks is left to ``Service.answer`` (a worker thread), after
+    which the loop answers the same request itself, with the same items."""
+    from openpersonalize.api import protocol
+    from openpersonalize.api.app import Service
+    from openpersonalize.config import Settings
+    from openpersonalize.control.base import Context
+
+    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
+    service = Service(settings, run_jobs=False)  # a second process's view of the same store and data
+    op = protocol.rest_routes()[("POST", "/recommendations")]
+    ctx = Context(settings=settings, store=service.store, region=settings.region, request_id="r")
+    flt = lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 20")
+    plain = {"campaignArn": campaigns["aws-user-personalization-v2"], "userId": str(lab.cat.user_ids[3])}
+    filtered = {**plain, "filterArn": flt}
+    def items(answer):
+        status, _, body = answer
+        assert status == 200
+        return [i["itemId"] for i in json.loads(body)["itemList"]]
+
+    try:
+        assert service.answer_now(op, ctx, plain) is None  # the model is not loaded in this process
+        loaded = items(service.answer(op, ctx, plain))
+        assert items(service.answer_now(op, ctx, plain)) == loaded
+        assert service.answer_now(op, ctx, filtered) is None  # the filter data is not built yet
+        by_thread = items(service.answer(op, ctx, filtered))
+        assert items(service.answer_now(op, ctx, filtered)) == by_thread != loaded
+    finally:
+        service.store.close()

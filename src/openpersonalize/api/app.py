@@ -16,11 +16,12 @@ import orjson
 from botocore import xform_name
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import __version__
+from .. import __version__, serving
 from ..config import Settings
 from ..control import ControlPlane
 from ..control.base import Context
@@ -90,8 +91,30 @@ class Service:
             self.runner.wake()
         return result
 
+    def answer(self, op: protocol.Operation, ctx: Context, params: dict) -> Answer:
+        """The whole response to a validated call: status, headers and body."""
+        return _success(op, self.call(op, ctx, params), ctx.request_id)
 
-def create_app(service: Service) -> Starlette:
+    def answer_now(self, op: protocol.Operation, ctx: Context, params: dict) -> Answer | None:
+        """The response of a runtime call whose model and filter data this process already holds,
+        computed on the calling thread; None when the call would have to load something first.
+
+        Such a call takes about a millisecond: less than handing it to a worker thread and back
+        costs on a small machine, and loading a model or filter data (which can take seconds and
+        must not hold up the event loop) is the only slow thing a runtime call does."""
+        if op.service != "personalize-runtime":
+            return None
+        try:
+            with serving.loaded_only():
+                return self.answer(op, ctx, params)
+        except serving.NotLoaded:
+            return None
+
+
+def create_app(service: Service):
+    """The ASGI application: every POST is an API call, answered by :class:`Api`; Starlette
+    serves the rest (health, metrics, lifespan)."""
+
     @asynccontextmanager
     async def lifespan(app):
         service.start()
@@ -99,28 +122,6 @@ def create_app(service: Service) -> Starlette:
             yield
         finally:
             service.stop()
-
-    async def dispatch(request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        op = None
-        try:
-            body = await _read_body(request, service.settings.max_body_bytes)
-            op = _route(request)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            if service.keys:
-                auth.verify(method=request.method, url=str(request.url), headers=headers, body=body,
-                            keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
-            params = protocol.validate_input(op, _parse_json(body))
-            ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
-                          region=auth.scope_region(headers.get("authorization")) or service.settings.region)
-            result = await run_in_threadpool(service.call, op, ctx, params)
-            return _success(op, result, request_id)
-        except ServiceError as exc:
-            return _error(op, exc, request_id)
-        except Exception:
-            log.exception("unhandled error in %s", op.name if op else request.url.path)
-            return _error(op, ServiceError("We encountered an internal error. Please try again."),
-                          request_id, status=500)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"service": "openpersonalize", "version": __version__})
@@ -132,35 +133,87 @@ def create_app(service: Service) -> Starlette:
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes = [
-        Route("/", dispatch, methods=["POST"]),
         Route("/", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/{path:path}", dispatch, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Api(service, Starlette(routes=routes, lifespan=lifespan))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, up to ``limit`` bytes. A larger body is read and dropped (so the client, still
-    sending, gets the 413 rather than a reset connection), up to a hard cap where we hang up."""
-    declared = request.headers.get("content-length")
+class Api:
+    """API calls straight on ASGI. A recommendation is answered in about a millisecond, and a
+    framework's routing, middleware and request objects would cost a good part of that again;
+    here a call is one read of the body, one dictionary lookup for its operation, and one send."""
+
+    def __init__(self, service: Service, other):
+        self.service = service
+        self.other = other
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            await self.call(scope, receive, send)
+        else:
+            await self.other(scope, receive, send)
+
+    async def call(self, scope, receive, send) -> None:
+        service = self.service
+        request_id = str(uuid.uuid4())
+        op = None
+        try:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            body = await _read_body(receive, headers.get("content-length"), service.settings.max_body_bytes)
+            if body is None:
+                return  # the client went away
+            op = _route(scope["method"], scope["path"], headers)
+            if service.keys:
+                auth.verify(method=scope["method"], url=str(URL(scope=scope)), headers=headers, body=body,
+                            keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
+            params = protocol.validate_input(op, _parse_json(body))
+            ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
+                          region=auth.scope_region(headers.get("authorization")) or service.settings.region)
+            answer = service.answer_now(op, ctx, params)
+            if answer is None:
+                answer = await run_in_threadpool(service.answer, op, ctx, params)
+        except ServiceError as exc:
+            answer = _error(op, exc, request_id)
+        except Exception:
+            log.exception("unhandled error in %s", op.name if op else scope["path"])
+            answer = _error(op, ServiceError("We encountered an internal error. Please try again."),
+                            request_id, status=500)
+        await _send(send, *answer)
+
+
+async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive, declared: str | None, limit: int) -> bytes | None:
+    """The body, up to ``limit`` bytes; None when the client disconnected. A larger body is read
+    and dropped (so the client, still sending, gets the 413 rather than a reset connection), up
+    to a hard cap where we hang up."""
     if declared and declared.isdigit() and int(declared) > 16 * limit:
         raise RequestEntityTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size <= limit:
             chunks.append(chunk)
         elif size > 16 * limit:
             break
+        if not message.get("more_body", False):
+            break
     if size > limit:
         raise RequestEntityTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _route(request: Request) -> protocol.Operation:
-    target = request.headers.get("x-amz-target")
-    path = request.scope["path"]  # request.url would build a whole URL object per request
+def _route(method: str, path: str, headers: dict[str, str]) -> protocol.Operation:
+    target = headers.get("x-amz-target")
     if target is not None:
         op = protocol.control_operation(target)
         if op is None:
@@ -168,7 +221,7 @@ def _route(request: Request) -> protocol.Operation:
                 f"Unknown operation in X-Amz-Target: '{target}'. Control-plane operations are "
                 f"'{protocol.TARGET_PREFIX}<Operation>' with an operation of the personalize model.")
         return op
-    op = protocol.rest_routes().get((request.method, path))
+    op = protocol.rest_routes().get((method, path))
     if op is not None:
         return op
     if path == "/":
@@ -176,7 +229,7 @@ def _route(request: Request) -> protocol.Operation:
             "Missing X-Amz-Target header: control-plane requests to / name their operation as "
             f"'{protocol.TARGET_PREFIX}<Operation>'.")
     known = ", ".join(sorted(p for _, p in protocol.rest_routes()))
-    raise UnknownOperationException(f"No operation at {request.method} {path}. Paths served: {known}.")
+    raise UnknownOperationException(f"No operation at {method} {path}. Paths served: {known}.")
 
 
 def _parse_json(body: bytes):
@@ -188,13 +241,16 @@ def _parse_json(body: bytes):
         raise SerializationException(f"The request body is not valid JSON: {exc}.") from None
 
 
-def _success(op: protocol.Operation, result: dict | None, request_id: str) -> Response:
-    headers = {"x-amzn-RequestId": request_id}
+Answer = tuple  # (status, headers, body): what _send writes
+
+
+def _success(op: protocol.Operation, result: dict | None, request_id: str) -> Answer:
+    headers = [(b"x-amzn-requestid", request_id.encode())]
     if op.service == "personalize-events":
-        return Response(b"", status_code=200, headers=headers)
+        return 200, headers, b""
     content_type = JSON_11 if op.service == protocol.CONTROL_PLANE else "application/json"
-    return Response(_json(protocol.shape_output(op, result)), status_code=200, media_type=content_type,
-                    headers=headers)
+    headers.append((b"content-type", content_type.encode()))
+    return 200, headers, _json(protocol.shape_output(op, result))
 
 
 def _json(obj) -> bytes:
@@ -206,7 +262,7 @@ def _json(obj) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
-def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, status: int | None = None) -> Response:
+def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, status: int | None = None) -> Answer:
     if status is None:
         status = exc.status
         if op is not None and op.service != protocol.CONTROL_PLANE:
@@ -215,7 +271,7 @@ def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, st
             if shape is not None and "error" in shape.metadata:
                 status = shape.metadata["error"].get("httpStatusCode", status)
     code = exc.code if status != 500 else "InternalFailure"
-    body = json.dumps({"__type": code, "message": exc.message})
+    body = json.dumps({"__type": code, "message": exc.message}).encode("utf-8")
     content_type = JSON_11 if op is None or op.service == protocol.CONTROL_PLANE else "application/json"
-    return Response(body, status_code=status, media_type=content_type,
-                    headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code})
+    return status, [(b"x-amzn-requestid", request_id.encode()), (b"x-amzn-errortype", code.encode()),
+                    (b"content-type", content_type.encode())], body

@@ -223,31 +223,56 @@ def validate_input(op: Operation, body) -> dict:
 
 def shape_output(op: Operation, result: dict | None) -> dict:
     """Keep only modeled members, drop nulls, and render timestamps as epoch seconds."""
-    shape = op.model.output_shape
-    if shape is None or result is None:
+    if result is None:
         return {}
-    return _render(shape, result)
+    render = _output_renderer(op.service, op.name)
+    return render(result) if render is not None else {}
 
 
-def _render(shape: Shape, value):
+@functools.lru_cache(maxsize=None)
+def _output_renderer(service: str, name: str):
+    shape = service_models()[service].operation_model(name).output_shape
+    return None if shape is None else _renderer(shape, {})
+
+
+def _renderer(shape: Shape, seen: dict):
+    """A function rendering values of ``shape``, built once per operation: answers such as a
+    recommendation list go through it on every request, so the model is walked only here.
+    ``None`` stands for "as is" (strings, booleans, blobs), saving a call per value."""
+    if shape.name in seen:  # a recursive shape: resolve the reference when it is called
+        return lambda value: seen[shape.name](value)
     kind = shape.type_name
     if kind == "structure":
-        out = {}
-        for key, member in shape.members.items():
-            item = value.get(key) if isinstance(value, dict) else None
-            if item is not None:
-                out[key] = _render(member, item)
-        return out
+        seen[shape.name] = None
+        members = [(key, _renderer(member, seen)) for key, member in shape.members.items()]
+
+        def structure(value):
+            out = {}
+            if isinstance(value, dict):
+                for key, render in members:
+                    item = value.get(key)
+                    if item is not None:
+                        out[key] = item if render is None else render(item)
+            return out
+
+        seen[shape.name] = structure
+        return structure
     if kind == "list":
-        return [_render(shape.member, item) for item in value]
+        render = _renderer(shape.member, seen)
+        return list if render is None else (lambda value: [render(item) for item in value])
     if kind == "map":
-        return {key: _render(shape.value, item) for key, item in value.items()}
+        render = _renderer(shape.value, seen)
+        return dict if render is None else (lambda value: {key: render(item) for key, item in value.items()})
     if kind == "timestamp":
-        if isinstance(value, dt.datetime):
-            return round(value.timestamp(), 3)
-        return round(float(value), 3)
+        return _timestamp
     if kind in ("integer", "long"):
-        return int(value)
+        return int
     if kind in ("float", "double"):
-        return float(value)
-    return value
+        return float
+    return None
+
+
+def _timestamp(value) -> float:
+    if isinstance(value, dt.datetime):
+        return round(value.timestamp(), 3)
+    return round(float(value), 3)
