@@ -148,7 +148,7 @@ class RuntimeOperations:
             current_item = int(model.item_index([p["itemId"]])[0])
         elif not user_id and dep.recipe not in USER_OPTIONAL:
             raise InvalidInputException(f"Invalid request: {row.arn} recommends items for users; userId is required.")
-        user_index = int(model.user_index([user_id])[0]) if user_id else -1
+        user_index = model.user_position(user_id) if user_id else -1
         events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds) \
             if user_id else []
         mask = builtin_exclusion(ctx.store, ctx.settings, dep, user_id, user_index, events)
@@ -251,7 +251,7 @@ class RuntimeOperations:
             raise InvalidInputException(f"Invalid inputList: {len(inputs)} items; at most 500.")
         user_id = p["userId"]
         model = dep.model
-        user_index = int(model.user_index([user_id])[0])
+        user_index = model.user_position(user_id)
         events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds)
         index = model.item_index(inputs).astype(np.int64)
         known = index >= 0
@@ -284,7 +284,7 @@ class RuntimeOperations:
             raise InvalidInputException("Invalid userId: it is required for action recommendations.")
         n = p.get("numResults") or 5
         model = dep.model
-        user_index = int(model.user_index([p["userId"]])[0])
+        user_index = model.user_position(p["userId"])
         mask = None
         if p.get("filterArn"):
             mask = filter_mask(ctx.store, ctx.settings, dep, p["filterArn"], p.get("filterValues"), p["userId"],

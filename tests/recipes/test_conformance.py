@@ -208,6 +208,8 @@ def test_vocabularies_in_any_order(world):
         model = train(recipe, shuffled, {}, settings=settings, compute_metrics=False).model
         assert model.item_index(["A-03", "nope"]).tolist() == [int(inv_i[world.item("A-03")]), -1]
         assert model.user_ids[model.user_index(["u-B-01"])[0]] == "u-B-01"
+        for user in ("u-B-01", "u-A-04", "u-zz-unknown", "", str(model.user_ids[-1])):
+            assert model.user_position(user) == int(model.user_index([user])[0])
         if recipe == "aws-similar-items":
             idx, _ = model.similar_items(int(model.item_index(["A-cold-1"])[0]), 6)
             assert sum(model.item_ids[i].startswith("A-") for i in idx) >= 5

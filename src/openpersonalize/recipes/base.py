@@ -339,6 +339,16 @@ class Model:
         """Indices of user ids, -1 for unknown ones."""
         return _lookup(self.user_ids, np.asarray(ids, dtype=str), self._sorter("user_ids"))
 
+    def user_position(self, user_id: str) -> int:
+        """:meth:`user_index` of one id, without building arrays (one request's lookup)."""
+        vocabulary, sorter = self.user_ids, self._sorter("user_ids")
+        pos = int(np.searchsorted(vocabulary, user_id, sorter=sorter))
+        if pos >= len(vocabulary):
+            return -1
+        if sorter is not None:
+            pos = int(sorter[pos])
+        return pos if vocabulary[pos] == user_id else -1
+
     def _sorter(self, name: str) -> np.ndarray | None:
         cache = self.__dict__.setdefault("_sorters", {})
         if name not in cache:
