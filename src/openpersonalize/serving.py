@@ -72,6 +72,7 @@ class Deployment:
     _refreshing: bool = False
     _filters: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _building: threading.Lock = field(default_factory=threading.Lock)
 
     def view(self, store, settings):
         """The group's data aligned with the model. Built on first use; after ``view_refresh_seconds``
@@ -85,7 +86,8 @@ class Deployment:
         if view is not None:
             return view
         _may_load(f"the filter data of {self.key}")
-        return self._refresh(store, settings)
+        with self._building:  # concurrent first calls wait for one build
+            return self._view if self._view is not None else self._refresh(store, settings)
 
     def _refresh(self, store, settings):
         from .batch.filtering import GroupView
@@ -112,7 +114,8 @@ class Deployment:
             if current != self.model_arn:
                 new = replace(self, model=load_model(settings, current), model_arn=current,
                               records_until=int(row.doc.get("_recordsUntil") or 0), _view=None, _view_time=0.0,
-                              _refreshing=False, _filters={}, _lock=threading.Lock())
+                              _refreshing=False, _filters={}, _lock=threading.Lock(),
+                              _building=threading.Lock())
                 new._refresh(store, settings)
                 with _lock:
                     if _deployments.get(self.key) is self:
@@ -136,6 +139,7 @@ class Deployment:
 
 
 _deployments: dict[str, Deployment] = {}
+_loading: dict[str, threading.Lock] = {}  # per key, held while its model loads
 _lock = threading.Lock()
 
 
@@ -154,6 +158,13 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     if found is not None:
         return found
     _may_load(f"the model of {key}")
+    with _lock:
+        loading = _loading.setdefault(key, threading.Lock())
+    with loading:  # concurrent first calls wait for one load
+        return cached_deployment(key, model_arn) or _deploy(store, settings, key, model_arn, trained)
+
+
+def _deploy(store, settings, key: str, model_arn: str, trained) -> Deployment:
     if callable(trained):
         trained = trained()
     _single_threaded_blas(settings)

@@ -228,3 +228,41 @@ def test_loaded_models_answer_on_the_calling_thread_and_others_wait_for_a_loader
         assert items(service.answer_now(op, ctx, filtered)) == by_thread != loaded
     finally:
         service.store.close()
+
+
+def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypatch):
+    """A burst of first calls for a campaign loads its model once and builds its filter data
+    once; every call gets the answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openpersonalize import serving
+    from openpersonalize.api import protocol
+    from openpersonalize.api.app import Service
+    from openpersonalize.batch import filtering
+    from openpersonalize.config import Settings
+    from openpersonalize.control.base import Context
+
+    counts = {"model": 0, "view": 0}
+
+    def counting(name, real):
+        def wrapped(*args, **kwargs):
+            counts[name] += 1
+            time.sleep(0.2)  # a slow load: the other calls arrive while it runs
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(serving, "load_model", counting("model", serving.load_model))
+    monkeypatch.setattr(filtering, "GroupView", counting("view", filtering.GroupView))
+    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
+    service = Service(settings, run_jobs=False)
+    op = protocol.rest_routes()[("POST", "/recommendations")]
+    params = {"campaignArn": campaigns["aws-user-personalization"], "userId": str(lab.cat.user_ids[5]),
+              "filterArn": lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 30")}
+    ctx = Context(settings=settings, store=service.store, region=settings.region, request_id="r")
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: service.answer(op, ctx, params), range(6)))
+        assert len({answer[2].split(b'"recommendationId"')[0] for answer in answers}) == 1
+        assert all(answer[0] == 200 for answer in answers) and counts == {"model": 1, "view": 1}
+    finally:
+        service.store.close()
