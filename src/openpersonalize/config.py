@@ -68,6 +68,10 @@ class Settings:
     #: ... and a user's recent events for this long: events sent through this process count at
     #: the next request, those sent through another API process within this time.
     runtime_events_cache_seconds: float = 0.5
+    #: Real-time calls on models of up to this many items are answered on the event loop when
+    #: all they need is in memory (a thread hand-off would cost more than the call); larger
+    #: catalogues are scored on worker threads, which run in parallel.
+    inline_max_items: int = 200_000
     #: Domain recommenders are retrained from scratch this many days after their last training
     #: (a "day" is auto_training_day_seconds).
     recommender_retrain_days: float = 7.0

@@ -34,7 +34,7 @@ def job_rows(store: Store, states: tuple[str, ...] | None = ACTIVE_STATES) -> li
     stmt = select(jobs).order_by(jobs.c.enqueued.asc(), jobs.c.arn.asc())
     if states is not None:
         stmt = stmt.where(jobs.c.state.in_(states))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = [dict(m) for m in conn.execute(stmt).mappings()]
     for row in rows:
         try:
@@ -46,7 +46,7 @@ def job_rows(store: Store, states: tuple[str, ...] | None = ACTIVE_STATES) -> li
 
 def job_counts(store: Store) -> dict[tuple[str, str], int]:
     stmt = select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return {(kind, state): int(n) for kind, state, n in conn.execute(stmt)}
 
 

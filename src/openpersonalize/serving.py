@@ -9,8 +9,6 @@ reflects them without retraining.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import threading
 import time
@@ -22,35 +20,13 @@ from .data.interactions import load_group
 from .data.rows import group_datasets, records
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
+from .inline import blocking
 from .recipes.catalogue import RECIPES_BY_ARN
 from .store.models import MANIFEST, load_model, local_model_dir, model_arn_of
 
 log = logging.getLogger("openpersonalize.serving")
 
 RECENT_EVENTS = 100
-
-
-class NotLoaded(Exception):
-    """Raised instead of loading a model or building filter data inside :func:`loaded_only`."""
-
-
-_loaded_only = contextvars.ContextVar("loaded_only", default=False)
-
-
-@contextlib.contextmanager
-def loaded_only():
-    """Within this block, serving what is not in memory yet raises :class:`NotLoaded` rather than
-    loading it; the caller can then hand the request to a thread that may wait."""
-    token = _loaded_only.set(True)
-    try:
-        yield
-    finally:
-        _loaded_only.reset(token)
-
-
-def _may_load(what: str) -> None:
-    if _loaded_only.get():
-        raise NotLoaded(what)
 
 
 @dataclass
@@ -85,7 +61,7 @@ class Deployment:
                 threading.Thread(target=self._refresh_or_replace, args=(store, settings), daemon=True).start()
         if view is not None:
             return view
-        _may_load(f"the filter data of {self.key}")
+        blocking(f"building the filter data of {self.key}")
         with self._building:  # concurrent first calls wait for one build
             return self._view if self._view is not None else self._refresh(store, settings)
 
@@ -127,12 +103,18 @@ class Deployment:
         self._refresh(store, settings)
 
     def compiled(self, store, settings, filter_row):
+        """A filter row's expression compiled against the current view, and the view."""
+        return self.compiled_expression(store, settings, filter_row.doc["filterExpression"],
+                                        key=(filter_row.arn, filter_row.updated))
+
+    def compiled_expression(self, store, settings, expression: str, key=None):
+        """An expression compiled once per view (its bound masks are cached with it), and the view."""
         view = self.view(store, settings)
-        key = (filter_row.arn, filter_row.updated)
+        key = expression if key is None else key
         with self._lock:
             found = self._filters.get(key)
         if found is None:
-            found = compile_filter(filter_row.doc["filterExpression"], view.schemas)
+            found = compile_filter(expression, view.schemas)
             with self._lock:
                 self._filters[key] = found
         return found, view
@@ -156,8 +138,10 @@ def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment
     reads it (called only when the deployment is not cached yet)."""
     found = cached_deployment(key, model_arn)
     if found is not None:
+        if found.model.n_items > settings.inline_max_items:
+            blocking(f"scoring {found.model.n_items:,} items")
         return found
-    _may_load(f"the model of {key}")
+    blocking(f"loading the model of {key}")
     with _lock:
         loading = _loading.setdefault(key, threading.Lock())
     with loading:  # concurrent first calls wait for one load
@@ -232,8 +216,7 @@ def builtin_exclusion(store, settings, dep: Deployment, user_id: str | None, use
         return None
     expression = "EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN (" + \
         ", ".join('"' + t.replace('"', '') + '"' for t in dep.exclude_event_types) + ")"
-    view = dep.view(store, settings)
-    compiled = compile_filter(expression, view.schemas)
+    compiled, view = dep.compiled_expression(store, settings, expression)
     return _mask(dep, view, compiled.bind(view.data, {}), user_id, user_index, events, None)
 
 

@@ -198,34 +198,54 @@ def test_runtime_agrees_with_batch_inference_under_a_filter(lab, personalize, cl
         assert batch[line["userId"]]
 
 
-def test_loaded_models_answer_on_the_calling_thread_and_others_wait_for_a_loader(lab, server, campaigns):
+def test_calls_answered_on_the_event_loop_only_with_all_they_need_in_memory(lab, server, campaigns):
     """``Service.answer_now`` (what the event loop calls) answers only from what the process
-    holds; a model or filter data it lacks is left to ``Service.answer`` (a worker thread), after
-    which the loop answers the same request itself, with the same items."""
+    holds; a call that would read the store, load a model, build filter data or score a very large
+    catalogue is left to ``Service.answer`` (a worker thread). Once that has run, the loop answers
+    the same call itself, with the same items."""
     from openpersonalize.api import protocol
     from openpersonalize.api.app import Service
     from openpersonalize.config import Settings
     from openpersonalize.control.base import Context
+    from openpersonalize.inline import WouldBlock, inline_only
 
-    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
+    # Rows and events reused for a minute: the test controls when the store is read.
+    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0,
+                        runtime_row_cache_seconds=60, runtime_events_cache_seconds=60)
     service = Service(settings, run_jobs=False)  # a second process's view of the same store and data
     op = protocol.rest_routes()[("POST", "/recommendations")]
     ctx = Context(settings=settings, store=service.store, region=settings.region, request_id="r")
     flt = lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 20")
-    plain = {"campaignArn": campaigns["aws-user-personalization-v2"], "userId": str(lab.cat.user_ids[3])}
+    campaign = campaigns["aws-user-personalization-v2"]
+    plain = {"campaignArn": campaign, "userId": str(lab.cat.user_ids[3])}
     filtered = {**plain, "filterArn": flt}
+
+    def blocked_on(params, context=ctx):
+        try:
+            with inline_only():
+                service.answer(op, context, params)
+        except WouldBlock as exc:
+            return str(exc)
+        return None
+
     def items(answer):
         status, _, body = answer
         assert status == 200
         return [i["itemId"] for i in json.loads(body)["itemList"]]
 
     try:
-        assert service.answer_now(op, ctx, plain) is None  # the model is not loaded in this process
+        assert blocked_on(plain) == "reading the store" and service.answer_now(op, ctx, plain) is None
+        service.store.get_recent(campaign, 60)
+        assert blocked_on(plain).startswith("loading the model of")
         loaded = items(service.answer(op, ctx, plain))
-        assert items(service.answer_now(op, ctx, plain)) == loaded
-        assert service.answer_now(op, ctx, filtered) is None  # the filter data is not built yet
+        assert blocked_on(plain) is None and items(service.answer_now(op, ctx, plain)) == loaded
+        service.store.get_recent(flt, 60)
+        assert blocked_on(filtered).startswith("building the filter data of")
         by_thread = items(service.answer(op, ctx, filtered))
         assert items(service.answer_now(op, ctx, filtered)) == by_thread != loaded
+        small = Settings(**{**settings.__dict__, "inline_max_items": 10})
+        assert blocked_on(plain, Context(settings=small, store=service.store, region=small.region)) \
+            == f"scoring {len(lab.cat.item_ids):,} items"
     finally:
         service.store.close()
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import __version__, serving
+from .. import __version__
 from ..config import Settings
 from ..control import ControlPlane
 from ..control.base import Context
@@ -33,6 +33,7 @@ from ..errors import (
     UnknownOperationException,
 )
 from ..events import EventOperations
+from ..inline import WouldBlock, inline_only
 from ..jobs.runner import JobRunner
 from ..runtime import RuntimeOperations
 from ..store.metadata import Store
@@ -96,18 +97,18 @@ class Service:
         return _success(op, self.call(op, ctx, params), ctx.request_id)
 
     def answer_now(self, op: protocol.Operation, ctx: Context, params: dict) -> Answer | None:
-        """The response of a runtime call whose model and filter data this process already holds,
-        computed on the calling thread; None when the call would have to load something first.
+        """The response of a runtime call computed on the calling thread (the event loop) when all
+        it needs is in memory; None when it would block first (see ``inline``): read the store,
+        load a model or filter data, or score more than ``inline_max_items`` items.
 
-        Such a call takes about a millisecond: less than handing it to a worker thread and back
-        costs on a small machine, and loading a model or filter data (which can take seconds and
-        must not hold up the event loop) is the only slow thing a runtime call does."""
+        Such a call takes about a millisecond at 50,000 items: less than handing it to a worker
+        thread and back costs on a small machine."""
         if op.service != "personalize-runtime":
             return None
         try:
-            with serving.loaded_only():
+            with inline_only():
                 return self.answer(op, ctx, params)
-        except serving.NotLoaded:
+        except WouldBlock:
             return None
 
 
@@ -132,9 +133,14 @@ def create_app(service: Service):
         text = await run_in_threadpool(render, service.store)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def answered_by_api(request: Request) -> Response:
+        raise AssertionError("POSTs never reach Starlette")
+
     routes = [
         Route("/", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        # Declared so that other methods on API paths get 405 (Allow: POST) rather than 404.
+        Route("/{path:path}", answered_by_api, methods=["POST"]),
     ]
     return Api(service, Starlette(routes=routes, lifespan=lifespan))
 

@@ -40,6 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ..inline import blocking
+
 metadata = MetaData()
 
 resources = Table(
@@ -128,8 +130,14 @@ class Store:
             return engine
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
+    def connect(self):
+        """A connection for reads (``with store.connect() as c``)."""
+        blocking("reading the store")
+        return self.engine.connect()
+
     @contextmanager
     def transaction(self) -> Iterator:
+        blocking("writing the store")
         if self._write_lock is None:
             with self.engine.begin() as conn:
                 yield conn
@@ -168,7 +176,7 @@ class Store:
         if conn is not None:
             m = conn.execute(stmt).mappings().first()
         else:
-            with self.engine.connect() as c:
+            with self.connect() as c:
                 m = c.execute(stmt).mappings().first()
         return Row.from_mapping(m) if m else None
 
@@ -249,7 +257,7 @@ class Store:
             stmt = stmt.limit(limit)
         if conn is not None:
             return [Row.from_mapping(m) for m in conn.execute(stmt).mappings()]
-        with self.engine.connect() as c:
+        with self.connect() as c:
             return [Row.from_mapping(m) for m in c.execute(stmt).mappings()]
 
     def count(self, kind: str | tuple[str, ...], **filters) -> int:
@@ -311,7 +319,7 @@ class Store:
         if conn is not None:
             m = conn.execute(stmt).mappings().first()
         else:
-            with self.engine.connect() as c:
+            with self.connect() as c:
                 m = c.execute(stmt).mappings().first()
         if m is None:
             return None

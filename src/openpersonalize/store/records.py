@@ -150,7 +150,7 @@ class Records:
                 seen = newest[dataset_arn] = (now, self.last_id(dataset_arn))
             if seen[1] <= after:
                 return []
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             rows = [json.loads(r[0]) for r in conn.execute(_RECENT, {"dataset": dataset_arn, "after": after,
                                                                      "user": user, "limit": limit})][::-1]
         if max_age > 0:
@@ -175,7 +175,7 @@ class Records:
                     .where(and_(put_records.c.dataset_arn == dataset_arn, put_records.c.id > after,
                                 put_records.c.id <= until_id))
                     .order_by(put_records.c.id).limit(batch))
-            with self.store.engine.connect() as conn:
+            with self.store.connect() as conn:
                 rows = conn.execute(stmt).all()
             if not rows:
                 return
@@ -183,13 +183,13 @@ class Records:
             after = rows[-1][0]
 
     def last_id(self, dataset_arn: str) -> int:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             value = conn.execute(select(func.max(put_records.c.id))
                                  .where(put_records.c.dataset_arn == dataset_arn)).scalar()
         return int(value or 0)
 
     def count(self, dataset_arn: str) -> int:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(put_records)
                                     .where(put_records.c.dataset_arn == dataset_arn)).scalar() or 0)
 
@@ -217,13 +217,13 @@ class Records:
                 .where(and_(put_records.c.dataset_arn == dataset_arn,
                             put_records.c.session_id.is_not(None), put_records.c.user_id.is_not(None)))
                 .order_by(put_records.c.id))
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return {s: u for s, u in conn.execute(stmt)}
 
     # -- bulk files -------------------------------------------------------------------------
 
     def bulk_state(self, dataset_arn: str) -> BulkState:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(select(dataset_files.c.generation, dataset_files.c.parts)
                                .where(dataset_files.c.dataset_arn == dataset_arn)).first()
         if row is None:
