@@ -97,9 +97,9 @@ def test_other_methods_and_paths(server):
     req = urllib.request.Request(server.endpoint + "/", method="GET")
     with urllib.request.urlopen(req, timeout=30) as r:
         assert json.loads(r.read())["service"] == "openpersonalize"
-    for method, path, allowed in (("GET", "/recommendations", "POST"), ("PUT", "/", "HEAD, GET")):
+    for method, path, allowed in (("GET", "/recommendations", {"POST"}), ("PUT", "/", {"GET", "HEAD"})):
         try:
             urllib.request.urlopen(urllib.request.Request(server.endpoint + path, method=method), timeout=30)
             raise AssertionError(f"{method} {path} answered")
         except urllib.error.HTTPError as e:
-            assert e.code == 405 and e.headers["Allow"] == allowed
+            assert e.code == 405 and set(e.headers["Allow"].split(", ")) == allowed  # any order
