@@ -1,10 +1,11 @@
-"""``openpersonalize demo``: the whole batch path through boto3, on data generated here.
+"""``openpersonalize demo``: the whole path through boto3, on data generated here.
 
 It starts a server on the embedded default (SQLite and a local data folder), generates a small
 catalogue with known tastes, and, with the same boto3 calls a Personalize user makes: creates a
 dataset group, schemas and datasets, imports the CSVs, trains User-Personalization and
-Item-Affinity, runs a batch inference job, a batch segment job and a dataset export job, and
-prints where each output is and a few of its lines.
+Item-Affinity, serves real-time recommendations from a campaign (showing events count at once),
+runs a batch inference job, a batch segment job and a dataset export job, and prints where each
+output is and a few of its lines.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from . import synthetic
@@ -146,6 +148,31 @@ def run(data_dir: str, port: int, users: int = 1000, items: int = 400) -> int:
         print("   user-personalization metrics: " + ", ".join(
             f"{k}={metrics[k]:.3f}" for k in ("normalized_discounted_cumulative_gain_at_10", "precision_at_10",
                                               "coverage") if k in metrics))
+
+        _step("Real-time recommendations (CreateCampaign, GetRecommendations)")
+        runtime = boto3.client("personalize-runtime", **kw)
+        campaign = personalize.create_campaign(name=f"demo-{stamp}",
+                                               solutionVersionArn=versions["aws-user-personalization"],
+                                               campaignConfig={"itemExplorationConfig": {"explorationWeight": "0"}})
+        campaign = campaign["campaignArn"]
+        _wait(lambda: personalize.describe_campaign(campaignArn=campaign)["campaign"], "campaign")
+
+        def top_genres(what: str) -> None:
+            listed = runtime.get_recommendations(campaignArn=campaign, userId="new-visitor", numResults=10)["itemList"]
+            counts = Counter(cat.genre_of(i["itemId"])[0] for i in listed)
+            print(f"   {what}: " + ", ".join(f"{n} {genre}" for genre, n in counts.most_common()))
+
+        top_genres("new-visitor's top 10 after the comedy clicks")
+        horror = [str(i) for k, i in enumerate(cat.item_ids) if cat.item_genres[k][0] == "Horror"][:8]
+        events.put_events(trackingId=tracker, userId="new-visitor", sessionId="demo-session",
+                          eventList=[{"eventType": "click", "itemId": i, "sentAt": time.time()} for i in horror])
+        top_genres(f"after {len(horror)} horror clicks (PutEvents, no retraining)")
+        timings = []
+        for user in cat.user_ids[:200]:
+            t = time.perf_counter()
+            runtime.get_recommendations(campaignArn=campaign, userId=str(user))
+            timings.append(time.perf_counter() - t)
+        print(f"   200 GetRecommendations through boto3: median {sorted(timings)[100] * 1000:.1f} ms per call")
 
         _step("Batch inference job (CreateBatchInferenceJob)")
         lines = [{"userId": str(u)} for u in cat.user_ids[:200]] + [{"userId": "new-visitor"}]
