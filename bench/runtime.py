@@ -18,6 +18,9 @@ the filter, in the same run:
    (open loop, latency measured from each request's scheduled time) at fractions of the best
    closed-loop rate, to find the highest rate whose p99 stays under 10 ms.
 
+Last, one user in ten sends an event and the one-client HTTP runs again (requests then read the
+users' new events and score those users on history plus events).
+
 Prints requests per second, p50 / p99 latency, and the server's overhead per request (HTTP p50
 minus in-process scoring p50) as a ratio of the scoring. Both p50s are medians over ``--rounds``
 rounds that alternate in-process scoring with a one-client HTTP run, so that a change in the
@@ -136,6 +139,31 @@ def in_process(data_dir: Path, campaign: str, version: str, filter_arn: str | No
     return float(np.median(score[skip:]) * 1000), float(np.median(full[skip:]) * 1000)
 
 
+def with_events(server: Server, group: str, campaign: str, version: str, users: list[str], rounds: int,
+                without_ms: float) -> dict:
+    """One user in ten sends an event (PutEvents through boto3), then the one-client HTTP runs
+    again: requests now read the users' new events, and score those users on history + events."""
+    c = server.client("personalize")
+    tracker = c.create_event_tracker(name="rt-events", datasetGroupArn=group)["eventTrackerArn"]
+    tracking_id = wait(lambda: c.describe_event_tracker(eventTrackerArn=tracker)["eventTracker"])["trackingId"]
+    events = server.client("personalize-events")
+    items = np.load(model_folder(server, version) / "item_ids.npy")
+    rng = np.random.default_rng(1)
+    senders = users[::10]
+    for u in senders:
+        events.put_events(trackingId=tracking_id, userId=u, sessionId=f"s-{u}",
+                          eventList=[{"eventType": "click", "itemId": str(rng.choice(items)), "sentAt": time.time()}])
+    bodies = [json.dumps({"campaignArn": campaign, "userId": u, "numResults": 25}).encode() for u in users]
+    drive(server.port, bodies, 2, 1.0)
+    runs = [drive(server.port, bodies, 1, 2.0) for _ in range(rounds)]
+    p50, p99 = (float(np.median([r[k] for r in runs])) for k in ("p50", "p99"))
+    print(f"with events ({len(senders)} of {len(users)} users sent one since training): HTTP p50 (1 client) "
+          f"{p50:.2f} ms, p99 {p99:.2f} ms, medians of {rounds} rounds; {p50 / without_ms:.2f}x the p50 "
+          f"without events   [load {load_average()}]")
+    return {"http_p50_ms_1client": round(p50, 3), "http_p99_ms_1client": round(p99, 3),
+            "vs_without_events": round(p50 / without_ms, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=50_000)
@@ -212,6 +240,8 @@ def main() -> None:
             print(f"  server overhead per request (HTTP p50 - scoring p50, medians of the rounds): {overhead:.2f} ms = "
                   f"{overhead / score_ms:.2f}x the scoring (goal <= 1); highest rate with p99 < 10 ms: "
                   f"{results[label]['highest_rps_p99_under_10ms']} req/s")
+        results["with_events"] = with_events(server, group, campaign, version, users, args.rounds,
+                                             results["unfiltered"]["http_p50_ms_1client"])
         results["filter_cost_rps"] = round(1 - results["filtered"]["best_rps"] / results["unfiltered"]["best_rps"], 3)
         print(json.dumps(results))
     finally:
