@@ -10,7 +10,7 @@ import time
 import pytest
 
 from openpersonalize.inline import WouldBlock, inline_only
-from openpersonalize.store import records as records_module
+from openpersonalize.store import event_tail
 from openpersonalize.store.metadata import Store
 from openpersonalize.store.records import PutRecord, Records
 
@@ -69,11 +69,11 @@ def test_deleted_users_leave_the_tail(stores):
 
 def test_too_many_records_fall_back_to_a_query_per_user(stores, monkeypatch):
     here, _ = stores
-    monkeypatch.setattr(records_module, "TAIL_ROWS", 5)
+    monkeypatch.setattr(event_tail, "TAIL_ROWS", 5)
     here.append(DATASET, [event(f"u{k % 3}", None, f"i{k}", k) for k in range(9)])
     for user in ("u0", "u1", "u2"):
         assert here.recent(DATASET, 0, user, 100, max_age=60) == by_query(here, 0, user) != []
-    assert here.store._event_tails[(DATASET, 0)].overflow
+    assert here.tails.tails[(DATASET, 0)].overflow
 
 
 def test_a_fresh_tail_is_read_on_the_event_loop_and_a_stale_one_is_not(stores):
@@ -88,3 +88,39 @@ def test_a_fresh_tail_is_read_on_the_event_loop_and_a_stale_one_is_not(stores):
     here.append(DATASET, [event("u1", None, "b", 2)])
     with inline_only(), pytest.raises(WouldBlock):
         here.recent(DATASET, 0, "u1", 100, max_age=60)  # new records to read first
+
+
+def test_records_that_commit_after_a_later_id_was_read_are_taken(stores, monkeypatch):
+    """PostgreSQL may commit id 7 after id 10 was read; the tail re-reads the last seconds of ids.
+    (Simulated on SQLite by inserting ids out of order, with the lag PostgreSQL gets.)"""
+    from sqlalchemy import insert
+
+    from openpersonalize.store.records import put_records
+
+    here, _ = stores
+    monkeypatch.setattr(event_tail, "commit_lag", lambda store: 5.0)
+
+    def commit(rid, item):
+        with here.store.transaction() as conn:
+            conn.execute(insert(put_records).values(id=rid, dataset_arn=DATASET, entity_id="u1", user_id="u1",
+                                                    session_id=None, event_id=f"x{rid}", created=time.time(),
+                                                    row=f'{{"ITEM_ID": "{item}"}}'))
+        here.tails.changed(DATASET)
+
+    for rid, item in ((1, "a"), (10, "c")):
+        commit(rid, item)
+        assert here.recent(DATASET, 0, "u1", 100, max_age=60) == by_query(here, 0, "u1")
+    commit(7, "b")  # id 7 commits late
+    assert [r["ITEM_ID"] for r in here.recent(DATASET, 0, "u1", 100, max_age=60)] == ["a", "b", "c"]
+    tail = here.tails.tails[(DATASET, 0)]
+    assert tail.floor == 0 and sorted(tail.taken) == [1, 7, 10]  # all within the lag: still re-read
+
+
+def test_ids_older_than_twice_the_lag_settle():
+    tail = event_tail.EventTail(after=0, lag=5.0)
+    now = time.time()
+    tail.take([(1, "u", None, now - 30, "{}"), (4, "u", None, now - 11, "{}"), (6, "v", None, now, "{}")])
+    tail.settle()
+    assert tail.floor == 4 and list(tail.taken) == [6]
+    tail.take([(3, "u", None, now - 29, "{}"), (6, "v", None, now, "{}")])  # settled or taken: ignored
+    assert tail.size == 3 and [r for r, _ in tail.rows["u"]] == [1, 4]

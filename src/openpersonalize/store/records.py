@@ -16,7 +16,6 @@ never a mix, and a failed job leaves the dataset exactly as it was.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ..inline import blocking
+from .event_tail import TAIL_PER_USER, EventTails
 from .metadata import Store, metadata
 
 put_records = Table(
@@ -98,6 +97,10 @@ class Records:
     def __init__(self, store: Store):
         self.store = store
         metadata.create_all(store.engine, tables=[put_records, dataset_files], checkfirst=True)
+        tails = store.__dict__.get("_event_tails")
+        if tails is None:  # one per store, whatever the number of Records on it
+            tails = store.__dict__["_event_tails"] = EventTails(store, put_records)
+        self.tails = tails
 
     # -- real-time records ----------------------------------------------------------------
 
@@ -137,59 +140,18 @@ class Records:
                 for who in {r.user_id, r.session_id, r.entity_id} - {None}:
                     cache.pop((dataset_arn, who), None)
         self.store.__dict__.get("_newest_record", {}).pop(dataset_arn, None)
-        for tail in _tails(self.store, dataset_arn):
-            tail.generation += 1
-            tail.synced = float("-inf")  # the next read takes these records in
+        self.tails.changed(dataset_arn)  # the next read takes these records in
 
     def recent(self, dataset_arn: str, after: int, user: str, limit: int, max_age: float = 0.0) -> list[dict]:
         """The newest ``limit`` rows of ``user`` (or of the session ``user``, where no user id was
         given) after record id ``after``, oldest first. With ``max_age``, an answer up to that many
-        seconds old may be reused; records appended through this Store show at once.
-
-        With ``max_age``, the rows after ``after`` of the whole dataset are kept in memory (an
-        :class:`EventTail`, read forward at most every ``max_age``) while there are at most
-        ``TAIL_ROWS`` of them, so that a request needs no query of its own."""
+        seconds old may be reused, from the dataset's tail in memory (event_tail.py) while it is
+        small enough; records appended through this Store show at once."""
         if max_age > 0 and limit <= TAIL_PER_USER:
-            tail = self._tail(dataset_arn, after, max_age)
+            tail = self.tails.get(dataset_arn, after, max_age)
             if tail is not None:
-                return tail.rows.get(user, [])[-limit:]
+                return tail.recent(user, limit)
         return self._recent_of_user(dataset_arn, after, user, limit, max_age)
-
-    def _tail(self, dataset_arn: str, after: int, max_age: float) -> EventTail | None:
-        """The dataset's tail after ``after``, read forward when older than ``max_age`` and
-        rebuilt every ``TAIL_REBUILD_SECONDS`` (so that deletions elsewhere show); None while
-        there are too many rows for one."""
-        tails = self.store.__dict__.setdefault("_event_tails", {})
-        now = time.monotonic()
-        tail = tails.get((dataset_arn, after))
-        rebuild = tail is None or now - tail.built > TAIL_REBUILD_SECONDS
-        if not rebuild and (tail.overflow or now - tail.synced <= max_age):
-            return None if tail.overflow else tail
-        if rebuild:
-            blocking("reading the event log")
-            tail = tails[(dataset_arn, after)] = EventTail(after, now)
-            if len(tails) > 16:  # tails of models no longer served
-                for key in sorted(tails, key=lambda k: tails[k].built)[:len(tails) - 16]:
-                    del tails[key]
-        self._read_forward(dataset_arn, tail)
-        return None if tail.overflow else tail
-
-    def _read_forward(self, dataset_arn: str, tail: EventTail) -> None:
-        blocking("reading the event log")
-        with tail.lock:  # one reader at a time; requests read the tail without the lock
-            synced, generation = time.monotonic(), tail.generation
-            t = put_records.c
-            while not tail.overflow:
-                stmt = (select(t.id, t.user_id, t.session_id, t.row)
-                        .where(and_(t.dataset_arn == dataset_arn, t.id > tail.upto))
-                        .order_by(t.id).limit(10_000))
-                with self.store.connect() as conn:
-                    rows = conn.execute(stmt).all()
-                if not rows:
-                    break
-                tail.take(rows)
-            # Records appended meanwhile may have committed after the query: read again next time.
-            tail.synced = synced if tail.generation == generation else float("-inf")
 
     def _recent_of_user(self, dataset_arn: str, after: int, user: str, limit: int, max_age: float) -> list[dict]:
         cache = self.store.__dict__.setdefault("_recent_events", {})
@@ -251,8 +213,7 @@ class Records:
 
     def delete_users(self, dataset_arn: str, user_ids: list[str]) -> int:
         """Delete the records of these users, and the anonymous records of their sessions."""
-        for tail in _tails(self.store, dataset_arn):
-            tail.built = float("-inf")  # rebuilt without them at the next read
+        self.tails.changed(dataset_arn, deleted=True)
         deleted = 0
         with self.store.transaction() as conn:
             for start in range(0, len(user_ids), 500):
@@ -267,6 +228,7 @@ class Records:
                     deleted += conn.execute(delete(put_records).where(and_(
                         put_records.c.dataset_arn == dataset_arn, put_records.c.user_id.is_(None),
                         put_records.c.session_id.in_(session_ids[s:s + 500])))).rowcount
+        self.tails.changed(dataset_arn, deleted=True)  # again after the commit: no rebuild in between keeps them
         return deleted
 
     def session_aliases(self, dataset_arn: str) -> dict[str, str]:
@@ -312,45 +274,6 @@ class Records:
             conn.execute(delete(put_records).where(put_records.c.dataset_arn == dataset_arn))
             conn.execute(delete(dataset_files).where(dataset_files.c.dataset_arn == dataset_arn))
         return state.parts
-
-
-TAIL_ROWS = 200_000  # records after a model's data kept in memory per dataset; beyond, a query per user
-TAIL_PER_USER = 100  # the newest records kept per user or anonymous session
-TAIL_REBUILD_SECONDS = 60.0
-
-
-class EventTail:
-    """One dataset's real-time records after record id ``after``, in memory, by user (anonymous
-    records by session), the newest ``TAIL_PER_USER`` of each, parsed. Requests read it without a
-    lock: each user's list is replaced, never changed in place."""
-
-    def __init__(self, after: int, built: float):
-        self.after = self.upto = after
-        self.built = built
-        self.synced = float("-inf")
-        self.generation = 0  # bumped by every append through this process
-        self.rows: dict[str, list[dict]] = {}
-        self.size = 0
-        self.overflow = False
-        self.lock = threading.Lock()
-
-    def take(self, rows) -> None:
-        """Add rows ``(id, user_id, session_id, row JSON)`` read in id order."""
-        self.size += len(rows)
-        if self.size > TAIL_ROWS:
-            self.overflow, self.rows = True, {}
-            return
-        added: dict[str, list[dict]] = {}
-        for _, user_id, session_id, row in rows:
-            added.setdefault(user_id if user_id is not None else session_id, []).append(json.loads(row))
-        for who, new in added.items():
-            if who is not None:
-                self.rows[who] = (self.rows.get(who, []) + new)[-TAIL_PER_USER:]
-        self.upto = rows[-1][0]
-
-
-def _tails(store: Store, dataset_arn: str) -> list[EventTail]:
-    return [t for (arn, _), t in list(store.__dict__.get("_event_tails", {}).items()) if arn == dataset_arn]
 
 
 def _recent_statement():

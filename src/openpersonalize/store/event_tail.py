@@ -1,0 +1,173 @@
+"""Users' newest real-time events, kept in memory for real-time requests.
+
+A request scores a user on the events recorded after its model's data (``after``, a record id).
+Rather than query the store per request, each process keeps, per dataset and ``after``, the rows
+recorded since then (an :class:`EventTail`: the newest ``TAIL_PER_USER`` per user, anonymous rows
+by session), reads it forward at most every ``max_age`` seconds, and rebuilds it every
+``REBUILD_SECONDS`` (deletions made by other processes show then) in the background of the
+current one. With more than ``TAIL_ROWS`` rows after ``after``, there is no tail (callers query
+per user).
+
+Record ids come from one sequence; on PostgreSQL a transaction may commit after a later id was
+already read. Reading forward therefore re-reads the ids of the last ``COMMIT_LAG_SECONDS`` of
+records (by their ``created`` time) and takes those it has not seen. SQLite commits in id order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from sqlalchemy import and_, func, select
+
+from ..inline import blocking
+
+TAIL_ROWS = 200_000
+TAIL_PER_USER = 100
+REBUILD_SECONDS = 60.0
+COMMIT_LAG_SECONDS = 5.0
+MAX_TAILS = 16
+PAGE = 10_000
+
+
+def commit_lag(store) -> float:
+    """How late (seconds after its ``created`` time) a record may commit: SQLite commits in id
+    order, PostgreSQL transactions may finish in any order."""
+    return 0.0 if store.is_sqlite else COMMIT_LAG_SECONDS
+
+
+class EventTail:
+    """The rows after record id ``after`` of one dataset. Requests read ``rows`` without a lock:
+    each user's list is replaced, never changed in place."""
+
+    def __init__(self, after: int, lag: float):
+        self.after = after
+        self.lag = lag
+        self.floor = after  # every row with an id up to here is taken (or will never commit)
+        self.taken: dict[int, float] = {}  # ids above ``floor`` already taken -> created
+        self.built = time.monotonic()
+        self.synced = float("-inf")
+        self.used = self.built
+        self.generation = 0  # bumped by appends through this process
+        self.rows: dict[str, list[tuple[int, dict]]] = {}  # by user (or session): (id, row), id order
+        self.size = 0
+        self.overflow = False
+        self.lock = threading.Lock()
+
+    def take(self, rows) -> None:
+        """Add rows ``(id, user_id, session_id, created, row JSON)`` (in id order) not taken yet."""
+        added: dict[str, list[tuple[int, dict]]] = {}
+        for rid, user_id, session_id, created, row in rows:
+            if rid <= self.floor or rid in self.taken:
+                continue
+            self.taken[rid] = created
+            self.size += 1
+            who = user_id if user_id is not None else session_id
+            if who is not None:
+                added.setdefault(who, []).append((rid, json.loads(row)))
+        if self.size > TAIL_ROWS:
+            self.overflow = True
+            return
+        for who, new in added.items():
+            old = self.rows.get(who, [])
+            merged = old + new
+            if old and new[0][0] < old[-1][0]:  # a record that committed late
+                merged.sort(key=lambda r: r[0])
+            self.rows[who] = merged[-TAIL_PER_USER:]
+
+    def recent(self, who: str, limit: int) -> list[dict]:
+        return [row for _, row in self.rows.get(who, [])[-limit:]]
+
+    def settle(self) -> None:
+        """Raise ``floor`` past the ids whose rows are older than the commit lag."""
+        if not self.taken:
+            return
+        if self.lag <= 0:
+            self.floor, self.taken = max(self.floor, max(self.taken)), {}
+            return
+        horizon = max(self.taken.values()) - 2 * self.lag
+        settled = [rid for rid, created in self.taken.items() if created < horizon]
+        if settled:
+            self.floor = max(self.floor, max(settled))
+            self.taken = {rid: c for rid, c in self.taken.items() if rid > self.floor}
+
+
+class EventTails:
+    """The tails of one store, by (dataset, after)."""
+
+    def __init__(self, store, table):
+        self.store, self.table = store, table
+        self.tails: dict[tuple[str, int], EventTail] = {}
+        self.lock = threading.Lock()
+        self.building: dict[tuple[str, int], threading.Lock] = {}
+
+    def get(self, dataset_arn: str, after: int, max_age: float) -> EventTail | None:
+        """The tail, read forward when older than ``max_age``; None when there would be too many
+        rows. Raises ``WouldBlock`` (inline.py) before any store read."""
+        key = (dataset_arn, after)
+        tail = self.tails.get(key)
+        now = time.monotonic()
+        if tail is None or now - tail.built > REBUILD_SECONDS:
+            tail = self._build(key, tail)
+        elif not tail.overflow and now - tail.synced > max_age:
+            self._read_forward(dataset_arn, tail, max_age)
+        tail.used = now
+        return None if tail.overflow else tail
+
+    def changed(self, dataset_arn: str, *, deleted: bool = False) -> None:
+        """Records of the dataset were appended (or deleted) through this process."""
+        for (arn, _), tail in list(self.tails.items()):
+            if arn == dataset_arn:
+                tail.generation += 1
+                tail.synced = float("-inf")
+                if deleted:
+                    tail.built = float("-inf")
+
+    def _build(self, key, current: EventTail | None) -> EventTail:
+        """A new tail read whole, swapped in when complete; meanwhile requests keep ``current``."""
+        blocking("reading the event log")
+        with self.lock:
+            building = self.building.setdefault(key, threading.Lock())
+        with building:
+            found = self.tails.get(key)
+            if found is not None and found is not current and time.monotonic() - found.built <= REBUILD_SECONDS:
+                return found  # another thread built it meanwhile
+            dataset_arn, after = key
+            tail = EventTail(after, commit_lag(self.store))
+            t = self.table.c
+            with self.store.connect() as conn:
+                count = conn.execute(select(func.count()).select_from(self.table).where(
+                    and_(t.dataset_arn == dataset_arn, t.id > after))).scalar() or 0
+            if count > TAIL_ROWS:
+                tail.overflow = True
+            else:
+                self._read_forward(dataset_arn, tail, 0.0)
+            with self.lock:
+                self.tails[key] = tail
+                if len(self.tails) > MAX_TAILS:  # tails of models no longer served
+                    for old in sorted(self.tails, key=lambda k: self.tails[k].used)[:len(self.tails) - MAX_TAILS]:
+                        self.tails.pop(old, None)
+            return tail
+
+    def _read_forward(self, dataset_arn: str, tail: EventTail, max_age: float) -> None:
+        blocking("reading the event log")
+        with tail.lock:  # one reader at a time
+            if max_age > 0 and time.monotonic() - tail.synced <= max_age:
+                return  # read by the thread this one waited for
+            synced, generation = time.monotonic(), tail.generation
+            t = self.table.c
+            cursor = tail.floor
+            while not tail.overflow:
+                stmt = (select(t.id, t.user_id, t.session_id, t.created, t.row)
+                        .where(and_(t.dataset_arn == dataset_arn, t.id > cursor))
+                        .order_by(t.id).limit(PAGE))
+                with self.store.connect() as conn:
+                    rows = conn.execute(stmt).all()
+                if not rows:
+                    break
+                tail.take(rows)
+                cursor = rows[-1][0]
+            tail.settle()
+            # Records appended through this process meanwhile may have committed after the query.
+            tail.synced = synced if tail.generation == generation else float("-inf")
