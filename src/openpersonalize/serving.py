@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .data.interactions import load_group
-from .data.rows import group_datasets, records
+from .data.rows import data_mark, group_datasets, records
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
 from .inline import blocking
@@ -69,9 +69,16 @@ class Deployment:
         from .batch.filtering import GroupView
 
         try:
-            schemas = {kind: ds.schema for kind, ds in group_datasets(store, settings, self.group_arn).items()}
+            datasets = group_datasets(store, settings, self.group_arn)
+            mark = data_mark(datasets)
+            with self._lock:
+                view = self._view
+                if view is not None and view.mark == mark:  # nothing arrived: keep it, and its filters
+                    self._view_time = time.time()
+                    return view
+            schemas = {kind: ds.schema for kind, ds in datasets.items()}
             view = GroupView(load_group(store, settings, self.group_arn), schemas, self.model)
-            view.schemas = schemas
+            view.schemas, view.mark = schemas, mark
             with self._lock:
                 self._view, self._view_time = view, time.time()
                 self._filters.clear()

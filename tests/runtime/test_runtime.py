@@ -286,3 +286,32 @@ def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypat
         assert all(answer[0] == 200 for answer in answers) and counts == {"model": 1, "view": 1}
     finally:
         service.store.close()
+
+
+def test_filter_data_is_rebuilt_only_when_the_group_data_changed(lab, server, campaigns):
+    """The periodic rebuild of a campaign's filter data (items' metadata, histories) keeps the
+    current one, and its compiled filters, when nothing arrived; a PutItems brings a new one."""
+    import json as json_module
+
+    from openpersonalize import serving
+    from openpersonalize.config import Settings
+    from openpersonalize.store.metadata import Store
+
+    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
+    store = Store(settings.resolved_store_url())
+    campaign = campaigns["aws-personalized-ranking"]
+    version = lab.c.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"]
+    try:
+        dep = serving.deployment(store, settings, campaign, version, lambda: store.get(version))
+        view = dep.view(store, settings)
+        dep.compiled_expression(store, settings, "EXCLUDE ItemID WHERE Items.PRICE > 20")
+        assert dep._refresh(store, settings) is view and dep._filters  # nothing arrived
+        items = next(d["datasetArn"] for d in lab.c.list_datasets(datasetGroupArn=lab.group)["datasets"]
+                     if d["datasetType"] == "ITEMS")
+        make_client("personalize-events", server.endpoint).put_items(datasetArn=items, items=[{
+            "itemId": "rebuilt-1", "properties": json_module.dumps({"title": "New", "genres": "Drama",
+                                                                     "description": "new", "price": 3.0})}])
+        rebuilt = dep._refresh(store, settings)
+        assert rebuilt is not view and rebuilt.mark != view.mark and not dep._filters
+    finally:
+        store.close()

@@ -429,6 +429,8 @@ class Model:
             raise ValueError(f"unsupported model format {manifest.get('format')!r}")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                   for name in manifest["arrays"]}
+        if manifest["model_class"] not in MODEL_CLASSES:
+            from . import registry  # noqa: F401  (the recipe modules register their classes on import)
         cls = MODEL_CLASSES[manifest["model_class"]]
         return cls(arrays, manifest["meta"])
 
