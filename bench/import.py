@@ -1,6 +1,6 @@
 """Import throughput and peak memory, beside pyarrow.csv.read_csv of the same file in the same run.
 
-    python bench/import.py [--rows 5000000] [--dir /tmp/bench-import]
+    python bench/import.py [--rows 5000000] [--dir DIR]
 
 Generates an interactions CSV (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE, EVENT_VALUE), then runs,
 each in a fresh child process so that peak memory is its own:
