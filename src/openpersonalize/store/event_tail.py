@@ -16,12 +16,15 @@ records (by their ``created`` time) and takes those it has not seen. SQLite comm
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
 from sqlalchemy import and_, func, select
 
 from ..inline import blocking
+
+log = logging.getLogger("openpersonalize.store")
 
 TAIL_ROWS = 200_000
 TAIL_PER_USER = 100
@@ -49,6 +52,7 @@ class EventTail:
         self.built = time.monotonic()
         self.synced = float("-inf")
         self.used = self.built
+        self.rebuilding = False
         self.generation = 0  # bumped by appends through this process
         self.rows: dict[str, list[tuple[int, dict]]] = {}  # by user (or session): (id, row), id order
         self.size = 0
@@ -100,55 +104,74 @@ class EventTails:
         self.store, self.table = store, table
         self.tails: dict[tuple[str, int], EventTail] = {}
         self.lock = threading.Lock()
-        self.building: dict[tuple[str, int], threading.Lock] = {}
+        self.first_builds: dict[tuple[str, int], threading.Lock] = {}
+        self.deletions: dict[str, int] = {}  # per dataset, deletions made through this process
 
     def get(self, dataset_arn: str, after: int, max_age: float) -> EventTail | None:
         """The tail, read forward when older than ``max_age``; None when there would be too many
-        rows. Raises ``WouldBlock`` (inline.py) before any store read."""
+        rows. Raises ``WouldBlock`` (inline.py) before any store read. Past ``REBUILD_SECONDS``, a
+        new tail is built in the background while requests keep this one."""
         key = (dataset_arn, after)
         tail = self.tails.get(key)
         now = time.monotonic()
-        if tail is None or now - tail.built > REBUILD_SECONDS:
-            tail = self._build(key, tail)
-        elif not tail.overflow and now - tail.synced > max_age:
-            self._read_forward(dataset_arn, tail, max_age)
+        if tail is None:
+            tail = self._first_build(key)
+        else:
+            if now - tail.built > REBUILD_SECONDS and not tail.rebuilding:
+                tail.rebuilding = True
+                threading.Thread(target=self._rebuild, args=(key, tail), name="event-tail", daemon=True).start()
+            if not tail.overflow and now - tail.synced > max_age:
+                self._read_forward(dataset_arn, tail, max_age)
         tail.used = now
         return None if tail.overflow else tail
 
     def changed(self, dataset_arn: str, *, deleted: bool = False) -> None:
-        """Records of the dataset were appended (or deleted) through this process."""
-        for (arn, _), tail in list(self.tails.items()):
-            if arn == dataset_arn:
-                tail.generation += 1
-                tail.synced = float("-inf")
-                if deleted:
-                    tail.built = float("-inf")
+        """Records of the dataset were appended (or, committed, deleted) through this process."""
+        with self.lock:
+            if deleted:  # dropped: the next request reads the dataset afresh
+                self.deletions[dataset_arn] = self.deletions.get(dataset_arn, 0) + 1
+                for key in [k for k in self.tails if k[0] == dataset_arn]:
+                    del self.tails[key]
+                return
+            for (arn, _), tail in self.tails.items():
+                if arn == dataset_arn:
+                    tail.generation += 1
+                    tail.synced = float("-inf")
 
-    def _build(self, key, current: EventTail | None) -> EventTail:
-        """A new tail read whole, swapped in when complete; meanwhile requests keep ``current``."""
+    def _first_build(self, key) -> EventTail:
         blocking("reading the event log")
         with self.lock:
-            building = self.building.setdefault(key, threading.Lock())
-        with building:
-            found = self.tails.get(key)
-            if found is not None and found is not current and time.monotonic() - found.built <= REBUILD_SECONDS:
-                return found  # another thread built it meanwhile
-            dataset_arn, after = key
-            tail = EventTail(after, commit_lag(self.store))
-            t = self.table.c
-            with self.store.connect() as conn:
-                count = conn.execute(select(func.count()).select_from(self.table).where(
-                    and_(t.dataset_arn == dataset_arn, t.id > after))).scalar() or 0
-            if count > TAIL_ROWS:
-                tail.overflow = True
-            else:
-                self._read_forward(dataset_arn, tail, 0.0)
-            with self.lock:
+            building = self.first_builds.setdefault(key, threading.Lock())
+        with building:  # concurrent first requests wait for one build
+            return self.tails.get(key) or self._build(key)
+
+    def _rebuild(self, key, current: EventTail) -> None:
+        try:
+            self._build(key)
+        except Exception:
+            current.rebuilding = False  # tried again at the next request
+            log.exception("rebuilding the event tail of %s failed; the current one stays", key[0])
+
+    def _build(self, key) -> EventTail:
+        """A new tail read whole, then published (unless a deletion went through meanwhile)."""
+        dataset_arn, after = key
+        deletions = self.deletions.get(dataset_arn, 0)
+        tail = EventTail(after, commit_lag(self.store))
+        t = self.table.c
+        with self.store.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(self.table).where(
+                and_(t.dataset_arn == dataset_arn, t.id > after))).scalar() or 0
+        if count > TAIL_ROWS:
+            tail.overflow = True
+        else:
+            self._read_forward(dataset_arn, tail, 0.0)
+        with self.lock:
+            if self.deletions.get(dataset_arn, 0) == deletions:
                 self.tails[key] = tail
                 if len(self.tails) > MAX_TAILS:  # tails of models no longer served
                     for old in sorted(self.tails, key=lambda k: self.tails[k].used)[:len(self.tails) - MAX_TAILS]:
-                        self.tails.pop(old, None)
-            return tail
+                        del self.tails[old]
+        return tail
 
     def _read_forward(self, dataset_arn: str, tail: EventTail, max_age: float) -> None:
         blocking("reading the event log")

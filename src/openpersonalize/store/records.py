@@ -213,7 +213,6 @@ class Records:
 
     def delete_users(self, dataset_arn: str, user_ids: list[str]) -> int:
         """Delete the records of these users, and the anonymous records of their sessions."""
-        self.tails.changed(dataset_arn, deleted=True)
         deleted = 0
         with self.store.transaction() as conn:
             for start in range(0, len(user_ids), 500):
@@ -228,7 +227,7 @@ class Records:
                     deleted += conn.execute(delete(put_records).where(and_(
                         put_records.c.dataset_arn == dataset_arn, put_records.c.user_id.is_(None),
                         put_records.c.session_id.in_(session_ids[s:s + 500])))).rowcount
-        self.tails.changed(dataset_arn, deleted=True)  # again after the commit: no rebuild in between keeps them
+        self.tails.changed(dataset_arn, deleted=True)  # after the commit: a tail read now leaves them out
         return deleted
 
     def session_aliases(self, dataset_arn: str) -> dict[str, str]:
