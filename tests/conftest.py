@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.servers import ServerProcess, free_port, reset_store
+from tests.servers import reset_store, running_server
 
 CREDENTIALS = dict(region_name="us-east-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="secret")
 # No retries: a test must see the first answer, and never wait on backoff.
@@ -32,12 +32,9 @@ def server(tmp_path_factory, store_url):
     data_dir = tmp_path_factory.mktemp("server")
     if store_url:
         reset_store(store_url)
-    proc = ServerProcess(data_dir=data_dir, port=free_port(), store_url=store_url,
-                         env={"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000",
+    yield from running_server(data_dir, store_url=store_url,
+                              env={"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000",
                               "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000"})
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def make_client(service: str, endpoint: str, **overrides):
@@ -136,7 +133,4 @@ def s3_server(tmp_path_factory, seaweedfs):
     data_dir = tmp_path_factory.mktemp("s3server")
     env = {"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000", "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000",
            "OPENPERSONALIZE_STORE_URL": f"sqlite:///{data_dir / 'metadata.db'}", **seaweedfs.env()}
-    proc = ServerProcess(data_dir=data_dir, port=free_port(), env=env)
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from running_server(data_dir, env=env)

@@ -41,6 +41,17 @@ class ChildProcess:
             self.proc.wait(10)
 
 
+def running_server(data_dir: Path, *, store_url: str | None = None, env: dict[str, str] | None = None):
+    """A started server on a free port, stopped at the end: ``yield from running_server(...)`` in
+    a fixture."""
+    proc = ServerProcess(data_dir=data_dir, port=free_port(), store_url=store_url, env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 class ServerProcess(ChildProcess):
     """``openpersonalize serve`` in a child process, on loopback."""
 

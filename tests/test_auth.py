@@ -11,18 +11,15 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.servers import ServerProcess, free_port
+from tests.servers import running_server
 
 KEY, SECRET = "AKIDOPENPERSONALIZE", "s3cr3t/with+chars"
 
 
 @pytest.fixture(scope="module")
 def signed_server(tmp_path_factory):
-    proc = ServerProcess(data_dir=tmp_path_factory.mktemp("signed"), port=free_port(),
-                         env={"OPENPERSONALIZE_ACCESS_KEYS": f"{KEY}:{SECRET},OTHER:pw"})
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from running_server(tmp_path_factory.mktemp("signed"),
+                              env={"OPENPERSONALIZE_ACCESS_KEYS": f"{KEY}:{SECRET},OTHER:pw"})
 
 
 def client(server, service="personalize", key=KEY, secret=SECRET):

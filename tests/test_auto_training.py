@@ -5,17 +5,14 @@ import time
 import pytest
 
 from tests.conftest import make_client
-from tests.servers import ServerProcess, free_port
+from tests.servers import running_server
 
 
 @pytest.fixture(scope="module")
 def fast_clock_server(tmp_path_factory):
-    proc = ServerProcess(data_dir=tmp_path_factory.mktemp("auto"), port=free_port(), env={
+    yield from running_server(tmp_path_factory.mktemp("auto"), env={
         "OPENPERSONALIZE_AUTO_TRAINING_FIRST_DELAY_SECONDS": "1", "OPENPERSONALIZE_AUTO_TRAINING_DAY_SECONDS": "2",
         "OPENPERSONALIZE_AUTO_TRAINING_CHECK_SECONDS": "0.2"})
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def test_automatic_versions_follow_the_schedule(fast_clock_server):

@@ -3,17 +3,14 @@
 import pytest
 
 from tests.conftest import make_client
-from tests.servers import ServerProcess, free_port
+from tests.servers import running_server
 
 
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory):
-    proc = ServerProcess(data_dir=tmp_path_factory.mktemp("quota"), port=free_port(),
-                         env={"OPENPERSONALIZE_MAX_DATASET_GROUPS": "2", "OPENPERSONALIZE_MAX_FILTERS_PER_GROUP": "1",
-                              "OPENPERSONALIZE_WORKERS": "0", "OPENPERSONALIZE_MAX_PENDING_SOLUTION_VERSIONS": "1"})
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from running_server(tmp_path_factory.mktemp("quota"),
+                              env={"OPENPERSONALIZE_MAX_DATASET_GROUPS": "2", "OPENPERSONALIZE_MAX_FILTERS_PER_GROUP": "1",
+                                   "OPENPERSONALIZE_WORKERS": "0", "OPENPERSONALIZE_MAX_PENDING_SOLUTION_VERSIONS": "1"})
 
 
 def test_quotas(tight_server):

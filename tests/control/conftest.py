@@ -9,7 +9,7 @@ import os
 import pytest
 
 from tests.postgres import postgres_or_skip
-from tests.servers import ServerProcess, free_port, reset_store
+from tests.servers import reset_store, running_server
 
 QUOTAS = {"OPENPERSONALIZE_MAX_DATASET_GROUPS": "10000", "OPENPERSONALIZE_MAX_PENDING_JOBS": "10000"}
 
@@ -30,10 +30,7 @@ def server(request, tmp_path_factory):
     if request.param == "postgresql":
         store_url = request.getfixturevalue("postgres_url")
         reset_store(store_url)
-    proc = ServerProcess(data_dir=data_dir, port=free_port(), store_url=store_url, env=QUOTAS)
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from running_server(data_dir, store_url=store_url, env=QUOTAS)
 
 
 # Clients bound to this suite's parametrised server. The root fixtures of the same names are

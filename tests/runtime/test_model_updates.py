@@ -13,20 +13,17 @@ import pytest
 from tests.batch.conftest import lab, wait  # noqa: F401  (the trained dataset group, on this module's server)
 from tests.runtime.test_recommenders import vod  # noqa: F401  (a VIDEO_ON_DEMAND group)
 from tests.conftest import make_client
-from tests.servers import ServerProcess, free_port
+from tests.servers import running_server
 
 NEEDS = ("aws-user-personalization", "aws-popularity-count")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    proc = ServerProcess(data_dir=tmp_path_factory.mktemp("updates"), port=free_port(), env={
+    yield from running_server(tmp_path_factory.mktemp("updates"), env={
         "OPENPERSONALIZE_MODEL_REFRESH_SECONDS": "1", "OPENPERSONALIZE_AUTO_TRAINING_CHECK_SECONDS": "0.2",
         "OPENPERSONALIZE_VIEW_REFRESH_SECONDS": "0.5", "OPENPERSONALIZE_AUTO_TRAINING_ENABLED": "false",
         "OPENPERSONALIZE_AUTO_TRAINING_DAY_SECONDS": "1", "OPENPERSONALIZE_RECOMMENDER_RETRAIN_DAYS": "6"})
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Runtime calls through boto3 against campaigns on models trained from generated data."""
 
+import contextlib
 import json
 import time
 
@@ -32,6 +33,22 @@ def campaigns(lab):
 
 def genres(lab, item):
     return set(lab.cat.genre_of(item))
+
+
+@contextlib.contextmanager
+def second_process(server, **settings):
+    """A Service on the server's store and data folder, as another server process would see
+    them, and a request context for it."""
+    from openpersonalize.api.app import Service
+    from openpersonalize.config import Settings
+    from openpersonalize.control.base import Context
+
+    config = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0, **settings)
+    service = Service(config, run_jobs=False)
+    try:
+        yield service, Context(settings=config, store=service.store, region=config.region, request_id="r")
+    finally:
+        service.store.close()
 
 
 def test_recommendations_shape_and_quality(lab, clients, campaigns):
@@ -203,37 +220,32 @@ def test_calls_answered_on_the_event_loop_only_with_all_they_need_in_memory(lab,
     holds; a call that would read the store, load a model, build filter data or score a very large
     catalogue is left to ``Service.answer`` (a worker thread). Once that has run, the loop answers
     the same call itself, with the same items."""
+    from dataclasses import replace
+
     from openpersonalize.api import protocol
-    from openpersonalize.api.app import Service
-    from openpersonalize.config import Settings
-    from openpersonalize.control.base import Context
     from openpersonalize.inline import WouldBlock, inline_only
 
-    # Rows and events reused for a minute: the test controls when the store is read.
-    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0,
-                        runtime_row_cache_seconds=60, runtime_events_cache_seconds=60)
-    service = Service(settings, run_jobs=False)  # a second process's view of the same store and data
     op = protocol.rest_routes()[("POST", "/recommendations")]
-    ctx = Context(settings=settings, store=service.store, region=settings.region, request_id="r")
     flt = lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 20")
     campaign = campaigns["aws-user-personalization-v2"]
     plain = {"campaignArn": campaign, "userId": str(lab.cat.user_ids[3])}
     filtered = {**plain, "filterArn": flt}
-
-    def blocked_on(params, context=ctx):
-        try:
-            with inline_only():
-                service.answer(op, context, params)
-        except WouldBlock as exc:
-            return str(exc)
-        return None
 
     def items(answer):
         status, _, body = answer
         assert status == 200
         return [i["itemId"] for i in json.loads(body)["itemList"]]
 
-    try:
+    # Rows and events reused for a minute: the test controls when the store is read.
+    with second_process(server, runtime_row_cache_seconds=60, runtime_events_cache_seconds=60) as (service, ctx):
+        def blocked_on(params, context=ctx):
+            try:
+                with inline_only():
+                    service.answer(op, context, params)
+            except WouldBlock as exc:
+                return str(exc)
+            return None
+
         assert blocked_on(plain) == "reading the store" and service.answer_now(op, ctx, plain) is None
         service.store.get_recent(campaign, 60)
         assert blocked_on(plain).startswith("loading the model of")
@@ -243,11 +255,8 @@ def test_calls_answered_on_the_event_loop_only_with_all_they_need_in_memory(lab,
         assert blocked_on(filtered).startswith("building the filter data of")
         by_thread = items(service.answer(op, ctx, filtered))
         assert items(service.answer_now(op, ctx, filtered)) == by_thread != loaded
-        small = Settings(**{**settings.__dict__, "inline_max_items": 10})
-        assert blocked_on(plain, Context(settings=small, store=service.store, region=small.region)) \
-            == f"scoring {len(lab.cat.item_ids):,} items"
-    finally:
-        service.store.close()
+        small = replace(ctx, settings=replace(ctx.settings, inline_max_items=10))
+        assert blocked_on(plain, small) == f"scoring {len(lab.cat.item_ids):,} items"
 
 
 def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypatch):
@@ -257,10 +266,7 @@ def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypat
 
     from openpersonalize import serving
     from openpersonalize.api import protocol
-    from openpersonalize.api.app import Service
     from openpersonalize.batch import filtering
-    from openpersonalize.config import Settings
-    from openpersonalize.control.base import Context
 
     counts = {"model": 0, "view": 0}
 
@@ -273,19 +279,13 @@ def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypat
 
     monkeypatch.setattr(serving, "load_model", counting("model", serving.load_model))
     monkeypatch.setattr(filtering, "GroupView", counting("view", filtering.GroupView))
-    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
-    service = Service(settings, run_jobs=False)
     op = protocol.rest_routes()[("POST", "/recommendations")]
     params = {"campaignArn": campaigns["aws-user-personalization"], "userId": str(lab.cat.user_ids[5]),
               "filterArn": lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 30")}
-    ctx = Context(settings=settings, store=service.store, region=settings.region, request_id="r")
-    try:
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: service.answer(op, ctx, params), range(6)))
-        assert len({answer[2].split(b'"recommendationId"')[0] for answer in answers}) == 1
-        assert all(answer[0] == 200 for answer in answers) and counts == {"model": 1, "view": 1}
-    finally:
-        service.store.close()
+    with second_process(server) as (service, ctx), ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: service.answer(op, ctx, params), range(6)))
+    assert len({answer[2].split(b'"recommendationId"')[0] for answer in answers}) == 1
+    assert all(answer[0] == 200 for answer in answers) and counts == {"model": 1, "view": 1}
 
 
 def test_filter_data_is_rebuilt_only_when_the_group_data_changed(lab, server, campaigns):
@@ -294,14 +294,11 @@ def test_filter_data_is_rebuilt_only_when_the_group_data_changed(lab, server, ca
     import json as json_module
 
     from openpersonalize import serving
-    from openpersonalize.config import Settings
-    from openpersonalize.store.metadata import Store
 
-    settings = Settings(data_dir=str(server.data_dir), store_url=server.store_url, workers=0)
-    store = Store(settings.resolved_store_url())
     campaign = campaigns["aws-personalized-ranking"]
     version = lab.c.describe_campaign(campaignArn=campaign)["campaign"]["solutionVersionArn"]
-    try:
+    with second_process(server) as (service, ctx):
+        store, settings = service.store, ctx.settings
         dep = serving.deployment(store, settings, campaign, version, lambda: store.get(version))
         view = dep.view(store, settings)
         dep.compiled_expression(store, settings, "EXCLUDE ItemID WHERE Items.PRICE > 20")
@@ -313,5 +310,3 @@ def test_filter_data_is_rebuilt_only_when_the_group_data_changed(lab, server, ca
                                                                      "description": "new", "price": 3.0})}])
         rebuilt = dep._refresh(store, settings)
         assert rebuilt is not view and rebuilt.mark != view.mark and not dep._filters
-    finally:
-        store.close()
