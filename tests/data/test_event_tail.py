@@ -124,3 +124,18 @@ def test_ids_older_than_twice_the_lag_settle():
     assert tail.floor == 4 and list(tail.taken) == [6]
     tail.take([(3, "u", None, now - 29, "{}"), (6, "v", None, now, "{}")])  # settled or taken: ignored
     assert tail.size == 3 and [r for r, _ in tail.rows["u"]] == [1, 4]
+
+
+def test_a_due_rebuild_runs_beside_the_tail_requests_read(stores, monkeypatch):
+    here, _ = stores
+    here.append(DATASET, [event("u1", None, "a", 1)])
+    here.recent(DATASET, 0, "u1", 100, max_age=60)
+    first = here.tails.tails[(DATASET, 0)]
+    monkeypatch.setattr(event_tail, "REBUILD_SECONDS", 0.0)
+    with inline_only():  # due for a rebuild, yet answered on the event loop from the current tail
+        assert [r["ITEM_ID"] for r in here.recent(DATASET, 0, "u1", 100, max_age=60)] == ["a"]
+    deadline = time.time() + 10
+    while here.tails.tails[(DATASET, 0)] is first and time.time() < deadline:
+        time.sleep(0.01)
+    assert here.tails.tails[(DATASET, 0)] is not first
+    assert [r["ITEM_ID"] for r in here.tails.tails[(DATASET, 0)].recent("u1", 100)] == ["a"]
