@@ -5,9 +5,13 @@ list operations filter on, and ``doc``, the resource as its Describe call return
 the whole description in one document means a new member of the model needs no migration, and the
 list summaries are projections of it.
 
-Jobs have a second row in ``jobs``: the queue the runner claims from. Claiming is one conditional
-UPDATE (SQLite) or ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so that with several workers
-each job runs exactly once.
+Jobs have a second row in ``jobs``: the queue the runner claims from. Claiming finds the oldest
+claimable job and takes it with a conditional UPDATE, so that with several workers each job runs
+exactly once; on PostgreSQL the row found is also locked (``FOR UPDATE SKIP LOCKED``) so that
+concurrent claimers take different jobs.
+
+The code here is the same for both backends; what differs (engine setup, write serialisation, the
+claim's row lock) is in ``dialects.py``.
 """
 
 from __future__ import annotations
@@ -29,9 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
     delete,
-    event,
     insert,
     or_,
     select,
@@ -41,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..inline import blocking
+from .dialects import Dialect, dialect_for
 
 metadata = MetaData()
 
@@ -107,28 +110,17 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        self.engine = self._make_engine(url)
+        self.dialect: Dialect = dialect_for(url)
+        self.engine: Engine = self.dialect.create_engine(url)
         metadata.create_all(self.engine)
-        # SQLite allows one writer; serialising our own writers avoids "database is locked".
-        self._write_lock = threading.RLock() if self.is_sqlite else None
+        # With one writer per database (SQLite), waiting on our own lock avoids "database is locked".
+        self._write_lock = threading.RLock() if self.dialect.serialises_writes else None
         self._recent: dict[str, tuple[float, Row | None]] = {}  # get_recent's copies
 
-    @staticmethod
-    def _make_engine(url: str) -> Engine:
-        if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-            @event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn, _record):
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
-
-            return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    @property
+    def is_sqlite(self) -> bool:
+        """An embedded SQLite store, which belongs to the one server process using it."""
+        return self.dialect.name == "sqlite"
 
     def connect(self):
         """A connection for reads (``with store.connect() as c``)."""
@@ -280,9 +272,7 @@ class Store:
             stmt = select(jobs.c.arn, jobs.c.kind, jobs.c.attempts).where(claimable)
             if exclude_kinds:
                 stmt = stmt.where(jobs.c.kind.not_in(exclude_kinds))
-            stmt = stmt.order_by(jobs.c.enqueued.asc()).limit(1)
-            if not self.is_sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
+            stmt = self.dialect.claim_candidates(stmt.order_by(jobs.c.enqueued.asc()).limit(1))
             found = conn.execute(stmt).first()
             if found is None:
                 return None
