@@ -68,6 +68,10 @@ class Settings:
     #: ... and a user's recent events for this long: events sent through this process count at
     #: the next request, those sent through another API process within this time.
     runtime_events_cache_seconds: float = 0.5
+    #: Campaigns and recommenders a server process keeps deployed (model and filter data in
+    #: memory) at most; past that the least recently used one is let go and loads again at its
+    #: next request. Deleting or updating one lets it go at once (state.py).
+    runtime_max_deployments: int = 100
     #: Real-time calls on models of up to this many items are answered on the event loop when
     #: all they need is in memory (a thread hand-off would cost more than the call); larger
     #: catalogues are scored on worker threads, which run in parallel.

@@ -3,7 +3,8 @@
 Each call turns its records into rows of the target dataset's schema, checks every value against
 the field's Avro type, and stores them all in one SQL transaction (``store/records.py``): when the
 call returns the records are durable, and exports and the next training see them. A call with one
-bad record stores none.
+bad record stores none. Records go through the process's accessor (``ctx.state.records``), so the
+next real-time request of this process sees them at once.
 
 ``properties`` is a JSON object whose keys are the schema's field names in camelCase
 (``CREATION_TIMESTAMP`` -> ``creationTimestamp``); the UPPER_SNAKE name is accepted too.
@@ -16,7 +17,7 @@ import math
 import uuid
 
 from .control.base import Context
-from .data.rows import ID_COLUMNS, Dataset, records
+from .data.rows import ID_COLUMNS, Dataset
 from .data.schemas import Field, Schema
 from .errors import InvalidInputException, ResourceInUseException, ResourceNotFoundException
 from .store.records import PutRecord
@@ -167,7 +168,7 @@ class EventOperations:
                                             "shows it).")
         if row.status != "ACTIVE":
             raise ResourceInUseException(f"Dataset {row.arn} is not in ACTIVE state (it is {row.status}).")
-        return Dataset(ctx.store, ctx.settings, row.arn, row=row)
+        return Dataset(ctx.store, ctx.settings, row.arn, row=row, records=ctx.state.records)
 
     @staticmethod
     def _dataset(ctx: Context, arn: str, dataset_type: str, operation: str) -> Dataset:
@@ -179,7 +180,7 @@ class EventOperations:
                                           f"writes to a {dataset_type} dataset.")
         if row.status != "ACTIVE":
             raise ResourceInUseException(f"Dataset {arn} is not in ACTIVE state (it is {row.status}).")
-        return Dataset(ctx.store, ctx.settings, arn, row=row)
+        return Dataset(ctx.store, ctx.settings, arn, row=row, records=ctx.state.records)
 
     # -- operations -----------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class EventOperations:
             out.append(PutRecord(row=row, entity_id=row.get(ds.column("USER_ID") or "USER_ID"),
                                  user_id=user_id, session_id=session_id,
                                  event_id=event.get("eventId") or str(uuid.uuid4())))
-        records(ctx.store).append(ds.arn, out)
+        ds.records.append(ds.arn, out)
         return {}
 
     def put_action_interactions(self, ctx: Context, p: dict) -> dict:
@@ -239,7 +240,7 @@ class EventOperations:
             out.append(PutRecord(row=row, entity_id=rec["actionId"], user_id=user_id,
                                  session_id=rec["sessionId"],
                                  event_id=rec.get("eventId") or str(uuid.uuid4())))
-        records(ctx.store).append(ds.arn, out)
+        ds.records.append(ds.arn, out)
         return {}
 
     def _put_entities(self, ctx: Context, p: dict, dataset_type: str, list_member: str,
@@ -253,7 +254,7 @@ class EventOperations:
             row[id_column] = typed_value(ds.schema.field(id_column), rec[id_member], f"{member}.{id_member}")
             out.append(PutRecord(row=row, entity_id=rec[id_member],
                                  user_id=rec[id_member] if dataset_type == "USERS" else None))
-        records(ctx.store).append(ds.arn, out)
+        ds.records.append(ds.arn, out)
         return {}
 
     def put_items(self, ctx: Context, p: dict) -> dict:

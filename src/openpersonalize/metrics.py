@@ -15,6 +15,10 @@ Metrics (all gauges):
 * ``openpersonalize_job_heartbeat_age_seconds{arn, kind, worker}``: seconds since the job's
   worker last renewed its lease; above ``job_lease_seconds`` another worker takes the job over.
 * ``openpersonalize_job_attempts{arn, kind, worker}``: starts of each running job so far.
+
+The serving process adds what it holds itself (``ProcessState.metrics``, state.py):
+``openpersonalize_process_deployments``, ``..._deployments_limit``, ``..._loading``,
+``..._models``, ``..._model_bytes`` and ``..._event_tails``; those are of that one process.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""What real-time serving keeps between requests, and how it sees what users just did.
+"""Real-time serving: deployed models, the filter data aligned with them, and how a request sees
+what users just did.
 
 ``Deployment``: a campaign's (or recommender's) model, memory-mapped once per process, with the
 dataset group's filter data aligned to it (rebuilt every ``view_refresh_seconds``, so new
-items' metadata shows up quickly) and compiled filters. ``recent_events`` reads the events a user
-sent after the model's training data was read, straight from the event log, so the next request
+items' metadata shows up quickly, or at the next request when this process deleted a dataset of
+the group or changed its schema) and compiled filters. ``deployment`` finds or loads one; the
+deployments themselves are held by the process's ``ProcessState`` (state.py), which bounds their
+number and lets one go when its campaign, filter, dataset or solution version is deleted or
+updated. ``recent_events`` reads the events a user sent after the model's training data was read,
+from the event log through the process's records accessor (and its caches), so the next request
 reflects them without retraining.
 """
 
@@ -12,16 +17,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .batch.filtering import GroupView
 from .data.interactions import load_group
-from .data.rows import data_mark, group_datasets, records
+from .data.rows import data_mark, group_datasets
 from .errors import InvalidInputException, ResourceNotFoundException
 from .filters import Histories, compile_filter
 from .inline import blocking
-from .recipes.catalogue import RECIPES_BY_ARN
+from .recipes.registry import served_recipe
+from .state import ProcessState
 from .store.models import MANIFEST, load_model, local_model_dir, model_arn_of
 
 log = logging.getLogger("openpersonalize.serving")
@@ -49,6 +57,9 @@ class Deployment:
     _filters: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _building: threading.Lock = field(default_factory=threading.Lock)
+    _expired: int = 0  # bumped by expire_view: the next refresh builds a new view even with the same data mark
+    _owner: object = None  # weakref to the ProcessState that holds this deployment (None: nobody does)
+    _used: int = 0  # when it last served a request, on its owner's clock (least recently used goes first)
 
     def view(self, store, settings):
         """The group's data aligned with the model. Built on first use; after ``view_refresh_seconds``
@@ -66,19 +77,18 @@ class Deployment:
             return self._view if self._view is not None else self._refresh(store, settings)
 
     def _refresh(self, store, settings):
-        from .batch.filtering import GroupView
-
         try:
+            expired = self._expired
             datasets = group_datasets(store, settings, self.group_arn)
             mark = data_mark(datasets)
             with self._lock:
                 view = self._view
-                if view is not None and view.mark == mark:  # nothing arrived: keep it, and its filters
-                    self._view_time = time.time()
+                if view is not None and view.mark == mark and view.expired == expired:
+                    self._view_time = time.time()  # nothing arrived: keep it, and its filters
                     return view
             schemas = {kind: ds.schema for kind, ds in datasets.items()}
             view = GroupView(load_group(store, settings, self.group_arn), schemas, self.model)
-            view.schemas, view.mark = schemas, mark
+            view.schemas, view.mark, view.expired = schemas, mark, expired
             with self._lock:
                 self._view, self._view_time = view, time.time()
                 self._filters.clear()
@@ -95,14 +105,16 @@ class Deployment:
             row = store.get(self.version_arn)
             current = model_arn_of(row) if row is not None and row.kind == "solution-version" else self.model_arn
             if current != self.model_arn:
-                new = replace(self, model=load_model(settings, current), model_arn=current,
+                owner = self._owner() if self._owner is not None else None
+                model = owner.model(current, lambda: load_model(settings, current)) if owner is not None \
+                    else load_model(settings, current)
+                new = replace(self, model=model, model_arn=current,
                               records_until=int(row.doc.get("_recordsUntil") or 0), _view=None, _view_time=0.0,
                               _refreshing=False, _filters={}, _lock=threading.Lock(),
                               _building=threading.Lock())
                 new._refresh(store, settings)
-                with _lock:
-                    if _deployments.get(self.key) is self:
-                        _deployments[self.key] = new
+                if owner is not None:
+                    owner.replace(self, new)
                 log.info("%s now serves %s", self.key, current)
                 return  # this deployment is retired: no point rebuilding its view
         except Exception:
@@ -126,71 +138,71 @@ class Deployment:
                 self._filters[key] = found
         return found, view
 
+    def forget_filter(self, filter_arn: str) -> None:
+        """Drop the compiled forms of a filter (it was deleted)."""
+        with self._lock:
+            for key in [k for k in self._filters if isinstance(k, tuple) and k[0] == filter_arn]:
+                del self._filters[key]
 
-_deployments: dict[str, Deployment] = {}
-_loading: dict[str, threading.Lock] = {}  # per key, held while its model loads
-_lock = threading.Lock()
+    def expire_view(self) -> None:
+        """The group's datasets changed in a way the data mark does not show (a deletion, a new
+        schema): the next request starts a rebuild in the background, and keeps the current view
+        until it is done."""
+        with self._lock:
+            self._expired += 1
+            self._view_time = 0.0
 
 
-def cached_deployment(key: str, model_arn: str) -> Deployment | None:
-    """The deployment of ``model_arn`` under ``key`` when this process already has it."""
-    with _lock:
-        found = _deployments.get(key)
-    return found if found is not None and found.version_arn == model_arn else None
-
-
-def deployment(store, settings, key: str, model_arn: str, trained) -> Deployment:
-    """The deployment of a model under ``key`` (a campaign or recommender ARN). ``trained`` is the
-    row that trained it (a solution version, or the recommender itself), or a function that
-    reads it (called only when the deployment is not cached yet)."""
-    found = cached_deployment(key, model_arn)
+def deployment(store, settings, key: str, model_arn: str, trained, state=None) -> Deployment:
+    """The deployment of a model under ``key`` (a campaign or recommender ARN), held by ``state``
+    (the process's ``ProcessState``; without one, a deployment that nobody keeps, for tools).
+    ``trained`` is the row that trained it (a solution version, or the recommender itself), or a
+    function that reads it (called only when the deployment is not held yet)."""
+    if state is None:
+        state = ProcessState(settings, store)
+    found = state.deployed(key, model_arn)
     if found is not None:
         if found.model.n_items > settings.inline_max_items:
             blocking(f"scoring {found.model.n_items:,} items")
         return found
     blocking(f"loading the model of {key}")
-    with _lock:
-        loading = _loading.setdefault(key, threading.Lock())
-    with loading:  # concurrent first calls wait for one load
-        return cached_deployment(key, model_arn) or _deploy(store, settings, key, model_arn, trained)
+    with state.loading(key):  # concurrent first calls wait for one load
+        return state.deployed(key, model_arn) or _deploy(state, store, settings, key, model_arn, trained)
 
 
-def _deploy(store, settings, key: str, model_arn: str, trained) -> Deployment:
+def _deploy(state, store, settings, key: str, model_arn: str, trained) -> Deployment:
     if callable(trained):
         trained = trained()
-    _single_threaded_blas(settings)
-    recipe = RECIPES_BY_ARN.get(trained.doc.get("recipeArn") or "")
-    name = trained.doc.get("_trainedRecipe") or (recipe.name if recipe else "aws-user-personalization")
-    recipe = RECIPES_BY_ARN["arn:aws:personalize:::recipe/" + name]
+    _single_threaded_blas(state, settings)
+    served = served_recipe(trained.doc)
+    name = served.name
     loaded = model_arn_of(trained)  # a recommender's row names its current model the same way
     if not (local_model_dir(settings, loaded) / MANIFEST).exists():
         raise ResourceNotFoundException(f"The model of {model_arn} is missing from the data folder.")
     group_arn = trained.group_arn
+    model = state.model(loaded, lambda: load_model(settings, loaded))  # shared with other deployments of it
     dep = Deployment(key=key, version_arn=model_arn, group_arn=group_arn, recipe=name, model_arn=loaded,
-                     recipe_type=recipe.recipe_type, model=load_model(settings, loaded),
+                     recipe_type=served.capabilities.recipe_type, model=model,
                      records_until=int(trained.doc.get("_recordsUntil") or 0),
                      interactions_arn=_interactions_arn(store, group_arn),
                      exclude_event_types=tuple(trained.doc.get("_excludeEventTypes") or ()))
-    with _lock:
-        _deployments[key] = dep
+    dep._owner = weakref.ref(state)
+    state.keep(dep)
     return dep
 
 
-_blas_limited = False
-
-
-def _single_threaded_blas(settings) -> None:
+def _single_threaded_blas(state, settings) -> None:
     """Requests score one user at a time: a matrix-vector product gains nothing from a BLAS
     thread pool, and on a small machine the pool's spinning threads fight the request threads
     (4x slower on 2 cores). Heavy jobs run in their own processes (``job_isolation`` process),
-    so the serving process keeps one BLAS thread."""
-    global _blas_limited
-    if _blas_limited or settings.job_isolation != "process":
+    so the serving process keeps one BLAS thread. The limit is the process's; ``state`` only
+    remembers that it was set."""
+    if state.blas_limited or settings.job_isolation != "process":
         return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, "blas")
-    _blas_limited = True
+    state.blas_limited = True
 
 
 def _interactions_arn(store, group_arn: str) -> str | None:
@@ -198,13 +210,13 @@ def _interactions_arn(store, group_arn: str) -> str | None:
     return rows[0].arn if rows else None
 
 
-def recent_events(store, dep: Deployment, user: str, limit: int = RECENT_EVENTS, max_age: float = 0.0) -> list[dict]:
+def recent_events(state, dep: Deployment, user: str, limit: int = RECENT_EVENTS, max_age: float = 0.0) -> list[dict]:
     """The user's (or session's) events recorded after the model's training data, oldest first.
     ``max_age``: how old (seconds) a reused answer may be; events sent through this process
     always show at once."""
     if dep.interactions_arn is None or not user:
         return []
-    return records(store).recent(dep.interactions_arn, dep.records_until, user, limit, max_age)
+    return state.records.recent(dep.interactions_arn, dep.records_until, user, limit, max_age)
 
 
 def history_of(dep: Deployment, user_index: int, events: list[dict]) -> np.ndarray:

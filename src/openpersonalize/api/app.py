@@ -3,6 +3,9 @@ become AWS error bodies.
 
 Control plane: ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>`` (json 1.1).
 Runtime and events: ``POST /<path>`` as their rest-json models declare. One port serves all three.
+
+The ``Service`` owns what the process keeps between requests (a ``ProcessState``, state.py) and
+hands it to every call in its ``Context``; ``GET /metrics`` adds its sizes to the job queue's.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from ..errors import (
 from ..events import EventOperations
 from ..inline import WouldBlock, inline_only
 from ..jobs.runner import JobRunner
+from ..jobs.scheduler import Scheduler
+from ..metrics import render
 from ..runtime import RuntimeOperations
+from ..state import ProcessState
 from ..store.metadata import Store
 from . import auth, protocol
 
@@ -44,12 +50,15 @@ JSON_11 = "application/x-amz-json-1.1"
 
 
 class Service:
-    """Everything one server process needs: settings, the store, the job runner, the handlers."""
+    """Everything one server process needs: settings, the store, what it keeps between requests,
+    the job runner, the handlers."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, run_jobs: bool = True):
         self.settings = settings
         self.store = store or Store(settings.resolved_store_url())
-        self.runner = JobRunner(self.store, settings) if run_jobs and settings.workers > 0 else None
+        self.state = ProcessState(settings, self.store)
+        self.runner = JobRunner(self.store, settings, on_finished=self.state.job_finished) \
+            if run_jobs and settings.workers > 0 else None
         self.handlers = {
             "personalize": ControlPlane(),
             "personalize-runtime": RuntimeOperations(),
@@ -66,8 +75,6 @@ class Service:
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
         if self.settings.auto_training_enabled or self.settings.model_refresh_seconds > 0:
-            from ..jobs.scheduler import Scheduler
-
             self.scheduler = Scheduler(self.store, self.settings,
                                        wake=self.runner.wake if self.runner is not None else None)
             self.scheduler.start()
@@ -77,6 +84,7 @@ class Service:
             self.scheduler.stop()
         if self.runner is not None:
             self.runner.stop()
+        self.state.clear()
 
     def handler(self, op: protocol.Operation):
         method = getattr(self.handlers[op.service], xform_name(op.name), None)
@@ -128,9 +136,8 @@ def create_app(service: Service):
         return JSONResponse({"service": "openpersonalize", "version": __version__})
 
     async def metrics(request: Request) -> Response:
-        from ..metrics import render
-
         text = await run_in_threadpool(render, service.store)
+        text += service.state.metrics()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def answered_by_api(request: Request) -> Response:
@@ -175,7 +182,8 @@ class Api:
                             keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
             params = protocol.validate_input(op, _parse_json(body))
             ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
-                          region=auth.scope_region(headers.get("authorization")) or service.settings.region)
+                          region=auth.scope_region(headers.get("authorization")) or service.settings.region,
+                          state=service.state)
             answer = service.answer_now(op, ctx, params)
             if answer is None:
                 answer = await run_in_threadpool(service.answer, op, ctx, params)

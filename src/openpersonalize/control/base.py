@@ -1,5 +1,10 @@
 """What every control-plane family shares: the request context, ARNs, resource kinds, lookups,
 paginated lists, and the rules about statuses and names.
+
+The context carries the process's ``ProcessState`` (state.py): runtime and event calls read
+through it, and control operations that delete or change a campaign, recommender, filter,
+dataset, dataset group or solution version tell it to let go of what it holds of them
+(``ctx.state.forget_*``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..errors import (
     ResourceNotFoundException,
     TooManyTagsException,
 )
+from ..state import ProcessState
 from ..store.metadata import Conflict, Row, Store
 
 ACTIVE = "ACTIVE"
@@ -78,6 +84,13 @@ class Context:
     store: Store
     region: str
     request_id: str = ""
+    #: What the process keeps between requests: the Service's. A context made without one (a
+    #: tool, a benchmark) gets its own, kept as long as the context.
+    state: ProcessState | None = None
+
+    def __post_init__(self):
+        if self.state is None:
+            self.state = ProcessState(self.settings, self.store)
 
     @property
     def account(self) -> str:

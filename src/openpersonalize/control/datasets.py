@@ -51,10 +51,16 @@ class DatasetGroupOperations:
                                              f"Delete its {blocker.replace('-', ' ')}s first.")
         with ctx.store.transaction() as conn:
             # Filters and metric attributions go with their group.
+            filters = []
             for kind in ("filter", "metric-attribution"):
                 for row in ctx.store.query(kind, group_arn=arn, conn=conn):
                     ctx.store.delete(row.arn, conn=conn)
+                    if kind == "filter":
+                        filters.append(row.arn)
             ctx.store.delete(arn, conn=conn)
+        for filter_arn in filters:
+            ctx.state.forget_filter(filter_arn)
+        ctx.state.forget_group(arn)
         return {}
 
 
@@ -131,6 +137,7 @@ class DatasetOperations:
             "latestDatasetUpdate": {"schemaArn": new_schema.arn, "status": ACTIVE,
                                     "creationDateTime": stamp, "lastUpdatedDateTime": stamp},
         })
+        ctx.state.forget_dataset(row.arn, row.group_arn)  # filter data in the new schema
         return {"datasetArn": row.arn}
 
     def delete_dataset(self, ctx: Context, p: dict) -> dict:
@@ -143,6 +150,7 @@ class DatasetOperations:
                                          f"{busy[0].status}.")
         ctx.store.delete(arn)
         remove_dataset_files(ctx.store, ctx.settings, arn)  # its rows go with it
+        ctx.state.forget_dataset(arn, row.group_arn)
         return {}
 
 

@@ -92,6 +92,7 @@ class FilterOperations:
                     raise ResourceInUseException(f"Resource {arn} is in use by {job.arn}, which is "
                                                  f"{job.status}.")
         ctx.store.delete(arn)
+        ctx.state.forget_filter(arn)
         return {}
 
 

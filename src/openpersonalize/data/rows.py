@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..config import Settings
+from ..errors import ResourceNotFoundException
 from ..store.files import DataRoot, storage
 from ..store.metadata import Store
 from ..store.records import BulkState, Records
@@ -45,12 +46,10 @@ def arrow_schema(schema: Schema) -> pa.Schema:
 
 
 def records(store: Store) -> Records:
-    """The ``Records`` of a store (created once per store)."""
-    found = getattr(store, "_op_records", None)
-    if found is None:
-        found = Records(store)
-        store._op_records = found
-    return found
+    """An accessor of a store's real-time records and file lists, for jobs and tools. Its caches
+    live as long as it does: a server's requests use the one their ``ProcessState`` keeps
+    (``ctx.state.records``, state.py)."""
+    return Records(store)
 
 
 def dataset_dir(dataset_arn: str) -> str:
@@ -64,19 +63,19 @@ def dataset_dir(dataset_arn: str) -> str:
 class Dataset:
     """One dataset's rows: its schema, type, bulk files and real-time records."""
 
-    def __init__(self, store: Store, settings: Settings, dataset_arn: str, *, row=None):
+    def __init__(self, store: Store, settings: Settings, dataset_arn: str, *, row=None,
+                 records: Records | None = None):
         self.store = store
         self.settings = settings
         self.arn = dataset_arn
         self.row = row or store.get(dataset_arn)
         if self.row is None or self.row.kind != "dataset":
-            from ..errors import ResourceNotFoundException
             raise ResourceNotFoundException.for_arn(dataset_arn)
         self.type: str = self.row.doc["datasetType"]
         schema_row = store.get(self.row.doc["schemaArn"])
         self.schema: Schema = parse_schema(schema_row.doc["schema"])
         self.arrow_schema = arrow_schema(self.schema)
-        self.records = records(store)
+        self.records = records if records is not None else Records(store)  # given: the process's (events.py)
         self.root: DataRoot = storage(settings).data_root
         self.dir = dataset_dir(dataset_arn)
 

@@ -1,7 +1,8 @@
 """Users' newest real-time events, kept in memory for real-time requests.
 
 A request scores a user on the events recorded after its model's data (``after``, a record id).
-Rather than query the store per request, each process keeps, per dataset and ``after``, the rows
+Rather than query the store per request, each process keeps (in the records accessor its
+``ProcessState`` owns, state.py), per dataset and ``after``, the rows
 recorded since then (an :class:`EventTail`: the newest ``TAIL_PER_USER`` per user, anonymous rows
 by session), reads it forward at most every ``max_age`` seconds, and rebuilds it every
 ``REBUILD_SECONDS`` (deletions made by other processes show then) in the background of the
@@ -35,9 +36,9 @@ PAGE = 10_000
 
 
 def commit_lag(store) -> float:
-    """How late (seconds after its ``created`` time) a record may commit: SQLite commits in id
-    order, PostgreSQL transactions may finish in any order."""
-    return 0.0 if store.is_sqlite else COMMIT_LAG_SECONDS
+    """How late (seconds after its ``created`` time) a record may commit: none where the store's
+    backend commits in id order (SQLite); PostgreSQL transactions may finish in any order."""
+    return 0.0 if store.dialect.commits_in_id_order else COMMIT_LAG_SECONDS
 
 
 class EventTail:
@@ -98,7 +99,8 @@ class EventTail:
 
 
 class EventTails:
-    """The tails of one store, by (dataset, after)."""
+    """The tails of one store, by (dataset, after): at most ``MAX_TAILS`` (the least recently used
+    go first); a dataset's all go when its records are deleted through this process."""
 
     def __init__(self, store, table):
         self.store, self.table = store, table
@@ -143,7 +145,12 @@ class EventTails:
         with self.lock:
             building = self.first_builds.setdefault(key, threading.Lock())
         with building:  # concurrent first requests wait for one build
-            return self.tails.get(key) or self._build(key)
+            try:
+                return self.tails.get(key) or self._build(key)
+            finally:  # built (or failed): the lock's work is done, and it is not kept
+                with self.lock:
+                    if self.first_builds.get(key) is building:
+                        del self.first_builds[key]
 
     def _rebuild(self, key, current: EventTail) -> None:
         try:

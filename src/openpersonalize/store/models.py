@@ -1,4 +1,4 @@
-"""Where trained models live, and a per-process cache of loaded ones.
+"""Where trained models live, and how they are saved, fetched and loaded.
 
 A model is a folder of ``.npy`` arrays plus ``manifest.json`` under
 ``<data_dir>/models/<region>/<account>/<resource path of its ARN>`` (a solution version's
@@ -10,20 +10,24 @@ a cache: ``save_model`` also uploads the model to ``<data root>/models/...`` (th
 so a half-uploaded model is never taken for a whole one), and ``local_model_dir`` downloads it on
 a machine that does not have it yet. API processes, workers and Ray nodes then share models
 through S3 alone, with no shared filesystem.
+
+``load_model`` loads afresh on every call (memory-mapping makes that cheap, and the pages are
+shared anyway); a server process shares one loaded model among the deployments that serve it
+through its ``ProcessState`` (state.py), which lets it go with the last of them.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from fsspec.implementations.local import LocalFileSystem
 
 from ..config import Settings
+from ..recipes import registry  # noqa: F401  (every recipe module registers its model classes)
 from ..recipes.base import MANIFEST, Model  # MANIFEST's presence marks a whole model folder
+from .files import storage
 
 
 def _segments(model_arn: str) -> list[str]:
@@ -48,8 +52,6 @@ def model_dir(settings: Settings, model_arn: str) -> Path:
 
 def _shared_root(settings: Settings):
     """The data root when it is remote (S3): where models are shared. None for a local root."""
-    from .files import storage
-
     root = storage(settings).data_root
     return None if isinstance(root.fs, LocalFileSystem) else root
 
@@ -124,21 +126,6 @@ def model_arn_of(row) -> str:
     return row.doc.get("_modelArn") or row.arn
 
 
-_cache: OrderedDict[str, object] = OrderedDict()
-_lock = threading.Lock()
-CACHE_SIZE = 8
-
-
 def load_model(settings: Settings, version_arn: str):
-    """The model of a solution version, loaded once per process (least recently used evicted)."""
-    path = str(model_dir(settings, version_arn))
-    with _lock:
-        if path in _cache:
-            _cache.move_to_end(path)
-            return _cache[path]
-    model = Model.load(local_model_dir(settings, version_arn))
-    with _lock:
-        _cache[path] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return model
+    """The model of a solution version (or of a recommender's training), memory-mapped."""
+    return Model.load(local_model_dir(settings, version_arn))

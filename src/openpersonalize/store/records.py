@@ -11,6 +11,11 @@ ignored (a unique index), which makes client retries harmless.
 generation number. Jobs write new files under fresh names, then publish them by swapping this list
 with a compare-and-set on the generation, so readers see either the old or the new data set,
 never a mix, and a failed job leaves the dataset exactly as it was.
+
+A ``Records`` also caches what real-time requests read (users' recent events, each dataset's
+newest record id, the event tails of event_tail.py). A server process keeps one for its requests
+(``ProcessState.records``, state.py), which drops a dataset's entries when it is deleted
+(``forget_cached``); a job's accessor never reads its caches.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Float,
     Index,
@@ -38,16 +42,16 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from .dialects import RECORD_ID
 from .event_tail import TAIL_PER_USER, EventTails
 from .metadata import Store, metadata
 
 put_records = Table(
     "put_records",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", RECORD_ID, primary_key=True, autoincrement=True),
     Column("dataset_arn", String(512), nullable=False),
     Column("entity_id", String(256)),
     Column("user_id", String(256)),
@@ -92,25 +96,17 @@ class BulkState:
 
 
 class Records:
-    """Access to ``put_records`` and ``dataset_files`` through a metadata ``Store``."""
+    """Access to ``put_records`` and ``dataset_files`` through a metadata ``Store``, with the
+    caches of real-time reads (records appended or deleted through this object show at once)."""
 
     def __init__(self, store: Store):
         self.store = store
         metadata.create_all(store.engine, tables=[put_records, dataset_files], checkfirst=True)
-        tails = store.__dict__.get("_event_tails")
-        if tails is None:  # one per store, whatever the number of Records on it
-            tails = store.__dict__["_event_tails"] = EventTails(store, put_records)
-        self.tails = tails
+        self.tails = EventTails(store, put_records)
+        self._recent_events: dict[tuple[str, str], dict] = {}  # (dataset, user) -> (after, limit) -> (time, rows)
+        self._newest_record: dict[str, tuple[float, int]] = {}  # dataset -> (time, newest id)
 
     # -- real-time records ----------------------------------------------------------------
-
-    def _insert_ignoring_duplicates(self):
-        dialect = self.store.engine.dialect.name
-        if dialect == "sqlite":
-            return sqlite.insert(put_records).on_conflict_do_nothing()
-        if dialect == "postgresql":
-            return postgresql.insert(put_records).on_conflict_do_nothing()
-        return insert(put_records)
 
     def append(self, dataset_arn: str, records: Iterable[PutRecord]) -> int:
         """Store records in one transaction; returns how many were new (repeated eventIds are not)."""
@@ -121,7 +117,7 @@ class Records:
                        row=json.dumps(r.row, separators=(",", ":"))) for r in records]
         if not values:
             return 0
-        stmt = self._insert_ignoring_duplicates()
+        stmt = self.store.dialect.insert_ignoring_duplicates(put_records)
         added = 0
         with self.store.transaction() as conn:
             for v in values:  # one statement per row: rowcount tells which were duplicates
@@ -134,13 +130,20 @@ class Records:
 
     def _forget_recent(self, dataset_arn: str, records: list[PutRecord]) -> None:
         """This process's copies of recent events that the new records make out of date."""
-        cache = self.store.__dict__.get("_recent_events")
+        cache = self._recent_events
         if cache:
             for r in records:
                 for who in {r.user_id, r.session_id, r.entity_id} - {None}:
                     cache.pop((dataset_arn, who), None)
-        self.store.__dict__.get("_newest_record", {}).pop(dataset_arn, None)
+        self._newest_record.pop(dataset_arn, None)
         self.tails.changed(dataset_arn)  # the next read takes these records in
+
+    def forget_cached(self, dataset_arn: str) -> None:
+        """Drop everything cached about a dataset (it was deleted, or its schema changed)."""
+        for key in [k for k in self._recent_events if k[0] == dataset_arn]:
+            self._recent_events.pop(key, None)
+        self._newest_record.pop(dataset_arn, None)
+        self.tails.changed(dataset_arn, deleted=True)  # its tails go, and one being built is not kept
 
     def recent(self, dataset_arn: str, after: int, user: str, limit: int, max_age: float = 0.0) -> list[dict]:
         """The newest ``limit`` rows of ``user`` (or of the session ``user``, where no user id was
@@ -154,7 +157,7 @@ class Records:
         return self._recent_of_user(dataset_arn, after, user, limit, max_age)
 
     def _recent_of_user(self, dataset_arn: str, after: int, user: str, limit: int, max_age: float) -> list[dict]:
-        cache = self.store.__dict__.setdefault("_recent_events", {})
+        cache = self._recent_events
         now = time.monotonic()
         if max_age > 0:
             hit = cache.get((dataset_arn, user), {}).get((after, limit))
@@ -162,7 +165,7 @@ class Records:
                 return hit[1]
             # Nothing recorded after ``after`` at all (a model trained on everything so far): no
             # per-user query. The dataset's newest id is itself reused for ``max_age``.
-            newest = self.store.__dict__.setdefault("_newest_record", {})
+            newest = self._newest_record
             seen = newest.get(dataset_arn)
             if seen is None or now - seen[0] > max_age:
                 seen = newest[dataset_arn] = (now, self.last_id(dataset_arn))
