@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openpersonalize.recipes.base import HyperParameters, Settings, TrainingData  # noqa: E402
+from openpersonalize.recipes.base import HyperParameters, TrainingSettings, TrainingData  # noqa: E402
 from openpersonalize.recipes.factorization import ease, fit_als  # noqa: E402
 from openpersonalize.recipes.registry import RECIPE_BY_NAME, algorithm_for  # noqa: E402
 
@@ -107,7 +107,7 @@ def tuned_als(train_rows, users, items, seed) -> tuple[int, float]:
     best, choice = -1.0, None
     for factors in (32, 64, 128):
         for reg in (1.0, 10.0, 30.0):
-            U, V = fit_als(X.copy(), factors, Settings(als_regularization=reg, als_alpha=1.0))
+            U, V = fit_als(X.copy(), factors, TrainingSettings(als_regularization=reg, als_alpha=1.0))
             score = evaluate(lambda b: U[b] @ V.T, d, val_rows, users, items)[0]
             if score > best:
                 best, choice = score, (factors, reg)
@@ -122,7 +122,7 @@ def main() -> int:
     rows = load(path)
     users = np.unique(rows[:, 0].astype(str))
     items = np.unique(rows[:, 1].astype(str))
-    settings = Settings(num_threads=0)
+    settings = TrainingSettings(num_threads=0)
     results: dict[str, list[tuple[float, float, float]]] = {}
     times: dict[str, list[float]] = {}
 
@@ -141,7 +141,7 @@ def main() -> int:
         B, _ = ease(X, l2)
         record(f"baseline EASE (l2 tuned on validation)", lambda b: X[b] @ B, d, test_rows)
         factors, reg = tuned_als(train_rows, users, items, seed)
-        U, V = fit_als(X.copy(), factors, Settings(als_regularization=reg, als_alpha=1.0))
+        U, V = fit_als(X.copy(), factors, TrainingSettings(als_regularization=reg, als_alpha=1.0))
         record("baseline implicit ALS (factors, reg tuned)", lambda b: U[b] @ V.T, d, test_rows)
 
         for recipe in ("aws-user-personalization", "aws-user-personalization-v2", "aws-popularity-count"):

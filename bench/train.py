@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openpersonalize.recipes.base import Settings  # noqa: E402
+from openpersonalize.recipes.base import TrainingSettings  # noqa: E402
 from openpersonalize.recipes.factorization import fit_als  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
@@ -145,7 +145,7 @@ def main() -> int:
             # The job's own account of its time (read, train, save) and the child process start.
             phases = [line for line in (work / "server.log").read_text(errors="replace").splitlines()
                       if "interactions read in" in line or ("job " in line and " -> " in line)]
-    settings = Settings()
+    settings = TrainingSettings()
     started = time.perf_counter()
     X = sp.csr_matrix((np.ones(n, np.float32), (u, i)), shape=(users, items))
     X.data[:] = 1.0

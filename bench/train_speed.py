@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openpersonalize.recipes.base import HyperParameters, Settings, TrainingData  # noqa: E402
+from openpersonalize.recipes.base import HyperParameters, TrainingSettings, TrainingData  # noqa: E402
 from openpersonalize.recipes.factorization import fit_als  # noqa: E402
 from openpersonalize.recipes.registry import RECIPE_BY_NAME, algorithm_for  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> int:
         item=rng.choice(items, size=n, p=pop / pop.sum()).astype(np.int32),
         timestamp=np.sort(rng.integers(1_600_000_000, 1_700_000_000, n)),
         event_type=np.zeros(n, np.int16), event_types=np.array([""]), event_value=np.full(n, np.nan, np.float32))
-    settings = Settings(als_iterations=15)
+    settings = TrainingSettings(als_iterations=15)
     params = HyperParameters.parse(RECIPE_BY_NAME["aws-user-personalization"]).replace(_recipe="x")
     factors = params["hidden_dimension"]
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .recipes.base import Model, TrainingData
+from .recipes.popularity import trend_scores
+from .recipes.scoring import topk_rows
 
 K = 25
 CUTOFFS = (5, 10, 25)
@@ -167,39 +169,40 @@ def user_holdout(data: TrainingData, seed: int, share: float = 0.1) -> HoldOut:
 # -- per recipe type --------------------------------------------------------------------------
 
 
-def solution_metrics(recipe_type: str, fit: Callable[[TrainingData], Model], data: TrainingData,
+def solution_metrics(protocol: str, fit: Callable[[TrainingData], Model], data: TrainingData,
                      seed: int, event_weights: dict[int, float] | None = None,
-                     rewards: np.ndarray | None = None, recipe: str = "") -> dict[str, float]:
-    """GetSolutionMetrics for a recipe: ``fit`` trains on the training part of the split."""
+                     rewards: np.ndarray | None = None) -> dict[str, float]:
+    """GetSolutionMetrics for a recipe measured by ``protocol`` (its declared
+    ``Capabilities.metric_protocol``): ``fit`` trains on the training part of the split."""
     data = deduplicate(data)
-    if recipe_type == "USER_SEGMENTATION":
+    if protocol == "segments":
         return segmentation_metrics(fit, data, seed)
-    if recipe_type == "PERSONALIZED_ACTIONS":
+    if protocol == "actions":
         return action_metrics(fit, data, seed)
-    if recipe == "aws-semantic-similarity":
+    if protocol == "item-text":
         return semantic_metrics(fit(data), seed)
     split = user_holdout(data, seed)
     if not len(split.users):
         return {}
     model = fit(split.train)
-    lists = recommend_lists(model, recipe_type, split, seed)
+    lists = recommend_lists(model, protocol, split, seed)
     weights = None
     if event_weights is not None:
         weights = [{i: event_weights.get(e, 0.0) for i, e in ev.items()} for ev in split.truth_events]
     out = ranking_metrics(lists, split.truths, data.n_items, weights)
     if rewards is not None:
         out["average_rewards_at_k"] = average_rewards(lists, split.truths, rewards)
-    if recipe == "aws-trending-now":
+    if protocol == "trending":
         out["trend_prediction_accuracy"] = trend_accuracy(model, data)
     return out
 
 
-def recommend_lists(model: Model, recipe_type: str, split: HoldOut, seed: int) -> list[list[int]]:
+def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> list[list[int]]:
+    """Each held-out user's top K by the question the protocol asks: the next items for the
+    history, the ranking of truth among negatives, or the items related to the last one."""
     rng = np.random.default_rng(seed + 1)
-    if recipe_type == "USER_PERSONALIZATION" and hasattr(model, "scores_for_histories"):
+    if protocol in ("next-items", "trending") and hasattr(model, "scores_for_histories"):
         # The same answers as model.recommend(history, K), scored in blocks by matrix products.
-        from .recipes.scoring import topk_rows
-
         lists = []
         for start in range(0, len(split.histories), 512):
             S = model.scores_for_histories(split.histories[start:start + 512])
@@ -208,9 +211,9 @@ def recommend_lists(model: Model, recipe_type: str, split: HoldOut, seed: int) -
         return lists
     lists = []
     for hist, truth in zip(split.histories, split.truths):
-        if recipe_type == "RELATED_ITEMS":
+        if protocol == "related-items":
             idx, _ = model.similar_items(int(hist[-1]) if len(hist) else -1, K)
-        elif recipe_type == "PERSONALIZED_RANKING":
+        elif protocol == "ranking":
             negatives = rng.choice(model.n_items, size=min(NEGATIVES, model.n_items), replace=False)
             pool = np.unique(np.r_[np.fromiter(truth, np.int64), negatives])
             idx, _ = model.rank(hist, pool)
@@ -233,8 +236,6 @@ def average_rewards(lists, truths, rewards: np.ndarray) -> float:
 def trend_accuracy(model: Model, data: TrainingData) -> float:
     """Share of the items that trended in the newest window which the model, trained up to the
     window before, also named as trending (top 25). May legitimately be 0.0."""
-    from .recipes.popularity import trend_scores
-
     window = model.meta.get("window")
     if not window or not data.n_interactions:
         return 0.0

@@ -1,7 +1,7 @@
 """personalize-runtime: GetRecommendations, GetPersonalizedRanking, GetActionRecommendations.
 
-Each request resolves its campaign (or recommender) to a deployed model, reads the events the
-user sent since training so they count at once, applies the filter and promotion, and shapes the
+Each request resolves its campaign (or recommender) to a model deployed in this process (held
+by ``ctx.state``, state.py), reads the events the user sent since training so they count at once, applies the filter and promotion, and shapes the
 answer as AWS does: scores only for the recipes that have them, ``reason`` only for -v2.
 """
 
@@ -18,14 +18,9 @@ import numpy as np
 from .control.base import Context, kind_of_arn
 from .errors import InvalidInputException, ResourceNotFoundException
 from .recipes.factorization import Exploration
+from .recipes.registry import capabilities
 from .recipes.scoring import score_value
 from .serving import builtin_exclusion, deployment, filter_mask, history_of, recent_events
-
-SCORED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
-          "aws-personalized-ranking-v2")
-EXPLORING = ("aws-user-personalization",)
-V2 = ("aws-user-personalization-v2", "aws-personalized-ranking-v2")
-USER_OPTIONAL = ("aws-popularity-count", "aws-trending-now")
 
 
 def _recommendation_id() -> str:
@@ -64,7 +59,7 @@ def _served(ctx: Context, p: dict):
             return found
     if not version_arn:
         raise ResourceNotFoundException(f"{kind.capitalize()} {arn} has no trained model.")
-    return deployment(ctx.store, ctx.settings, arn, version_arn, trained), row
+    return deployment(ctx.store, ctx.settings, arn, version_arn, trained, ctx.state), row
 
 
 CONTEXT_EXCLUDED = ("USER_ID", "ITEM_ID", "TIMESTAMP")
@@ -95,8 +90,7 @@ def _metadata_columns(p: dict, row, dep, limit_items: int, limit_key: str) -> li
         raise InvalidInputException(f"Invalid metadataColumns: only the key ITEMS is allowed, not "
                                     f"{', '.join(sorted(set(columns) - {'ITEMS'}))}.")
     config = row.doc.get("campaignConfig") or row.doc.get("recommenderConfig") or {}
-    if not config.get("enableMetadataWithRecommendations") and dep.recipe not in ("aws-user-personalization-v2",
-                                                                                  "aws-semantic-similarity"):
+    if not config.get("enableMetadataWithRecommendations") and not capabilities(dep.recipe).metadata_by_default:
         raise InvalidInputException(f"Invalid metadataColumns: {row.arn} was not created with "
                                     "enableMetadataWithRecommendations.")
     if limit_items > 50:
@@ -132,9 +126,10 @@ class RuntimeOperations:
     def get_recommendations(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
         _check_context(ctx, dep, p)
-        if dep.recipe_type not in ("USER_PERSONALIZATION", "RELATED_ITEMS"):
+        can = capabilities(dep.recipe)
+        if can.runtime_call != "GetRecommendations":
             raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; use "
-                                        f"{'GetPersonalizedRanking' if dep.recipe_type == 'PERSONALIZED_RANKING' else 'GetActionRecommendations' if dep.recipe_type == 'PERSONALIZED_ACTIONS' else 'CreateBatchSegmentJob'}.")
+                                        f"{can.runtime_call}.")
         n = p.get("numResults") or 25
         columns = _metadata_columns(p, row, dep, n if p.get("metadataColumns") else 0, "numResults")
         if n > 500:
@@ -142,14 +137,14 @@ class RuntimeOperations:
         user_id = p.get("userId")
         model = dep.model
         current_item = None
-        if dep.recipe_type == "RELATED_ITEMS":
+        if can.needs_item:
             if not p.get("itemId"):
                 raise InvalidInputException(f"Invalid request: {row.arn} serves related items; itemId is required.")
             current_item = int(model.item_index([p["itemId"]])[0])
-        elif not user_id and dep.recipe not in USER_OPTIONAL:
+        elif not user_id and can.needs_user:
             raise InvalidInputException(f"Invalid request: {row.arn} recommends items for users; userId is required.")
         user_index = model.user_position(user_id) if user_id else -1
-        events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds) \
+        events = recent_events(ctx.state, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds) \
             if user_id else []
         mask = builtin_exclusion(ctx.store, ctx.settings, dep, user_id, user_index, events)
         if p.get("filterArn"):
@@ -167,12 +162,13 @@ class RuntimeOperations:
 
     def _rank_items(self, dep, row, user_index, events, current_item, n, mask):
         model = dep.model
-        if dep.recipe_type == "RELATED_ITEMS":
+        can = capabilities(dep.recipe)
+        if can.needs_item:
             influence = (row.doc.get("campaignConfig") or {}).get("rankingInfluence")
-            extra = {"ranking_influence": influence} if influence and dep.recipe == "aws-semantic-similarity" else {}
+            extra = {"ranking_influence": influence} if influence and can.ranking_influence else {}
             return model.similar_items(current_item, n, candidates_mask=mask, **extra)
         exploration = None
-        if dep.recipe in EXPLORING:
+        if can.exploration:
             config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
             exploration = Exploration(weight=float(config.get("explorationWeight", 0.3)),
                                       age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
@@ -220,11 +216,12 @@ class RuntimeOperations:
             idx = idx[keep]
         items = idx.tolist()
         names = np.asarray(dep.model.item_ids)[idx].tolist()  # one gather
-        scored = dep.recipe in SCORED and ":recommender/" not in dep.key and scores is not None
+        can = capabilities(dep.recipe)
+        scored = can.scored and ":recommender/" not in dep.key and scores is not None
         # recommenders return no scores; the same 6 significant digits as batch output
         values = [score_value(x) for x in np.asarray(scores, dtype=np.float64).tolist()] if scored else None
         metadata = _metadata(ctx, dep, items, columns) if columns else None
-        with_reason = dep.recipe in V2
+        with_reason = can.reasons
         out = []
         for k, i in enumerate(items):
             entry = {"itemId": str(names[k])}
@@ -242,7 +239,8 @@ class RuntimeOperations:
     def get_personalized_ranking(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
         _check_context(ctx, dep, p)
-        if dep.recipe_type != "PERSONALIZED_RANKING":
+        can = capabilities(dep.recipe)
+        if can.runtime_call != "GetPersonalizedRanking":
             raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; "
                                         "GetPersonalizedRanking needs a PERSONALIZED_RANKING campaign.")
         inputs = list(dict.fromkeys(p["inputList"]))  # duplicates: the first occurrence counts
@@ -252,7 +250,7 @@ class RuntimeOperations:
         user_id = p["userId"]
         model = dep.model
         user_index = model.user_position(user_id)
-        events = recent_events(ctx.store, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds)
+        events = recent_events(ctx.state, dep, user_id, max_age=ctx.settings.runtime_events_cache_seconds)
         index = model.item_index(inputs).astype(np.int64)
         known = index >= 0
         mask = None
@@ -266,10 +264,12 @@ class RuntimeOperations:
         metadata = _metadata(ctx, dep, items, columns) if columns else None
         out = []
         for k, (i, s) in enumerate(ranked):
-            entry = {"itemId": str(model.item_ids[i]), "score": score_value(s)}
+            entry = {"itemId": str(model.item_ids[i])}
+            if can.scored:
+                entry["score"] = score_value(s)
             if metadata is not None and metadata[k]:
                 entry["metadata"] = metadata[k]
-            if dep.recipe in V2:
+            if can.reasons:
                 entry["reason"] = []
             out.append(entry)
         out += [{"itemId": item} for item, k in zip(inputs, known) if not k]  # unseen items: last, no score
@@ -277,7 +277,7 @@ class RuntimeOperations:
 
     def get_action_recommendations(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
-        if dep.recipe_type != "PERSONALIZED_ACTIONS":
+        if capabilities(dep.recipe).runtime_call != "GetActionRecommendations":
             raise InvalidInputException(f"Invalid request: {row.arn} serves a {dep.recipe_type} model; "
                                         "GetActionRecommendations needs a Next-Best-Action campaign.")
         if not p.get("userId"):

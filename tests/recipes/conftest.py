@@ -6,12 +6,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from openpersonalize.recipes.base import Settings  # noqa: E402
+from openpersonalize.recipes.base import TrainingSettings  # noqa: E402
 from openpersonalize.recipes.training import train  # noqa: E402
 
 from tests.recipes.synthetic import make_world  # noqa: E402
 
-SETTINGS = Settings(num_threads=1, seed=0, als_iterations=8)
+SETTINGS = TrainingSettings(num_threads=1, seed=0, als_iterations=8)
 
 
 @pytest.fixture(scope="session")

@@ -192,7 +192,7 @@ def test_masks_are_obeyed_and_filled(recipe, world, trained):
 
 def test_vocabularies_in_any_order(world):
     """The data layer codes items in first-seen order; lookups must not assume sorted ids."""
-    from openpersonalize.recipes.base import Settings, TrainingData
+    from openpersonalize.recipes.base import TrainingSettings, TrainingData
     from openpersonalize.recipes.training import train
 
     d = world.data
@@ -203,7 +203,7 @@ def test_vocabularies_in_any_order(world):
                             inv_i[d.item].astype(np.int32), d.timestamp, d.event_type, d.event_types,
                             d.event_value, None, d.items, d.item_columns, None, d.user_columns,
                             d.actions, d.action_interactions)
-    settings = Settings(num_threads=1, als_iterations=4)
+    settings = TrainingSettings(num_threads=1, als_iterations=4)
     for recipe in ("aws-similar-items", "aws-next-best-action"):
         model = train(recipe, shuffled, {}, settings=settings, compute_metrics=False).model
         assert model.item_index(["A-03", "nope"]).tolist() == [int(inv_i[world.item("A-03")]), -1]

@@ -9,7 +9,7 @@ import pytest
 from openpersonalize.recipes import checks
 from openpersonalize.recipes.base import ColumnRoles, HyperParameters, TooLittleData, TrainingData
 from openpersonalize.recipes.factorization import Exploration, UserPersonalization
-from openpersonalize.recipes.registry import RECIPE_BY_NAME
+from openpersonalize.recipes.registry import RECIPE_BY_NAME, capabilities
 from openpersonalize.recipes.training import prepare, train
 from tests.recipes.conftest import SETTINGS
 
@@ -44,17 +44,17 @@ def test_too_little_data_gives_the_spec_reason(data, reason):
 
 
 def test_enough_data_passes_the_checks():
-    checks.check_minimum_data("aws-user-personalization", records(40, 960))  # 1040, 40 active of 1000
+    capabilities("aws-user-personalization").minimum_data(records(40, 960))  # 1040, 40 active of 1000
 
 
 def test_semantic_needs_item_text_not_interactions():
     with pytest.raises(TooLittleData) as err:
-        checks.check_minimum_data("aws-semantic-similarity", records(1, 0))
+        capabilities("aws-semantic-similarity").minimum_data(records(1, 0))
     assert err.value.reason == checks.NO_ITEM_TEXT
     table = pa.table({"ITEM_ID": ["a", "b"], "T": ["x", "y"], "D": ["p", "q"]})
     data = TrainingData.from_records([], [], [], items_table=table,
                                      item_columns=ColumnRoles(textual=("D",), item_name="T"))
-    checks.check_minimum_data("aws-semantic-similarity", data)
+    capabilities("aws-semantic-similarity").minimum_data(data)
 
 
 def test_metrics_have_the_spec_keys(trained):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ..recipes.catalogue import RECIPES_BY_ARN
+from ..recipes.registry import (
+    EXPLORING_RECIPES,
+    INFLUENCED_RECIPES,
+    SEGMENT_RECIPES,
+    THEME_RECIPES,
+    ServedRecipe,
+    served_recipe,
+)
 from .base import (
     CREATE_PENDING,
     Context,
@@ -17,9 +24,6 @@ from .base import (
 )
 from .data_jobs import check_s3_path
 from .serving import check_exploration
-
-NO_BATCH_INFERENCE = ("aws-trending-now", "aws-next-best-action")
-SEGMENT_RECIPES = ("aws-item-affinity", "aws-item-attribute-affinity")
 
 
 def _check_locations(p: dict) -> tuple[str, str]:
@@ -43,27 +47,32 @@ def _check_filter(ctx: Context, filter_arn: str | None, group_arn: str) -> None:
                       f"{group_arn} of the solution version.")
 
 
-def _active_version(ctx: Context, arn: str):
+def _active_version(ctx: Context, arn: str) -> tuple:
     version = require(ctx, arn, "solution-version")
     require_active(version, "Solution version")
-    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
-    return version, recipe
+    return version, served_recipe(version.doc)
+
+
+def _chosen(version, served: ServedRecipe) -> str:
+    """The recipe as the user chose it: AutoML when the solution let the service choose."""
+    return served.name if version.doc.get("recipeArn") else "AutoML"
 
 
 class BatchInferenceJobOperations:
     def create_batch_inference_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("batch-inference-job", p["jobName"])
         check_name_free(ctx, arn)
-        version, recipe = _active_version(ctx, p["solutionVersionArn"])
-        name = recipe.name if recipe else "AutoML"
-        if recipe and (recipe.name in NO_BATCH_INFERENCE or recipe.recipe_type == "USER_SEGMENTATION"):
-            raise invalid("solutionVersionArn", version.arn, f"uses {recipe.name}, which has no batch "
-                          "inference" + (" (use CreateBatchSegmentJob)." if recipe.name in SEGMENT_RECIPES else "."))
+        version, served = _active_version(ctx, p["solutionVersionArn"])
+        name = _chosen(version, served)
+        can = served.capabilities
+        if not can.batch_inference:
+            raise invalid("solutionVersionArn", version.arn, f"uses {served.name}, which has no batch "
+                          "inference" + (" (use CreateBatchSegmentJob)." if can.segment_queries_per_file else "."))
         mode = p.get("batchInferenceJobMode") or "BATCH_INFERENCE"
         if mode == "THEME_GENERATION":
-            if name != "aws-similar-items":
-                raise invalid("batchInferenceJobMode", mode, f"needs an aws-similar-items solution version; "
-                              f"this one uses {name}.")
+            if not can.theme_generation:
+                raise invalid("batchInferenceJobMode", mode, f"needs an {' or '.join(THEME_RECIPES)} solution "
+                              f"version; this one uses {name}.")
             fields = ((p.get("themeGenerationConfig") or {}).get("fieldsForThemeGeneration") or {})
             if not fields.get("itemName"):
                 raise invalid("themeGenerationConfig.fieldsForThemeGeneration.itemName", "",
@@ -73,7 +82,13 @@ class BatchInferenceJobOperations:
                           "is allowed only with batchInferenceJobMode THEME_GENERATION.")
         config = p.get("batchInferenceJobConfig") or {}
         if config.get("itemExplorationConfig"):
+            if not can.exploration:  # as CreateCampaign: a setting the recipe would ignore is refused
+                raise invalid("batchInferenceJobConfig.itemExplorationConfig", config["itemExplorationConfig"],
+                              f"applies only to {', '.join(EXPLORING_RECIPES)}; this solution uses {name}.")
             check_exploration("batchInferenceJobConfig.itemExplorationConfig", config["itemExplorationConfig"])
+        if config.get("rankingInfluence") and not can.ranking_influence:
+            raise invalid("batchInferenceJobConfig.rankingInfluence", config["rankingInfluence"],
+                          f"applies only to {', '.join(INFLUENCED_RECIPES)}; this solution uses {name}.")
         num = p.get("numResults", 25)
         if not 1 <= num <= 500:
             raise invalid("numResults", num, "must be from 1 to 500.")
@@ -100,9 +115,9 @@ class BatchSegmentJobOperations:
     def create_batch_segment_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("batch-segment-job", p["jobName"])
         check_name_free(ctx, arn)
-        version, recipe = _active_version(ctx, p["solutionVersionArn"])
-        if recipe is None or recipe.recipe_type != "USER_SEGMENTATION":
-            raise invalid("solutionVersionArn", version.arn, f"uses {recipe.name if recipe else 'AutoML'}; "
+        version, served = _active_version(ctx, p["solutionVersionArn"])
+        if served.capabilities.segment_queries_per_file is None:
+            raise invalid("solutionVersionArn", version.arn, f"uses {_chosen(version, served)}; "
                           f"batch segment jobs need {' or '.join(SEGMENT_RECIPES)}.")
         num = p.get("numResults", 25)
         if not 1 <= num <= 5_000_000:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInputException, ResourceInUseException
 from ..recipes.catalogue import RECIPES_BY_ARN
+from ..recipes.registry import capabilities
 from .base import (
     ACTIVE,
     CREATE_FAILED,
@@ -38,18 +39,19 @@ def _resolve_version(ctx: Context, arn: str, config: dict) -> tuple[str, str]:
 
 
 def _check_campaign_config(recipe_arn: str, config: dict) -> None:
-    recipe = RECIPES_BY_ARN.get(recipe_arn)
-    name = recipe.name if recipe else recipe_arn
-    if recipe and recipe.recipe_type == "USER_SEGMENTATION":
-        raise invalid("solutionVersionArn", recipe_arn, "is a USER_SEGMENTATION solution; use "
+    known = recipe_arn in RECIPES_BY_ARN
+    can = capabilities(recipe_arn) if known else None
+    name = recipe_arn.rsplit("/", 1)[-1] if known else recipe_arn
+    if can is not None and not can.serves_campaigns:
+        raise invalid("solutionVersionArn", recipe_arn, f"is a {can.recipe_type} solution; use "
                       "CreateBatchSegmentJob, campaigns do not serve it.")
     exploration = config.get("itemExplorationConfig")
     if exploration:
-        if name not in ("aws-user-personalization", "aws-hrnn", "aws-hrnn-metadata", "aws-hrnn-coldstart"):
+        if can is None or not can.exploration:
             raise invalid("campaignConfig.itemExplorationConfig", exploration,
                           f"applies only to aws-user-personalization; this solution uses {name}.")
         check_exploration("campaignConfig.itemExplorationConfig", exploration)
-    if config.get("rankingInfluence") and name != "aws-semantic-similarity":
+    if config.get("rankingInfluence") and (can is None or not can.ranking_influence):
         raise invalid("campaignConfig.rankingInfluence", config["rankingInfluence"],
                       f"applies only to aws-semantic-similarity; this solution uses {name}.")
     for key, value in (config.get("rankingInfluence") or {}).items():
@@ -118,11 +120,13 @@ class CampaignOperations:
             "latestCampaignUpdate": {"solutionVersionArn": version_arn, "minProvisionedTPS": tps,
                                      "campaignConfig": config, "status": ACTIVE,
                                      "creationDateTime": stamp, "lastUpdatedDateTime": stamp}})
+        ctx.state.forget_campaign(row.arn)
         return {"campaignArn": row.arn}
 
     def delete_campaign(self, ctx: Context, p: dict) -> dict:
         require(ctx, p["campaignArn"], "campaign")
         ctx.store.delete(p["campaignArn"])
+        ctx.state.forget_campaign(p["campaignArn"])
         return {}
 
 
@@ -172,6 +176,7 @@ class RecommenderOperations:
             "recommenderConfig": config,
             "latestRecommenderUpdate": {"recommenderConfig": config, "status": ACTIVE,
                                         "creationDateTime": stamp, "lastUpdatedDateTime": stamp}})
+        ctx.state.forget_recommender(row.arn)
         return {"recommenderArn": row.arn}
 
     def start_recommender(self, ctx: Context, p: dict) -> dict:
@@ -188,11 +193,13 @@ class RecommenderOperations:
             raise ResourceInUseException(f"Recommender {row.arn} is {row.status}; only an ACTIVE "
                                          "recommender can be stopped.")
         ctx.store.update_doc(row.arn, {"status": "INACTIVE"})
+        ctx.state.forget_recommender(row.arn)
         return {"recommenderArn": row.arn}
 
     def delete_recommender(self, ctx: Context, p: dict) -> dict:
         require(ctx, p["recommenderArn"], "recommender")
         ctx.store.delete(p["recommenderArn"])
+        ctx.state.forget_recommender(p["recommenderArn"])
         return {}
 
 

@@ -6,6 +6,7 @@ import re
 
 from ..errors import InvalidInputException, ResourceInUseException, ResourceNotFoundException
 from ..recipes.catalogue import RECIPES_BY_ARN, Recipe
+from ..recipes.registry import INCREMENTAL_RECIPES, UPDATE_RECIPES, capabilities
 from .base import (
     ACTIVE,
     CREATE_PENDING,
@@ -25,7 +26,6 @@ from .base import (
 _SCHEDULE = re.compile(r"rate\((\d+) days?\)")
 CREATE_STOPPING = "CREATE STOPPING"
 CREATE_STOPPED = "CREATE STOPPED"
-UPDATE_RECIPES = ("aws-user-personalization", "aws-hrnn-coldstart")
 
 
 def recipe_for(arn: str, member: str = "recipeArn") -> Recipe:
@@ -76,7 +76,7 @@ def check_solution_config(recipe: Recipe | None, config: dict, *, perform_hpo: b
     if auto_ml:
         for arn in auto_ml.get("recipeList") or []:
             r = recipe_for(arn, "solutionConfig.autoMLConfig.recipeList")
-            if r.recipe_type != "USER_PERSONALIZATION" or r.domain:
+            if capabilities(r.name).recipe_type != "USER_PERSONALIZATION" or r.domain:
                 raise invalid("solutionConfig.autoMLConfig.recipeList", arn,
                               "is not a USER_PERSONALIZATION recipe.")
 
@@ -137,8 +137,9 @@ class SolutionOperations:
                 raise invalid("recipeArn", recipe.arn, f"is a {recipe.domain} use case; use CreateRecommender.")
         config = p.get("solutionConfig") or {}
         check_solution_config(recipe, config, perform_hpo=p.get("performHPO", False))
-        if p.get("performIncrementalUpdate") and (recipe is None or recipe.name != "aws-semantic-similarity"):
-            raise invalid("performIncrementalUpdate", "true", "is supported only by aws-semantic-similarity.")
+        if p.get("performIncrementalUpdate") and (recipe is None or not capabilities(recipe.name).incremental_update):
+            raise invalid("performIncrementalUpdate", "true",
+                          f"is supported only by {', '.join(INCREMENTAL_RECIPES)}.")
         check_quota(ctx.store.count("solution", group_arn=group.arn), ctx.settings.max_solutions_per_group,
                     f"Cannot create a solution. More than {ctx.settings.max_solutions_per_group} "
                     "solutions in the dataset group. Please delete some and try again.")
@@ -202,6 +203,8 @@ class SolutionOperations:
             for v in versions:
                 ctx.store.delete(v.arn, conn=conn)
             ctx.store.delete(row.arn, conn=conn)
+        for v in versions:
+            ctx.state.forget_version(v.arn)
         return {}
 
 
@@ -213,7 +216,7 @@ class SolutionVersionOperations:
         recipe_arn = solution.doc.get("recipeArn") or ""
         if mode == "UPDATE":
             name = recipe_arn.rsplit("/", 1)[-1]
-            if name not in UPDATE_RECIPES:
+            if recipe_arn not in RECIPES_BY_ARN or not capabilities(recipe_arn).training_update:
                 raise invalid("trainingMode", "UPDATE", f"is supported only by {', '.join(UPDATE_RECIPES)}; "
                               f"solution {solution.arn} uses {name or 'AutoML'}.")
             full = [v for v in ctx.store.query("solution-version", parent_arn=solution.arn)

@@ -13,25 +13,13 @@ import time
 from ..data.interactions import load_group
 from ..data.rows import data_mark, group_datasets
 from ..recipes.base import TooLittleData
+from ..recipes.registry import use_case
 from ..recipes.training import train
 from ..store.models import save_model
-from .bodies import job_body
-from .runner import JobContext, JobFailed
+from .contract import job_body
+from .contract import JobContext, JobFailed
 from .training import training_data
 
-# use case -> (recipe, event type to train on or None for all, event types excluded when serving)
-USE_CASES = {
-    "aws-ecomm-customers-who-viewed-x-also-viewed": ("aws-sims", "View", ("Purchase",)),
-    "aws-ecomm-frequently-bought-together": ("aws-sims", "Purchase", ()),
-    "aws-ecomm-popular-items-by-purchases": ("aws-popularity-count", "Purchase", ()),
-    "aws-ecomm-popular-items-by-views": ("aws-popularity-count", "View", ()),
-    "aws-ecomm-recommended-for-you": ("aws-user-personalization", None, ("Purchase",)),
-    "aws-vod-because-you-watched-x": ("aws-sims", "Watch", ("Watch",)),
-    "aws-vod-more-like-x": ("aws-similar-items", None, ("Watch",)),
-    "aws-vod-most-popular": ("aws-popularity-count", "Watch", ()),
-    "aws-vod-trending-now": ("aws-trending-now", None, ()),
-    "aws-vod-top-picks": ("aws-user-personalization", None, ("Watch",)),
-}
 MIN_EVENTS = 1000
 
 
@@ -49,14 +37,15 @@ def train_recommender(job: JobContext) -> dict:
 def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
     """Train recommender ``arn`` (its description ``doc``) from scratch; returns the members of
     its record that name the new model (also used by the weekly retraining, jobs/refresh.py)."""
-    use_case = doc["recipeArn"].rsplit("/", 1)[1]
-    recipe, wanted, exclude = USE_CASES[use_case]
+    name = doc["recipeArn"].rsplit("/", 1)[1]
+    case = use_case(name)
+    recipe, wanted, exclude = case.recipe, case.event_type, case.excluded_event_types
     datasets = group_datasets(job.store, job.settings, doc["datasetGroupArn"])
     mark = data_mark(datasets)
     if "INTERACTIONS" not in datasets:
         raise JobFailed("Create failed. The dataset group has no Interactions dataset.")
-    if recipe == "aws-similar-items" and "ITEMS" not in datasets:
-        raise JobFailed(f"Create failed. {use_case} needs an Items dataset.")
+    if case.needs_items and "ITEMS" not in datasets:
+        raise JobFailed(f"Create failed. {name} needs an Items dataset.")
     schemas = {kind: ds.schema for kind, ds in datasets.items()}
     records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn)
     data = training_data(load_group(job.store, job.settings, doc["datasetGroupArn"]), schemas)

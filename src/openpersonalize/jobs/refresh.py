@@ -29,27 +29,21 @@ import time
 from ..data.interactions import load_group
 from ..data.rows import data_mark, group_datasets
 from ..recipes.base import TooLittleData
-from ..recipes.catalogue import RECIPES_BY_ARN
+from ..recipes.capabilities import FOLD_IN, REFIT
+from ..recipes.registry import capabilities, served_recipe, use_case
 from ..recipes.training import train
 from ..store.models import load_model, model_arn_of, model_subfolders, remove_model, save_model
-from .bodies import job_body
-from .recommenders import USE_CASES, train_use_case, training_stamp
-from .runner import JobContext, JobFailed
+from .contract import job_body
+from .recommenders import train_use_case, training_stamp
+from .contract import JobContext, JobFailed
 from .training import training_data
 
 log = logging.getLogger("openpersonalize.refresh")
 
-# recipe -> how its served model takes in new data: fold in (UPDATE) or fit again (cheap recipes)
-FOLDED = ("aws-user-personalization", "aws-user-personalization-v2", "aws-hrnn", "aws-hrnn-metadata",
-          "aws-hrnn-coldstart", "aws-next-best-action")
-REFIT = ("aws-trending-now",)
-RECOMMENDERS_FOLDED = ("aws-ecomm-recommended-for-you", "aws-vod-top-picks")
 KEEP_FOLDERS = 3  # the current model folder and the two before it
-
-
-def _recipe_of(version) -> str:
-    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
-    return version.doc.get("_trainedRecipe") or (recipe.name if recipe else "")
+# A served model takes in new data as its recipe declares (Capabilities.refresh): folded in
+# (trainingMode UPDATE) or fitted again (cheap recipes); other recipes wait for a retraining.
+MODES = {FOLD_IN: "update", REFIT: "full"}
 
 
 def _served_versions(store) -> dict[str, object]:
@@ -84,17 +78,17 @@ def run_due(store, settings, now: float | None = None) -> list[str]:
     queued = []
     targets: list[tuple[object, str]] = []
     for version in _served_versions(store).values():
-        recipe = _recipe_of(version)
-        if (recipe in FOLDED or recipe in REFIT) and _latest_full(store, version):
-            targets.append((version, "update" if recipe in FOLDED else "full"))
+        refresh = served_recipe(version.doc).capabilities.refresh
+        if refresh is not None and _latest_full(store, version):
+            targets.append((version, MODES[refresh]))
     retrain = settings.recommender_retrain_days * settings.auto_training_day_seconds
     for rec in store.query("recommender", statuses=("ACTIVE",)):
-        use_case = rec.doc["recipeArn"].rsplit("/", 1)[1]
+        refresh = capabilities(rec.doc["recipeArn"]).refresh  # the use case's recipe's
         trained_at = rec.doc.get("_trainedAt") or rec.created
         if now >= trained_at + retrain:
             targets.append((rec, "full"))
-        elif use_case in RECOMMENDERS_FOLDED or USE_CASES[use_case][0] in REFIT:
-            targets.append((rec, "update" if use_case in RECOMMENDERS_FOLDED else "full"))
+        elif refresh is not None:
+            targets.append((rec, MODES[refresh]))
     for target, mode in targets:
         due = max(target.doc.get("_nextRefresh") or 0.0, (target.doc.get("_refreshedAt") or target.created) + period)
         if now < due:
@@ -136,11 +130,11 @@ def refresh_model(job: JobContext) -> dict:
         return _point_at(job, target, changes["_modelArn"], {**changes, "_refreshedAt": time.time()},
                          started, data_size=None)
     if target.kind == "recommender":
-        recipe, wanted, _ = USE_CASES[target.doc["recipeArn"].rsplit("/", 1)[1]]
-        config, event_type = {}, wanted
+        case = use_case(target.doc["recipeArn"])
+        recipe, config, event_type = case.recipe, {}, case.event_type
         excluded = None
     else:
-        recipe = _recipe_of(target)
+        recipe = served_recipe(target.doc).name
         config = dict(target.doc.get("solutionConfig") or {})
         tuned = (target.doc.get("tunedHPOParams") or {}).get("algorithmHyperParameters") or {}
         config["algorithmHyperParameters"] = {**(config.get("algorithmHyperParameters") or {}), **tuned}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (Algorithm, HyperParameters, Model, Settings, TooLittleData, TrainingData, _lookup, model_class,
+from .base import (Algorithm, HyperParameters, Model, TrainingSettings, TooLittleData, TrainingData, _lookup, model_class,
                    sorter_of)
+from .capabilities import FOLD_IN, Capabilities
+from .checks import enough_actions
 from .factorization import fit_als
 from .features import normalize_rows
 from .scoring import interaction_matrix
@@ -82,12 +84,13 @@ def logistic(X: np.ndarray, y: np.ndarray, l2: float = 1.0, iterations: int = 15
 
 
 class NextBestAction(Algorithm):
-    recipes = ("aws-next-best-action",)
+    capabilities = {"aws-next-best-action": Capabilities(
+        "PERSONALIZED_ACTIONS", enough_actions, "actions", scored=True, refresh=FOLD_IN)}
 
     def describe(self, data, params, settings):
         return {"algorithm": "als-user-factors+logistic-per-action", "factors": str(FACTORS)}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         if data.actions is None:
             raise TooLittleData("Create failed. Next-Best-Action needs an Actions dataset.")
         action_ids = np.unique(np.asarray(data.actions.column("ACTION_ID").to_pylist(), dtype=str))

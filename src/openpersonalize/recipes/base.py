@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .capabilities import Capabilities
 from .catalogue import Param, Recipe
 
 MANIFEST = "manifest.json"
@@ -267,7 +268,7 @@ def convert(p: Param, raw: str) -> Any:
 
 
 @dataclass(frozen=True)
-class Settings:
+class TrainingSettings:
     """Operator settings that are not AWS hyperparameters (documented in docs/recipes.md).
 
     ``ease_max_items``: catalogues up to this size use EASE (closed form, a dense float32
@@ -429,8 +430,9 @@ class Model:
             raise ValueError(f"unsupported model format {manifest.get('format')!r}")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                   for name in manifest["arrays"]}
-        if manifest["model_class"] not in MODEL_CLASSES:
-            from . import registry  # noqa: F401  (the recipe modules register their classes on import)
+        if manifest["model_class"] not in MODEL_CLASSES:  # its recipe module was not imported
+            raise ValueError(f"unknown model class {manifest['model_class']!r}; import "
+                             "openpersonalize.recipes.registry first")
         cls = MODEL_CLASSES[manifest["model_class"]]
         return cls(arrays, manifest["meta"])
 
@@ -455,22 +457,31 @@ def _stack(rows: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarra
 
 
 class Algorithm:
-    """A recipe family's trainer. ``recipes`` lists the catalogue names it trains."""
+    """A recipe family's trainer.
 
+    ``capabilities`` declares, for each catalogue recipe it trains, what that recipe's model can
+    do (:class:`~openpersonalize.recipes.capabilities.Capabilities`); ``recipes`` is its keys.
+    """
+
+    capabilities: ClassVar[dict[str, Capabilities]] = {}
     recipes: ClassVar[tuple[str, ...]] = ()
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.recipes = tuple(cls.__dict__.get("capabilities", {}))
+
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         raise NotImplementedError
 
     def update(self, previous: Model, data: TrainingData, params: HyperParameters,
-               settings: Settings) -> Model:
+               settings: TrainingSettings) -> Model:
         """trainingMode UPDATE: fold new users and items into ``previous``. Default: refit."""
         return self.fit(data, params, settings)
 
-    def describe(self, data: TrainingData, params: HyperParameters, settings: Settings) -> dict[str, str]:
+    def describe(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> dict[str, str]:
         """The concrete algorithm and knobs a fit would use (reported in tunedHPOParams)."""
         return {}
 
-    def internal_search_space(self, data: TrainingData, settings: Settings) -> dict[str, tuple[float, float]]:
+    def internal_search_space(self, data: TrainingData, settings: TrainingSettings) -> dict[str, tuple[float, float]]:
         """Extra knobs (log-uniform ranges) that HPO searches besides the AWS hyperparameters."""
         return {}

@@ -154,14 +154,6 @@ RECIPES_BY_ARN = {r.arn: r for r in RECIPES}
 ALGORITHMS = {ALGORITHM_PREFIX + r.algorithm: r for r in RECIPES}
 TRANSFORMATIONS = {TRANSFORMATION_PREFIX + r.transformation: r for r in RECIPES if r.transformation}
 
-# Legacy recipe ARNs that train as a current recipe (see recipes-and-metrics.md §1).
-TRAINS_AS = {
-    "aws-hrnn": "aws-user-personalization",
-    "aws-hrnn-metadata": "aws-user-personalization",
-    "aws-hrnn-coldstart": "aws-user-personalization",
-}
-
-
 def recipe_document(r: Recipe) -> dict:
     doc = {"name": r.name, "recipeArn": r.arn, "algorithmArn": ALGORITHM_PREFIX + r.algorithm,
            "status": "ACTIVE", "description": r.description, "recipeType": r.recipe_type,

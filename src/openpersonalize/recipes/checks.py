@@ -1,4 +1,4 @@
-"""The minimum data a training needs (datasets-and-import.md §7), as TooLittleData reasons."""
+"""The minimum-data rules a recipe declares (datasets-and-import.md §7), as TooLittleData reasons."""
 
 from __future__ import annotations
 
@@ -18,16 +18,9 @@ NO_ITEM_TEXT = ("Create failed. Semantic-Similarity needs an Items dataset with 
                 "and a textual field.")
 
 
-def check_minimum_data(recipe_name: str, data: TrainingData) -> None:
-    """Raise TooLittleData with the spec's reason when ``data`` (already filtered by event type,
-    value threshold and eventsConfig) cannot train ``recipe_name``."""
-    if recipe_name == "aws-semantic-similarity":
-        roles = data.item_columns
-        if data.items is None or not roles.item_name or not roles.textual:
-            raise TooLittleData(NO_ITEM_TEXT)
-        return
-    if recipe_name == "aws-next-best-action" and data.actions is None:
-        raise TooLittleData(NO_ACTIONS)
+def enough_interactions(data: TrainingData) -> None:
+    """The rule of every interaction-trained recipe: raise TooLittleData with the spec's reason
+    when ``data`` (already filtered by event type, value threshold and eventsConfig) is too small."""
     if data.n_interactions < MIN_INTERACTIONS:
         raise TooLittleData(FEWER_INTERACTIONS)
     per_user = np.bincount(data.user, minlength=data.n_users)
@@ -37,3 +30,17 @@ def check_minimum_data(recipe_name: str, data: TrainingData) -> None:
         raise TooLittleData(FEWER_ACTIVE_USERS)
     if active < MIN_ACTIVE_SHARE * users:
         raise TooLittleData(FEWER_ACTIVE_SHARE)
+
+
+def enough_item_text(data: TrainingData) -> None:
+    """Semantic-Similarity trains on item text alone: an Items dataset with a name and a text."""
+    roles = data.item_columns
+    if data.items is None or not roles.item_name or not roles.textual:
+        raise TooLittleData(NO_ITEM_TEXT)
+
+
+def enough_actions(data: TrainingData) -> None:
+    """Next-Best-Action needs an Actions dataset besides enough interactions."""
+    if data.actions is None:
+        raise TooLittleData(NO_ACTIONS)
+    enough_interactions(data)

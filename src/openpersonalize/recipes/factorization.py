@@ -2,7 +2,7 @@
 
 One collaborative core scores every item for a history:
 
-* EASE (Steck 2019) for catalogues up to ``Settings.ease_max_items``: B = I - P / diag(P) with
+* EASE (Steck 2019) for catalogues up to ``TrainingSettings.ease_max_items``: B = I - P / diag(P) with
   P = (X'X + l2 I)^-1 in float32. A user's scores are the weighted sum of B's rows for their
   history, so new users and new events need no fold-in at all.
 * implicit's ALS beyond that size (``hidden_dimension`` factors); a new history is folded in by
@@ -24,7 +24,9 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, model_class
+from .capabilities import FOLD_IN, Capabilities
+from .checks import enough_interactions
 from .features import metadata_embedding
 from .scoring import (RowMasks, histories, interaction_matrix, outside_history_percentiles, popularity, softmax_of,
                       softmax_topk_rows, topk, topk_rows)
@@ -366,7 +368,7 @@ def without_rows(X: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
 
 
-def fit_als(X: sp.csr_matrix, factors: int, settings: Settings, iterations: int | None = None):
+def fit_als(X: sp.csr_matrix, factors: int, settings: TrainingSettings, iterations: int | None = None):
     """implicit ALS on the float32 CSR, no copies beyond implicit's own transpose."""
     from implicit.cpu.als import AlternatingLeastSquares
 
@@ -402,7 +404,7 @@ class CollaborativeAlgorithm(Algorithm):
     model_cls: type[CollaborativeModel] = PersonalizationModel
     factors_param = "hidden_dimension"
 
-    def backend(self, data: TrainingData, settings: Settings) -> str:
+    def backend(self, data: TrainingData, settings: TrainingSettings) -> str:
         return "ease" if data.n_items <= settings.ease_max_items else "als"
 
     def default_l2(self, data: TrainingData, X: sp.csr_matrix | None = None) -> float:
@@ -411,7 +413,7 @@ class CollaborativeAlgorithm(Algorithm):
         n = X.nnz if X is not None else data.n_interactions
         return EASE_L2_SCALE * max(n / max(data.n_items, 1), 1.0)
 
-    def extends_cheaply(self, data: TrainingData, settings: Settings) -> bool:
+    def extends_cheaply(self, data: TrainingData, settings: TrainingSettings) -> bool:
         """True when folding held-out users into a model is much cheaper than a refit (ALS)."""
         return self.backend(data, settings) == "als"
 
@@ -439,7 +441,7 @@ class CollaborativeAlgorithm(Algorithm):
         return {"algorithm": "implicit-als", "factors": str(params.get(self.factors_param, 100)),
                 "iterations": str(settings.als_iterations)}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         X = interaction_matrix(data)
         # Users outside the history-length percentiles do not shape the model (bots, one-offs);
         # they are still served from their own histories (ALS folds them in afterwards).
@@ -540,9 +542,28 @@ def _temperature(model: CollaborativeModel, seed: int) -> float:
     return t if t > 1e-6 else 1.0
 
 
+# Legacy HRNN recipes train and serve as aws-user-personalization (registry.LEGACY).
+USER_PERSONALIZATION = Capabilities(
+    "USER_PERSONALIZATION", enough_interactions, "next-items", scored=True, exploration=True,
+    batch_inference=True, training_update=True, refresh=FOLD_IN)
+
+
 class UserPersonalization(CollaborativeAlgorithm):
-    recipes = ("aws-user-personalization", "aws-user-personalization-v2")
+    capabilities = {
+        "aws-user-personalization": USER_PERSONALIZATION,
+        # -v2 explains each item (``reason``), returns metadata without being asked at creation,
+        # and has no exploration and no UPDATE training at AWS.
+        "aws-user-personalization-v2": USER_PERSONALIZATION.but(
+            reasons=True, metadata_by_default=True, exploration=False, training_update=False),
+    }
+
+
+PERSONALIZED_RANKING = Capabilities("PERSONALIZED_RANKING", enough_interactions, "ranking", scored=True,
+                                    batch_inference=True)
 
 
 class PersonalizedRanking(CollaborativeAlgorithm):
-    recipes = ("aws-personalized-ranking", "aws-personalized-ranking-v2")
+    capabilities = {
+        "aws-personalized-ranking": PERSONALIZED_RANKING,
+        "aws-personalized-ranking-v2": PERSONALIZED_RANKING.but(reasons=True),
+    }

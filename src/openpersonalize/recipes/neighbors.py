@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, model_class
+from .capabilities import Capabilities
+from .checks import enough_interactions
 from .factorization import fit_als
 from .features import metadata_embedding, normalize_rows
 from .scoring import interaction_matrix, outside_history_percentiles, popularity, topk
@@ -52,12 +54,13 @@ class Sims(Algorithm):
     """Item-item co-interaction counts (pairs below ``min_cointeraction_count`` dropped),
     divided by the candidate's popularity to the power ``popularity_discount_factor``."""
 
-    recipes = ("aws-sims",)
+    capabilities = {"aws-sims": Capabilities("RELATED_ITEMS", enough_interactions, "related-items",
+                                             batch_inference=True)}
 
     def describe(self, data, params, settings):
         return {"algorithm": "cooccurrence-neighbours", "neighbours": str(settings.neighbours)}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         keep = _percentile_filter(data, params, settings.seed)
         d = data.subset(keep)
         X = interaction_matrix(d, np.ones(d.n_interactions, np.float32))
@@ -147,14 +150,15 @@ class SimilarItems(Algorithm):
     """ALS item factors (``item_id_hidden_dim``) for behaviour, LSA of categorical and textual
     metadata (``item_metadata_hidden_dim``) for items with little or no behaviour."""
 
-    recipes = ("aws-similar-items",)
+    capabilities = {"aws-similar-items": Capabilities("RELATED_ITEMS", enough_interactions, "related-items",
+                                                      batch_inference=True, theme_generation=True)}
 
     def describe(self, data, params, settings):
         return {"algorithm": "als-cosine+metadata-lsa",
                 "factors": str(params.get("item_id_hidden_dim", 100)),
                 "metadata_dim": str(params.get("item_metadata_hidden_dim", 100))}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         X = interaction_matrix(data)
         factors = min(int(params.get("item_id_hidden_dim", 100)), max(min(X.shape) - 1, 1))
         _, V = fit_als(X, factors, settings)

@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Algorithm, HyperParameters, Model, Settings, TrainingData, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, model_class
+from .capabilities import REFIT, Capabilities
+from .checks import enough_interactions
 from .scoring import popularity, topk
 
 TREND_WINDOWS = {"30 minutes": 1800, "1 hour": 3600, "2 hours": 7200, "3 hours": 10800, "1 day": 86400}
@@ -34,12 +36,13 @@ class RankingListModel(Model):
 class PopularityCount(Algorithm):
     """Items by number of distinct users who interacted (event weights scale the count)."""
 
-    recipes = ("aws-popularity-count",)
+    capabilities = {"aws-popularity-count": Capabilities(
+        "USER_PERSONALIZATION", enough_interactions, "next-items", user_optional=True, batch_inference=True)}
 
     def describe(self, data, params, settings):
         return {"algorithm": "distinct-user-count"}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         score = popularity(data)
         # Ties broken by the newest interaction, so a fresh item wins over a stale one.
         latest = np.zeros(data.n_items)
@@ -64,7 +67,9 @@ class TrendingNow(Algorithm):
     """Largest increase in interactions between the last two ``trend_discovery_frequency``
     windows; items with no increase follow by current-window count, then all-time count."""
 
-    recipes = ("aws-trending-now",)
+    # No batch inference at AWS; served models are refit (cheap) to follow the trend.
+    capabilities = {"aws-trending-now": Capabilities(
+        "USER_PERSONALIZATION", enough_interactions, "trending", user_optional=True, refresh=REFIT)}
 
     def describe(self, data, params, settings):
         return {"algorithm": "window-increase", "trend_window_seconds": str(self._window(params))}
@@ -72,7 +77,7 @@ class TrendingNow(Algorithm):
     def _window(self, params: HyperParameters) -> int:
         return TREND_WINDOWS[params.get("trend_discovery_frequency", "2 hours")]
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         window = self._window(params)
         anchor = float(data.timestamp.max()) if data.n_interactions else 0.0
         inc, cur = trend_scores(data.item, data.timestamp, data.n_items, window, anchor)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .base import model_class
+from .capabilities import Capabilities
+from .checks import enough_interactions
 from .factorization import CollaborativeAlgorithm, CollaborativeModel
 from .scoring import topk
 
@@ -51,10 +53,13 @@ class AffinityModel(CollaborativeModel):
 
 
 class ItemAffinity(CollaborativeAlgorithm):
-    recipes = ("aws-item-affinity",)
+    capabilities = {"aws-item-affinity": Capabilities(
+        "USER_SEGMENTATION", enough_interactions, "segments", segment_queries_per_file=500)}
     model_cls = AffinityModel
 
 
 class ItemAttributeAffinity(CollaborativeAlgorithm):
-    recipes = ("aws-item-attribute-affinity",)
+    capabilities = {"aws-item-attribute-affinity": Capabilities(
+        "USER_SEGMENTATION", enough_interactions, "segments", segment_queries_per_file=10,
+        attribute_queries=True)}
     model_cls = AffinityModel

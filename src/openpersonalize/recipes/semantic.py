@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Algorithm, HyperParameters, Model, Settings, TooLittleData, TrainingData, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TooLittleData, TrainingData, model_class
+from .capabilities import Capabilities
+from .checks import enough_item_text
 from .factorization import item_created
 from .features import item_documents, lsa, tfidf
 from .neighbors import RelatedItemsModel
@@ -72,7 +74,9 @@ def encode(data: TrainingData, texts: list[str], seed: int) -> tuple[np.ndarray,
 
 
 class SemanticSimilarity(Algorithm):
-    recipes = ("aws-semantic-similarity",)
+    capabilities = {"aws-semantic-similarity": Capabilities(
+        "RELATED_ITEMS", enough_item_text, "item-text", batch_inference=True, ranking_influence=True,
+        metadata_by_default=True, incremental_update=True)}
 
     def describe(self, data, params, settings):
         from . import minilm
@@ -80,7 +84,7 @@ class SemanticSimilarity(Algorithm):
         return {"algorithm": "text-embedding-cosine",
                 "encoder": "all-MiniLM-L6-v2" if minilm.model_dir() else "tfidf-lsa"}
 
-    def fit(self, data: TrainingData, params: HyperParameters, settings: Settings) -> Model:
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         texts = item_texts(data)
         has_text = np.array([bool(t.strip()) for t in texts])
         if not has_text.any():

@@ -15,14 +15,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import evaluation
-from .base import Algorithm, HyperParameters, Model, Settings, TrainingData
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData
 from .catalogue import Param, Recipe
-from .checks import check_minimum_data
-from .registry import RECIPE_BY_NAME, algorithm_for, resolve
+from .capabilities import USER_HOLDOUT
+from .registry import RECIPE_BY_NAME, algorithm_for, capabilities, resolve
 
 HPO_OBJECTIVE = "normalized_discounted_cumulative_gain_at_25"
 DEFAULT_HPO_JOBS = 20
-FOLD_IN_TYPES = ("USER_PERSONALIZATION", "PERSONALIZED_RANKING")
 
 
 @dataclass
@@ -38,7 +37,7 @@ class TrainResult:
 
 def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | None = None, *,
           event_type: str | None = None, perform_hpo: bool = False, training_mode: str = "FULL",
-          previous: Model | None = None, seed: str | int = 0, settings: Settings | None = None,
+          previous: Model | None = None, seed: str | int = 0, settings: TrainingSettings | None = None,
           compute_metrics: bool = True) -> TrainResult:
     """Train ``recipe`` (name or ARN; legacy names train as their successor) on ``data``.
 
@@ -47,12 +46,13 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     TooLittleData (user's fault, reason for failureReason) or ValueError for bad parameters.
     """
     config = dict(solution_config or {})
-    settings = settings or Settings(seed=evaluation.seed_from(seed) % (2**31))
+    settings = settings or TrainingSettings(seed=evaluation.seed_from(seed) % (2**31))
     name = resolve(recipe)
     spec = RECIPE_BY_NAME[name]
     algorithm = algorithm_for(name)
     weighted, event_weights = prepare(data, event_type, config)
-    check_minimum_data(name, weighted)
+    can = capabilities(name)
+    can.minimum_data(weighted)
 
     # Legacy recipes keep their own hyperparameter table (aws-hrnn: hidden_dimension 43).
     given = RECIPE_BY_NAME.get(recipe.rsplit("/", 1)[-1], spec)
@@ -74,12 +74,12 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
         rewards = objective_rewards(weighted, config.get("optimizationObjective"))
         # Scoring many users means many small products and solves; BLAS threads only thrash.
         with threadpool_limits(1, "blas"):
-            metrics = evaluation.solution_metrics(spec.recipe_type, fit, weighted, evaluation.seed_from(seed),
-                                                  event_weights, rewards, name)
+            metrics = evaluation.solution_metrics(can.metric_protocol, fit, weighted, evaluation.seed_from(seed),
+                                                  event_weights, rewards)
 
     if training_mode == "UPDATE" and previous is not None:
         model = algorithm.update(previous, weighted, params, settings)
-    elif first and spec.recipe_type in FOLD_IN_TYPES and getattr(algorithm, "extends_cheaply", None) \
+    elif first and can.metric_protocol in USER_HOLDOUT and getattr(algorithm, "extends_cheaply", None) \
             and algorithm.extends_cheaply(weighted, settings):
         # Big catalogues: the metrics model saw 90 % of the users; fold the held-out 10 % in
         # instead of fitting everything a second time.
@@ -210,7 +210,7 @@ def sample(p: Param, rng_range: Any, rng: np.random.Generator) -> Any:
 
 
 def search(algorithm: Algorithm, spec: Recipe, data: TrainingData, params: HyperParameters,
-           hpo: Mapping[str, Any], settings: Settings) -> tuple[HyperParameters, list[dict[str, Any]]]:
+           hpo: Mapping[str, Any], settings: TrainingSettings) -> tuple[HyperParameters, list[dict[str, Any]]]:
     """Random search (first trial: the given/default values) optimising NDCG@25 on a validation
     split of the training data; at most maxNumberOfTrainingJobs fits."""
     budget = int((hpo.get("hpoResourceConfig") or {}).get("maxNumberOfTrainingJobs", DEFAULT_HPO_JOBS))
@@ -231,7 +231,7 @@ def search(algorithm: Algorithm, spec: Recipe, data: TrainingData, params: Hyper
         def fit(d: TrainingData, c: HyperParameters = candidate) -> Model:
             return algorithm.fit(d, c, settings)
 
-        m = evaluation.solution_metrics(spec.recipe_type, fit, data, val_seed, recipe=spec.name)
+        m = evaluation.solution_metrics(capabilities(spec.name).metric_protocol, fit, data, val_seed)
         score = m.get(HPO_OBJECTIVE, m.get("hits_at_1_percent", 0.0))
         trials.append({"params": {k: v for k, v in candidate.items() if not k.startswith("_")}, "score": score})
         if score > best_score:
