@@ -4,8 +4,8 @@ that a child process can import them, as it imports every real body."""
 import os
 import time
 
-from openpersonalize.jobs.bodies import job_body
-from openpersonalize.jobs.runner import JobFailed
+from openpersonalize.jobs.contract import job_body
+from openpersonalize.jobs.contract import JobFailed
 
 
 @job_body("test-isolated", isolated=True)

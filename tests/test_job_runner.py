@@ -10,7 +10,7 @@ import time
 import pytest
 
 from openpersonalize.config import Settings
-from openpersonalize.jobs import bodies
+from openpersonalize.jobs import contract as bodies
 from openpersonalize.jobs.runner import JobFailed, JobRunner
 from openpersonalize.store.metadata import Store
 

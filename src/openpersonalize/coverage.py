@@ -7,7 +7,8 @@ from botocore import xform_name
 from .api import protocol
 from .control import ControlPlane
 from .events import EventOperations
-from .jobs.bodies import BODIES
+from . import jobs_registry  # noqa: F401  (registers the job bodies that exist)
+from .jobs.contract import BODIES
 from .runtime import RuntimeOperations
 
 HANDLERS = {"personalize": ControlPlane, "personalize-runtime": RuntimeOperations,
@@ -26,8 +27,6 @@ JOB_KINDS = {
 
 def operation_states() -> list[tuple[str, str, str]]:
     """``(service, operation, state)`` for every operation of the three models."""
-    from . import jobs_registry  # noqa: F401  (registers the job bodies that exist)
-
     rows = []
     for op in protocol.all_operations():
         method = getattr(HANDLERS[op.service], xform_name(op.name), None)

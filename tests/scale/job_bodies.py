@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from openpersonalize.jobs.bodies import job_body
+from openpersonalize.jobs.contract import job_body
 
 
 @job_body("scale-test")

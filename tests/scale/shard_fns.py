@@ -5,7 +5,7 @@ import os
 import time
 import uuid
 
-from openpersonalize.jobs.runner import JobFailed
+from openpersonalize.jobs.contract import JobFailed
 
 
 def echo(prefix: str, fail_on: int = -1):

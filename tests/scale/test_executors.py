@@ -10,7 +10,7 @@ import pytest
 
 from openpersonalize.config import Settings
 from openpersonalize.jobs.executors import EXECUTORS, Task, get_executor
-from openpersonalize.jobs.runner import JobFailed
+from openpersonalize.jobs.contract import JobFailed
 
 ECHO = "tests.scale.shard_fns:echo"
 

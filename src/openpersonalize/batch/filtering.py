@@ -18,9 +18,9 @@ from ..data.rows import group_datasets
 from ..errors import InvalidInputException
 from ..filters import FilterData, Histories, compile_filter
 from ..filters.columns import ACTION_HISTORY_WINDOW, Catalogue, normalise_event_type
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import JobContext, JobFailed
 from ..recipes.scoring import Candidates, RowMasks
-from . import io
+from . import jsonl
 
 MASK_BLOCK = 512  # lines per dense mask block (filters with request-dependent parts)
 
@@ -146,7 +146,7 @@ class LineFilters:
     def target(self) -> str:
         return self.compiled.target
 
-    def item_masks(self, records: list[io.Record], users: np.ndarray, items: np.ndarray | None = None
+    def item_masks(self, records: list[jsonl.Record], users: np.ndarray, items: np.ndarray | None = None
                    ) -> tuple[RowMasks, list[str | None]]:
         """The candidates of each record (compact: one mask per distinct filter-value set plus
         each user's own history exclusions) and a per-record error (None where fine)."""

@@ -1,55 +1,46 @@
 """The batch inference job body: every input line scored by the solution version's model.
 
-Per input file, lines are read in chunks; each chunk is validated line by line (a bad line
-becomes an output line with its ``error``), the good lines are scored together (one matrix
-product and a partial top-k per block of users, never a full sort), and the output lines are
-written in input order. Outputs are published only when every file is done.
+The batch driver (``driver.py``) cuts the input into shards and writes their outputs in order;
+this module is what a shard goes through. Its lines are cut into chunks; each chunk is validated
+line by line (a bad line becomes an output line with its ``error``) and its good lines are scored
+together (one matrix product and a partial top-k per block of users, never a full sort). What the
+output carries (scores, exploration, ranking influence, the fields a line must have) is what the
+version's recipe declares in its capabilities.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from io import BytesIO
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
-from ..recipes.catalogue import RECIPES_BY_ARN
+from ..jobs.contract import JobContext, JobFailed, job_body
+from ..recipes.capabilities import Capabilities
 from ..recipes.factorization import Exploration
+from ..recipes.registry import served_recipe
 from ..recipes.scoring import rounded_scores, score_value
-from ..store.files import Storage
 from ..store.models import load_model, model_arn_of
-from . import io
+from . import jsonl
+from .driver import ShardPlan, job_context, records, run_sharded
 from .filtering import LineFilters
+from .themes import ThemeWriter
 
 MAX_RECORDS_PER_FILE = 50_000_000
 MAX_THEMED_RECORDS = 100
-SCORING_THREADS = 2  # chunks scored at once (this many more wait to be written)
-
-# recipe type -> (required fields, optional fields) of an input line
-FIELDS = {
-    "USER_PERSONALIZATION": ({"userId"}, {"filterValues"}),
-    "PERSONALIZED_RANKING": ({"userId", "itemList"}, {"filterValues"}),
-    "RELATED_ITEMS": ({"itemId"}, {"filterValues", "userId"}),
-}
-SCORED_RECIPES = ("aws-user-personalization", "aws-user-personalization-v2", "aws-personalized-ranking",
-                  "aws-personalized-ranking-v2", "aws-hrnn", "aws-hrnn-metadata", "aws-hrnn-coldstart")
+SCORING_THREADS = 2  # chunks of a shard scored at once
 
 
-def check_record(record: io.Record, recipe_type: str) -> str | None:
-    """None when the line suits the recipe type, else the reason."""
+def check_record(record: jsonl.Record, can: Capabilities) -> str | None:
+    """None when the line suits the recipe, else the reason."""
     if record.error:
         return record.error
-    required, optional = FIELDS[recipe_type]
+    required, optional = can.batch_input_fields
     obj = record.obj
     missing = sorted(required - obj.keys())
     if missing:
-        return f"Line {record.line}: missing {', '.join(missing)} (a {recipe_type} job reads " \
+        return f"Line {record.line}: missing {', '.join(missing)} (a {can.recipe_type} job reads " \
                f"{', '.join(sorted(required))})."
     unknown = sorted(obj.keys() - required - optional)
     if unknown:
@@ -86,18 +77,17 @@ except ImportError:  # pragma: no cover
 class Scorer:
     """Turns a chunk of valid records into output objects for one recipe type."""
 
-    def __init__(self, model, recipe_name: str, recipe_type: str, num_results: int, filters: LineFilters | None,
+    def __init__(self, model, can: Capabilities, num_results: int, filters: LineFilters | None,
                  exploration: Exploration | None, ranking_influence: dict | None = None):
         self.model = model
         self.ranking_influence = ranking_influence  # Semantic-Similarity: POPULARITY / FRESHNESS blend
-        self.recipe_name = recipe_name
-        self.recipe_type = recipe_type
+        self.recipe_type = can.recipe_type
         self.n = num_results
         self.filters = filters
         self.exploration = exploration
-        self.scored = recipe_name in SCORED_RECIPES
+        self.scored = can.scored
 
-    def outputs(self, records: list[io.Record]) -> list[dict | str]:
+    def outputs(self, records: list[jsonl.Record]) -> list[dict | str]:
         """An output object (or an error string) per record."""
         if self.recipe_type == "USER_PERSONALIZATION":
             return self._users(records)
@@ -105,13 +95,13 @@ class Scorer:
             return [self._rank(r) for r in records]
         return self._related(records)
 
-    def _masks(self, records: list[io.Record], users: np.ndarray, item: np.ndarray | None = None):
+    def _masks(self, records: list[jsonl.Record], users: np.ndarray, item: np.ndarray | None = None):
         """Per-record item masks from the job's filter, or errors for bad filter values."""
         if self.filters is None:
             return None, [None] * len(records)
         return self.filters.item_masks(records, users, item)
 
-    def _users(self, records: list[io.Record]) -> list[dict | str]:
+    def _users(self, records: list[jsonl.Record]) -> list[dict | str]:
         users = self.model.user_index([r.obj["userId"] for r in records]).astype(np.int64)
         masks, errors = self._masks(records, users)
         out: list[dict | str] = list(errors)
@@ -165,7 +155,7 @@ class Scorer:
             result["scores"] = [score_value(s) for s in np.asarray(scores)[keep]]
         return result
 
-    def _rank(self, record: io.Record) -> dict | str:
+    def _rank(self, record: jsonl.Record) -> dict | str:
         user = int(self.model.user_index([record.obj["userId"]])[0])
         ids = list(dict.fromkeys(record.obj["itemList"]))  # first occurrence of duplicates
         index = self.model.item_index(ids)
@@ -185,10 +175,12 @@ class Scorer:
         items = self.model.item_ids[np.array(ranked, dtype=np.int64)].tolist() if ranked else []
         # Items the model has never seen go last, in input order, with score 0.0.
         unknown = [i for i, k in zip(ids, known) if not k]
-        return {"recommendedItems": items + unknown,
-                "scores": [score_value(s) for s in ranked_scores] + [0.0] * len(unknown)}
+        result = {"recommendedItems": items + unknown}
+        if self.scored:
+            result["scores"] = [score_value(s) for s in ranked_scores] + [0.0] * len(unknown)
+        return result
 
-    def _related(self, records: list[io.Record]) -> list[dict | str]:
+    def _related(self, records: list[jsonl.Record]) -> list[dict | str]:
         items = self.model.item_index([r.obj["itemId"] for r in records]).astype(np.int64)
         users = (self.model.user_index([r.obj.get("userId", "") for r in records]).astype(np.int64))
         masks, errors = self._masks(records, users, items)
@@ -205,63 +197,27 @@ class Scorer:
 
 @job_body("batch-inference-job", isolated=True)
 def run_batch_inference(job: JobContext) -> dict:
-    if job.settings.executor != "local":  # sharded over an executor (batch/shards.py)
-        from .shards import run_inference
-
-        return run_inference(job)
-    doc = job.doc
-    version = io.active_version(job)
-    recipe = RECIPES_BY_ARN.get(version.doc.get("recipeArn") or "")
-    recipe_name = recipe.name if recipe else version.doc.get("_trainedRecipe", "aws-user-personalization")
-    recipe_type = recipe.recipe_type if recipe else "USER_PERSONALIZATION"
-    if recipe_type not in FIELDS:
-        raise JobFailed(f"Recipe {recipe_name} ({recipe_type}) has no batch inference.")
-    model = load_model(job.settings, model_arn_of(version))
-    storage = Storage(job.settings)
-    themed = doc.get("batchInferenceJobMode") == "THEME_GENERATION"
-    planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
-                      doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
-    lines = LineScorer.for_job(job, version, recipe_name, recipe_type, model)
-    limit = MAX_THEMED_RECORDS if themed else MAX_RECORDS_PER_FILE
-    total_bytes = sum(p.source.size for p in planned)
-    done_bytes, lines_done, bad = 0, 0, 0
-    # Two scoring threads: numpy releases the interpreter lock in the matrix product, the top-k
-    # and the softmax, so one chunk scores while the other formats its JSON; BLAS gets one
-    # thread each (two BLAS pools on two cores only fight).
-    pool = ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="batch-score")
-    try:
-        with threadpool_limits(1, "blas"):
-            for p in planned:
-                count = 0
-                pending: deque = deque()
-                with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path", kms_key_arn=p.kms_key_arn) as out:
-                    def drain(keep: int) -> None:
-                        nonlocal lines_done, bad
-                        while len(pending) > keep:
-                            size, future = pending.popleft()
-                            data, errors = future.result()
-                            out.write(data)
-                            lines_done += size
-                            bad += errors
-                            job.progress(lines_done, None, bytes_done=done_bytes, bytes_total=total_bytes)
-                            job.check_cancelled()
-
-                    for chunk in io.read_records(storage, p.source, lines.chunk_lines):
-                        count += len(chunk)
-                        if count > limit:
-                            raise JobFailed(f"Number of records in input file {p.source.uri} exceeds {limit}.")
-                        pending.append((len(chunk), pool.submit(lines.chunk, chunk)))
-                        drain(SCORING_THREADS)  # at most this many chunks wait: memory stays flat
-                    drain(0)
-                done_bytes += p.source.size
-        io.publish(storage, planned)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        io.discard(storage, planned)
-        raise
-    pool.shutdown()
-    job.progress(lines_done, lines_done, bytes_done=total_bytes, bytes_total=total_bytes, errors=bad)
+    version = jsonl.active_version(job)
+    served = served_recipe(version.doc)
+    if not served.capabilities.batch_inference:
+        raise JobFailed(f"Recipe {served.name} ({served.capabilities.recipe_type}) has no batch inference.")
+    limit = MAX_THEMED_RECORDS if job.doc.get("batchInferenceJobMode") == "THEME_GENERATION" else MAX_RECORDS_PER_FILE
+    run_sharded(job, ShardPlan(
+        "openpersonalize.batch.inference:shard_scorer", {"model_arn": model_arn_of(version)}, limit,
+        lambda uri: f"Number of records in input file {uri} exceeds {limit}.",
+        unit=jsonl.CHUNK_LINES * SCORING_THREADS))
     return {}
+
+
+def shard_scorer(spec: dict):
+    """Set up a batch inference job's scoring once, in an executor worker; returns
+    ``fn((first line, raw lines)) -> (output bytes, bad lines)``."""
+    job = job_context(spec)
+    version = jsonl.active_version(job)
+    model = load_model(job.settings, spec["model_arn"])  # the driver's: one model for every shard
+    scorer = LineScorer.for_job(job, version, served_recipe(version.doc).capabilities, model)
+    job.store.close()  # set-up done: a worker holds no database connection while it scores
+    return scorer.shard
 
 
 class LineScorer:
@@ -273,38 +229,36 @@ class LineScorer:
     Chunks are cut every ``chunk_lines`` records, counted from the start of ``data``.
     """
 
-    def __init__(self, scorer: Scorer, recipe_type: str, themer=None, chunk_lines: int = io.CHUNK_LINES):
+    def __init__(self, scorer: Scorer, can: Capabilities, themer=None, chunk_lines: int = jsonl.CHUNK_LINES,
+                 threads: int = SCORING_THREADS):
         self.scorer = scorer
-        self.recipe_type = recipe_type
+        self.can = can
         self.themer = themer
         self.chunk_lines = chunk_lines
+        self.threads = threads
 
     @classmethod
-    def for_job(cls, job: JobContext, version, recipe_name: str, recipe_type: str, model) -> "LineScorer":
+    def for_job(cls, job: JobContext, version, can: Capabilities, model) -> LineScorer:
         doc = job.doc
         filters = LineFilters.for_job(job, doc.get("filterArn"), model) if doc.get("filterArn") else None
         config = doc.get("batchInferenceJobConfig") or {}
         exploration = None
-        if config.get("itemExplorationConfig") and recipe_name in ("aws-user-personalization", "aws-hrnn",
-                                                                    "aws-hrnn-metadata", "aws-hrnn-coldstart"):
+        if config.get("itemExplorationConfig") and can.exploration:
             given = config["itemExplorationConfig"]
             exploration = Exploration(weight=float(given.get("explorationWeight", 0.3)),
                                       age_cutoff_days=float(given.get("explorationItemAgeCutOff", 30)))
-        influence = config.get("rankingInfluence") if recipe_name == "aws-semantic-similarity" else None
-        scorer = Scorer(model, recipe_name, recipe_type, doc.get("numResults") or 25, filters, exploration,
-                        influence)
+        influence = config.get("rankingInfluence") if can.ranking_influence else None
+        scorer = Scorer(model, can, doc.get("numResults") or 25, filters, exploration, influence)
         themer = None
         if doc.get("batchInferenceJobMode") == "THEME_GENERATION":
-            from .themes import ThemeWriter
-
             themer = ThemeWriter.for_job(job, version.group_arn, model,
                                          doc["themeGenerationConfig"]["fieldsForThemeGeneration"]["itemName"])
-        return cls(scorer, recipe_type, themer)
+        return cls(scorer, can, themer)
 
-    def chunk(self, chunk: list[io.Record]) -> tuple[bytes, int]:
+    def chunk(self, chunk: list[jsonl.Record]) -> tuple[bytes, int]:
         """The output lines of a chunk of records (each ending in a newline), and how many of
         them are per-line errors."""
-        reasons = [check_record(r, self.recipe_type) for r in chunk]
+        reasons = [check_record(r, self.can) for r in chunk]
         good = [r for r, why in zip(chunk, reasons) if why is None]
         results = iter(self.scorer.outputs(good) if good else [])
         lines: list[bytes] = []
@@ -313,7 +267,7 @@ class LineScorer:
             result = why if why is not None else next(results)
             if isinstance(result, str):
                 errors += 1
-                lines.append(io.error_line(record, result).encode("utf-8"))
+                lines.append(jsonl.error_line(record, result).encode("utf-8"))
                 continue
             if self.themer is not None:
                 result = self.themer.themed(record.obj["itemId"], result)
@@ -321,21 +275,24 @@ class LineScorer:
         lines.append(b"")
         return b"\n".join(lines), errors
 
-    def lines(self, first_line: int, data: bytes) -> bytes:
-        """The output of a run of raw input lines whose first is line ``first_line`` of its file."""
-        out: list[bytes] = []
-        chunk: list[io.Record] = []
-        for number, raw in enumerate(BytesIO(data), start=first_line):  # splits as files do
-            record = io.parse_line(number, raw)
-            if record is None:
-                continue
-            chunk.append(record)
-            if len(chunk) >= self.chunk_lines:
-                out.append(self.chunk(chunk)[0])
-                chunk = []
-        if chunk:
-            out.append(self.chunk(chunk)[0])
-        return b"".join(out)
+    def shard(self, shard: tuple[int, bytes]) -> tuple[bytes, int]:
+        """The output of a run of raw input lines whose first is line ``first`` of its file, and
+        how many of its lines are errors. Chunks are cut every ``chunk_lines`` records from the
+        start of the run and scored ``threads`` at a time: numpy releases the interpreter lock in
+        the matrix product, the top-k and the softmax, so one chunk scores while another formats
+        its JSON; BLAS gets one thread each (two BLAS pools on two cores only fight)."""
+        chunks: list[list[jsonl.Record]] = [[]]
+        for record in records(*shard):
+            if len(chunks[-1]) >= self.chunk_lines:
+                chunks.append([])
+            chunks[-1].append(record)
+        chunks = [c for c in chunks if c]
+        if len(chunks) > 1 and self.threads > 1:
+            with threadpool_limits(1, "blas"), ThreadPoolExecutor(min(self.threads, len(chunks))) as pool:
+                scored = list(pool.map(self.chunk, chunks))
+        else:
+            scored = [self.chunk(c) for c in chunks]
+        return b"".join(data for data, _ in scored), sum(bad for _, bad in scored)
 
 
-__all__ = ["run_batch_inference", "check_record", "Scorer", "LineScorer", "math"]
+__all__ = ["run_batch_inference", "shard_scorer", "check_record", "Scorer", "LineScorer"]

@@ -16,15 +16,14 @@ from ..data.interactions import load_group
 from ..data.rows import group_datasets
 from ..errors import InvalidInputException
 from ..filters import compile_filter
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
-from ..recipes.catalogue import RECIPES_BY_ARN
-from ..store.files import Storage
+from ..jobs.contract import JobContext, JobFailed, job_body
+from ..recipes.registry import served_recipe
 from ..store.models import load_model, model_arn_of
-from . import io
+from . import jsonl
+from .driver import ShardPlan, job_context, records, run_sharded
 from .filtering import GroupView, LineFilters
 
-LIMITS = {"aws-item-affinity": 500, "aws-item-attribute-affinity": 10}
+SHARD_QUERIES = 64  # a segment query scores every user: a few dozen make a shard
 
 _QUERY = Lark(r"""
     query: term (_AND term)*
@@ -89,39 +88,27 @@ def _segment(model, items: np.ndarray, n: int, users_mask: np.ndarray | None) ->
 
 @job_body("batch-segment-job", isolated=True)
 def run_batch_segment(job: JobContext) -> dict:
-    if job.settings.executor != "local":  # sharded over an executor (batch/shards.py)
-        from .shards import run_segment
-
-        return run_segment(job)
-    doc = job.doc
-    version = io.active_version(job)
-    recipe = RECIPES_BY_ARN[version.doc["recipeArn"]]
-    model = load_model(job.settings, model_arn_of(version))
-    storage = Storage(job.settings)
-    planned = io.plan(storage, doc["jobInput"]["s3DataSource"]["path"], doc["jobOutput"]["s3DataDestination"]["path"],
-                      doc["jobName"], job.attempt, doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
-    scorer = SegmentScorer.for_job(job, version, recipe.name, model)
-    limit = LIMITS[recipe.name]
-    done = 0
-    try:
-        for p in planned:
-            lines: list[str] = []
-            for chunk in io.read_records(storage, p.source):
-                for record in chunk:
-                    if len(lines) >= limit:
-                        raise JobFailed(f"Input file {p.source.uri} has more than {limit} queries; "
-                                        f"{recipe.name} segment jobs read at most {limit} per file.")
-                    lines.append(scorer.line(record))
-                done += len(chunk)
-                job.progress(done, None)
-                job.check_cancelled()
-            with storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path", kms_key_arn=p.kms_key_arn) as out:
-                out.write(("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
-        io.publish(storage, planned)
-    except BaseException:
-        io.discard(storage, planned)
-        raise
+    version = jsonl.active_version(job)
+    served = served_recipe(version.doc)
+    limit = served.capabilities.segment_queries_per_file
+    if limit is None:
+        raise JobFailed(f"Recipe {served.name} ({served.capabilities.recipe_type}) has no batch segment jobs.")
+    run_sharded(job, ShardPlan(
+        "openpersonalize.batch.segment:shard_scorer", {"model_arn": model_arn_of(version)}, limit,
+        lambda uri: f"Input file {uri} has more than {limit} queries; {served.name} segment jobs read at "
+                    f"most {limit} per file.",
+        unit=SHARD_QUERIES, fixed=True))
     return {}
+
+
+def shard_scorer(spec: dict):
+    """Set up a batch segment job once, in an executor worker; returns
+    ``fn((first line, raw lines)) -> (output bytes, bad lines)``."""
+    job = job_context(spec)
+    version = jsonl.active_version(job)
+    scorer = SegmentScorer.for_job(job, version, load_model(job.settings, spec["model_arn"]))
+    job.store.close()  # set-up done: a worker holds no database connection while it scores
+    return scorer.shard
 
 
 class SegmentScorer:
@@ -132,10 +119,10 @@ class SegmentScorer:
         self.attributes, self.schema, self.view = attributes, schema, view
 
     @classmethod
-    def for_job(cls, job: JobContext, version, recipe_name: str, model) -> "SegmentScorer":
+    def for_job(cls, job: JobContext, version, model) -> SegmentScorer:
         doc = job.doc
         filters = LineFilters.for_job(job, doc["filterArn"], model) if doc.get("filterArn") else None
-        attributes = recipe_name == "aws-item-attribute-affinity"
+        attributes = served_recipe(version.doc).capabilities.attribute_queries
         view = schema = None
         if attributes:
             datasets = group_datasets(job.store, job.settings, version.group_arn)
@@ -145,13 +132,19 @@ class SegmentScorer:
                                                           schemas, model)
         return cls(model, doc.get("numResults") or 25, filters, attributes, schema, view)
 
-    def line(self, record: io.Record) -> str:
+    def line(self, record: jsonl.Record) -> str:
         return _line(record, self.model, self.n, self.filters, self.attributes, self.schema, self.view)
 
+    def shard(self, shard: tuple[int, bytes]) -> tuple[bytes, int]:
+        """The output lines of a run of raw query lines, and how many are errors."""
+        lines = [self.line(record) for record in records(*shard)]
+        bad = sum(1 for line in lines if not line.endswith('"error": null}'))
+        return (("\n".join(lines) + "\n").encode("utf-8") if lines else b""), bad
 
-def _line(record: io.Record, model, n: int, filters, attributes: bool, schema, view) -> str:
+
+def _line(record: jsonl.Record, model, n: int, filters, attributes: bool, schema, view) -> str:
     if record.error:
-        return io.error_line(record, record.error, wrap_input=not attributes)
+        return jsonl.error_line(record, record.error, wrap_input=not attributes)
     obj = record.obj
     key = "itemAttributes" if attributes else "itemId"
     allowed = {key, "filterValues"}
@@ -162,7 +155,7 @@ def _line(record: io.Record, model, n: int, filters, attributes: bool, schema, v
         problem = f"Line {record.line}: unknown field {', '.join(sorted(obj.keys() - allowed))}; allowed: " \
                   f"{', '.join(sorted(allowed))}."
     if problem:
-        return io.error_line(record, problem, wrap_input=not attributes)
+        return jsonl.error_line(record, problem, wrap_input=not attributes)
     try:
         users_mask = filters.user_mask(obj.get("filterValues")) if filters else None
         if attributes:
@@ -172,7 +165,7 @@ def _line(record: io.Record, model, n: int, filters, attributes: bool, schema, v
             items = model.item_index([obj[key]]).astype(np.int64)
             items = items[items >= 0]
     except InvalidInputException as exc:
-        return io.error_line(record, f"Line {record.line}: {exc.message}", wrap_input=not attributes)
+        return jsonl.error_line(record, f"Line {record.line}: {exc.message}", wrap_input=not attributes)
     output = _segment(model, items, n, users_mask)
     if attributes:
         return json.dumps({"itemAttributes": obj[key], "output": output, "error": None}, ensure_ascii=False)

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from ..data.interactions import load_group
+from ..data.rows import group_datasets
+from ..jobs.contract import JobFailed
+
 LOW, HIGH = -0.1, 0.6
 
 
@@ -150,10 +154,6 @@ class ThemeWriter:
 
     @classmethod
     def for_job(cls, job, group_arn: str, model, name_field: str) -> "ThemeWriter":
-        from ..data.interactions import load_group
-        from ..data.rows import group_datasets
-        from ..jobs.runner import JobFailed
-
         datasets = group_datasets(job.store, job.settings, group_arn)
         items_ds = datasets.get("ITEMS")
         if items_ds is None:

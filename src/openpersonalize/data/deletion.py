@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import job_body
+from ..jobs.contract import JobContext, JobFailed
 from ..store.files import storage
 from .importer import PARSE, csv_objects, read_header
 from .rows import Dataset, group_datasets, rewrite_part_without, sweep_parts

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidInputException
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import job_body
+from ..jobs.contract import JobContext, JobFailed
 from ..store.files import storage
 from .rows import Dataset
 

@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import InvalidInputException
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import job_body
+from ..jobs.contract import JobContext, JobFailed
 from ..store.files import ObjectInfo, storage
 from .rows import Dataset, PartWriter, rewrite_part_without, sweep_parts
 from .schemas import Field

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..data.schemas import Schema, parse_schema
 from ..errors import InvalidInputException, LimitExceededException
-from ..jobs.bodies import job_body
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import job_body
+from ..jobs.contract import JobContext, JobFailed
 from ..store.metadata import Store
 from .grammar import parse_filter
 from .validate import MAX_FIELDS_PER_GROUP, FilterInfo, check_filter, filter_fields

@@ -1,8 +1,9 @@
 """Executors: where the shards of a big job are worked on.
 
-A sharded job has a *driver*, the job body in the worker that claimed the job, and a *task*: a
-small, picklable recipe (``module:callable`` plus arguments) that builds, once per executor
-worker, the function turning one shard into its output bytes. Building is where the expensive
+A sharded job has a *driver* (``batch/driver.py``, in the worker that claimed the job) and a
+*task*: a small, picklable recipe (``module:callable`` plus arguments) that builds, once per
+executor worker, the function turning one shard into its output (picklable: batch jobs return
+their output bytes and a count of bad lines). Building is where the expensive
 set-up happens (loading the model, binding the filter), so each executor worker pays it once per
 job, not once per shard.
 
@@ -12,7 +13,8 @@ temporary output and memory stays bounded whatever the input size.
 
 Executors register by name (the ``executor`` setting):
 
-* ``local``: every shard in the calling process, one after the other.
+* ``local``: every shard in the calling process, one after the other, in shards of one scoring
+  unit (the shard function itself may use a few threads).
 * ``ray``: shards spread over Ray actors (``pip install openpersonalize[ray]``), on the cluster
   at ``ray_address`` or on a local Ray instance started on demand. Ray is imported only here and
   only when the executor is used.
@@ -40,12 +42,12 @@ log = logging.getLogger("openpersonalize.jobs")
 
 @dataclass(frozen=True)
 class Task:
-    """How to build the shard function: ``factory(*args)`` returns ``fn(shard) -> bytes``."""
+    """How to build the shard function: ``factory(*args)`` returns ``fn(shard) -> output``."""
 
     factory: str  # "package.module:callable"
     args: tuple = ()
 
-    def build(self) -> Callable[[Any], bytes]:
+    def build(self) -> Callable[[Any], Any]:
         module, _, name = self.factory.partition(":")
         return getattr(importlib.import_module(module), name)(*self.args)
 
@@ -63,7 +65,7 @@ class Executor(ABC):
         self.settings = settings
 
     @abstractmethod
-    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[bytes]:
+    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[Any]:
         """The outputs of ``task`` over ``shards``, in shard order, computed with bounded lookahead.
 
         An exception raised by the shard function (or while building it) is raised here, as
@@ -72,6 +74,12 @@ class Executor(ABC):
 
     def check(self) -> None:
         """Raise ``ExecutorUnavailable`` when this executor cannot run in this process."""
+
+    def shard_records(self, unit: int) -> int:
+        """Records per shard for a job that scores ``unit`` records at a time: the whole number
+        of units nearest above the ``shard_records`` setting (a shard's cost of transport and
+        set-up is then small beside its scoring)."""
+        return max(1, -(-self.settings.shard_records // unit)) * unit
 
 
 EXECUTORS: dict[str, type[Executor]] = {}
@@ -96,7 +104,10 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[bytes]:
+    def shard_records(self, unit: int) -> int:
+        return unit  # nothing to ship: the smallest shard keeps memory and progress fine-grained
+
+    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[Any]:
         fn = None
         for shard in shards:
             if fn is None:  # built on the first shard: an input with no shard costs nothing
@@ -111,7 +122,7 @@ class ShardWorker:
         self.task = task
         self.fn = None
 
-    def run(self, shard) -> bytes:
+    def run(self, shard) -> Any:
         if self.fn is None:
             self.fn = self.task.build()
         return self.fn(shard)
@@ -169,7 +180,7 @@ class RayExecutor(Executor):
         cpus = float(ray.cluster_resources().get("CPU", 1))
         return max(1, min(64, int(cpus // max(self.settings.ray_actor_cpus, 0.01))))
 
-    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[bytes]:
+    def map(self, task: Task, shards: Iterable[Any]) -> Iterator[Any]:
         ray = connect_ray(self.settings)
         n = self.workers(ray)
         actor_class = ray.remote(ShardWorker).options(num_cpus=self.settings.ray_actor_cpus, max_restarts=2,
@@ -190,7 +201,7 @@ class RayExecutor(Executor):
                 self._get(ray, ref)  # raises if the actor could not start
                 busy[actors.index(actor)] = 0
 
-        def collect() -> bytes:
+        def collect() -> Any:
             ref, k = under_way.popleft()
             busy[k] -= 1
             return self._get(ray, ref)

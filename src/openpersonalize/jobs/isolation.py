@@ -14,7 +14,10 @@ import logging
 import multiprocessing
 import traceback
 
+from .. import jobs_registry  # noqa: F401  (registers the bodies, in the parent and in the spawned child)
 from ..config import LOG_FORMAT, Settings
+from ..store.metadata import Store
+from .contract import BODIES, JobCancelled, JobContext, JobFailed
 
 log = logging.getLogger("openpersonalize.jobs")
 _CONTEXT = multiprocessing.get_context("spawn")  # no fork: the parent has threads and sockets
@@ -22,8 +25,6 @@ _CONTEXT = multiprocessing.get_context("spawn")  # no fork: the parent has threa
 
 def run_in_child(job) -> dict:
     """Run ``job``'s body in a child process; returns the body's result or raises like the body."""
-    from .runner import JobCancelled, JobFailed
-
     parent, child = _CONTEXT.Pipe(duplex=False)
     proc = _CONTEXT.Process(target=_child_main, name=f"job {job.arn}", daemon=True,
                             args=(job.kind, job.arn, job.attempt, dataclasses.asdict(job.settings),
@@ -65,11 +66,6 @@ def run_in_child(job) -> dict:
 def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn,
                 log_level: int = logging.WARNING) -> None:
     logging.basicConfig(level=log_level, format=LOG_FORMAT)  # a spawned child starts unconfigured
-    from .. import jobs_registry  # noqa: F401  (registers the bodies in this process)
-    from ..store.metadata import Store
-    from . import bodies
-    from .runner import JobCancelled, JobContext, JobFailed
-
     for module in filter(None, (m.strip() for m in settings.get("job_modules", "").split(","))):
         importlib.import_module(module)
     store = Store(store_url)
@@ -77,7 +73,7 @@ def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: st
         row = store.get(arn)
         job = JobContext(arn=arn, kind=kind, doc=row.doc, store=store, settings=Settings(**settings),
                          attempt=attempt, on_progress=lambda p: conn.send(("progress", p)))
-        result = dict(bodies.BODIES[kind](job) or {})
+        result = dict(BODIES[kind](job) or {})
         conn.send(("ok", result))
     except JobFailed as exc:
         conn.send(("failed", str(exc)))

@@ -19,76 +19,33 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
+from .. import jobs_registry  # noqa: F401  (registers every job body)
 from ..config import Settings
 from ..store.metadata import Store
-from . import bodies
+from .contract import BODIES, ISOLATED, STOPPED, STOPPING, JobCancelled, JobContext, JobFailed, status_words
+from .isolation import run_in_child
 
 log = logging.getLogger("openpersonalize.jobs")
 
-
-@dataclass(frozen=True)
-class Vocabulary:
-    pending: str
-    running: str
-    done: str
-    failed: str
-
-
-GENERIC = Vocabulary("CREATE PENDING", "CREATE IN_PROGRESS", "ACTIVE", "CREATE FAILED")
-VOCABULARIES = {"data-deletion-job": Vocabulary("PENDING", "IN_PROGRESS", "COMPLETED", "FAILED")}
-STOPPING, STOPPED = "CREATE STOPPING", "CREATE STOPPED"
-
-
-class JobFailed(Exception):
-    """The job cannot succeed; ``str(exc)`` is the failureReason shown to the user."""
-
-
-class JobCancelled(Exception):
-    """The job was asked to stop (StopSolutionVersionCreation)."""
-
-
-@dataclass
-class JobContext:
-    arn: str
-    kind: str
-    doc: dict
-    store: Store
-    settings: Settings
-    attempt: int
-    _cancel: threading.Event = field(default_factory=threading.Event)
-    _progress: dict | None = None
-    _done: threading.Event = field(default_factory=threading.Event)
-    on_progress: object = None  # set in a child process: sends progress to the parent
-
-    def progress(self, done: int, total: int | None = None, **extra) -> None:
-        """Record how far the job is; the heartbeat publishes it."""
-        self._progress = {"done": done, "total": total, **extra}
-        if self.on_progress is not None:
-            self.on_progress(self._progress)
-
-    def check_cancelled(self) -> None:
-        if self._cancel.is_set():
-            raise JobCancelled()
-
-
-def vocabulary(kind: str) -> Vocabulary:
-    return VOCABULARIES.get(kind, GENERIC)
+__all__ = ["JobRunner", "JobContext", "JobFailed", "JobCancelled"]
 
 
 class JobRunner:
     """Worker threads that run jobs from the store's queue."""
 
-    def __init__(self, store: Store, settings: Settings, *, threads: int | None = None):
-        from .. import jobs_registry  # noqa: F401  (registers every job body)
-
+    def __init__(self, store: Store, settings: Settings, *, threads: int | None = None,
+                 on_finished: Callable[[str, str | None], None] | None = None):
+        """``on_finished(kind, group_arn)`` is called after each job this runner ends (the server
+        process uses it to drop what it cached of the data a job changed)."""
         for module in filter(None, (m.strip() for m in settings.job_modules.split(","))):
             importlib.import_module(module)
 
         self.store = store
         self.settings = settings
         self.threads = settings.workers if threads is None else threads
+        self.on_finished = on_finished
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -134,7 +91,7 @@ class JobRunner:
                 self._wake.clear()
 
     def run_one(self, light_only: bool = False) -> bool:
-        heavy = tuple(sorted(bodies.ISOLATED)) if light_only else ()
+        heavy = tuple(sorted(ISOLATED)) if light_only else ()
         claim = self.store.claim_job(self.worker_id, self.settings.job_lease_seconds,
                                      self.settings.job_max_attempts + 1, exclude_kinds=heavy)
         if claim is None:
@@ -146,7 +103,7 @@ class JobRunner:
     # -- one job --------------------------------------------------------------------------
 
     def _run(self, arn: str, kind: str, attempt: int) -> None:
-        words = vocabulary(kind)
+        words = status_words(kind)
         row = self.store.get(arn)
         if row is None:  # deleted while queued
             with self.store.transaction() as conn:
@@ -167,13 +124,11 @@ class JobRunner:
         beat.start()
         started = time.time()
         try:
-            body = bodies.BODIES.get(kind)
+            body = BODIES.get(kind)
             if body is None:
                 raise JobFailed(f"Running {kind.replace('-', ' ')}s is not implemented yet in this "
                                 "version of openpersonalize.")
-            if kind in bodies.ISOLATED and self.settings.job_isolation == "process":
-                from .isolation import run_in_child
-
+            if kind in ISOLATED and self.settings.job_isolation == "process":
                 changes = run_in_child(job)
             else:
                 changes = dict(body(job) or {})
@@ -194,6 +149,11 @@ class JobRunner:
             changes = {"status": STOPPED, "failureReason": None}
         log.info("job %s -> %s in %.2fs", arn, changes["status"], time.time() - started)
         self._finish(arn, changes)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(kind, row.group_arn)
+            except Exception:  # a cache that could not be dropped is refreshed by its timer
+                log.exception("after job %s", arn)
 
     def _finish(self, arn: str, changes: dict) -> None:
         with self.store.transaction() as conn:

@@ -17,6 +17,7 @@ import time
 from ..control.base import Context
 from ..control.solutions import SolutionVersionOperations
 from ..errors import ServiceError
+from . import refresh
 
 log = logging.getLogger("openpersonalize.scheduler")
 _RATE = re.compile(r"rate\((\d+) days?\)")
@@ -82,8 +83,6 @@ class Scheduler:
         self._stop.set()
 
     def _loop(self) -> None:
-        from . import refresh
-
         while not self._stop.wait(self.settings.auto_training_check_seconds):
             for name, due in (("automatic training", run_due if self.settings.auto_training_enabled else None),
                               ("automatic model update", refresh.run_due)):

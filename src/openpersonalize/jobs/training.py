@@ -20,8 +20,8 @@ from ..recipes.base import ColumnRoles, TooLittleData, TrainingData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
 from ..store.models import load_model, save_model
-from .bodies import job_body
-from .runner import JobContext, JobFailed
+from .contract import job_body
+from .contract import JobContext, JobFailed
 
 log = logging.getLogger("openpersonalize.training")
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..jobs.runner import JobContext, JobFailed
+from ..jobs.contract import JobContext, JobFailed
 from ..store.files import ObjectInfo, Storage
 
 MAX_FILES = 1000
@@ -68,27 +67,10 @@ def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attem
     return planned
 
 
-def read_records(storage: Storage, obj: ObjectInfo, chunk_lines: int = CHUNK_LINES) -> Iterator[list[Record]]:
-    """Chunks of parsed records from one JSON Lines object; blank lines are skipped.
-
-    A line that is not valid UTF-8 JSON, or not a JSON object, becomes a record with ``error``.
-    """
-    chunk: list[Record] = []
-    with storage.open_input(obj) as f:
-        for number, raw_bytes in enumerate(f, start=1):
-            record = parse_line(number, raw_bytes)
-            if record is None:
-                continue
-            chunk.append(record)
-            if len(chunk) >= chunk_lines:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
-
-
 def parse_line(number: int, raw_bytes: bytes) -> Record | None:
-    """The record of input line ``number`` (None for a blank line); sharded jobs use it too."""
+    """The record of input line ``number`` (None for a blank line).
+
+    A line that is not valid UTF-8 JSON, or not a JSON object, becomes a record with ``error``."""
     if not raw_bytes.strip():
         return None
     try:
