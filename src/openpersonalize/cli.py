@@ -31,8 +31,7 @@ def _settings(args) -> Settings:
                                  executor=getattr(args, "executor", None),
                                  ray_address=getattr(args, "ray_address", None),
                                  ray_workers=getattr(args, "ray_workers", None))
-    if not settings.store_url or settings.store_url.startswith("sqlite"):
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # the SQLite file, local objects, model copies
     return settings
 
 

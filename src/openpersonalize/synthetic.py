@@ -40,7 +40,7 @@ START = 1_700_000_000
 
 
 @dataclass
-class Catalogue:
+class GeneratedCatalogue:
     """Generated users, items and interactions (numpy arrays; ids are strings)."""
 
     item_ids: np.ndarray
@@ -63,7 +63,7 @@ class Catalogue:
 
 
 def generate(n_users: int = 500, n_items: int = 300, interactions_per_user: int = 30, seed: int = 7,
-             affinity: float = 0.9) -> Catalogue:
+             affinity: float = 0.9) -> GeneratedCatalogue:
     """A catalogue where users prefer their genres with probability ``affinity``."""
     rng = np.random.default_rng(seed)
     width = max(len(str(n_items)), 4)
@@ -104,7 +104,7 @@ def generate(n_users: int = 500, n_items: int = 300, interactions_per_user: int 
     event_types = np.where(rng.random(len(users_a)) < 0.15, "purchase", "click")
     values = np.round(rng.uniform(0.5, 5.0, size=len(users_a)), 1)
     tiers = [str(t) for t in rng.choice(["gold", "silver", "bronze"], size=n_users, p=[0.2, 0.3, 0.5])]
-    return Catalogue(item_ids, genres, titles, descriptions, prices, created, user_ids, user_genres, tiers,
+    return GeneratedCatalogue(item_ids, genres, titles, descriptions, prices, created, user_ids, user_genres, tiers,
                      users_a, items_a, timestamps, event_types, values)
 
 
@@ -132,7 +132,7 @@ USERS_SCHEMA = {
 }
 
 
-def write_csvs(cat: Catalogue, folder: str | Path) -> dict[str, Path]:
+def write_csvs(cat: GeneratedCatalogue, folder: str | Path) -> dict[str, Path]:
     """Write interactions.csv, items.csv and users.csv in the import format; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
