@@ -266,7 +266,6 @@ def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypat
 
     from openpersonalize import serving
     from openpersonalize.api import protocol
-    from openpersonalize.batch import filtering
 
     counts = {"model": 0, "view": 0}
 
@@ -278,7 +277,7 @@ def test_concurrent_first_calls_share_one_load(lab, server, campaigns, monkeypat
         return wrapped
 
     monkeypatch.setattr(serving, "load_model", counting("model", serving.load_model))
-    monkeypatch.setattr(filtering, "GroupView", counting("view", filtering.GroupView))
+    monkeypatch.setattr(serving, "GroupView", counting("view", serving.GroupView))
     op = protocol.rest_routes()[("POST", "/recommendations")]
     params = {"campaignArn": campaigns["aws-user-personalization"], "userId": str(lab.cat.user_ids[5]),
               "filterArn": lab.filter("EXCLUDE ItemID WHERE Items.PRICE > 30")}
