@@ -204,9 +204,15 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
     if protocol in ("next-items", "trending") and hasattr(model, "scores_for_histories"):
         # The same answers as model.recommend(history, K), scored in blocks by matrix products.
         lists = []
+        trim = getattr(model, "trim_lists", None)  # the user's own items, as many as a list holds
         for start in range(0, len(split.histories), 512):
-            S = model.scores_for_histories(split.histories[start:start + 512])
-            idx, _ = topk_rows(S, K)
+            hists = split.histories[start:start + 512]
+            S = model.scores_for_histories(hists)
+            if trim is not None:
+                idx, _ = topk_rows(S, 2 * K)
+                idx = trim(idx, hists, K)
+            else:
+                idx, _ = topk_rows(S, K)
             lists += [[int(i) for i in row if i >= 0] for row in idx]
         return lists
     lists = []

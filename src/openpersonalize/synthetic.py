@@ -63,8 +63,10 @@ class GeneratedCatalogue:
 
 
 def generate(n_users: int = 500, n_items: int = 300, interactions_per_user: int = 30, seed: int = 7,
-             affinity: float = 0.9) -> GeneratedCatalogue:
-    """A catalogue where users prefer their genres with probability ``affinity``."""
+             affinity: float = 0.9, distinct: bool = False) -> GeneratedCatalogue:
+    """A catalogue where users prefer their genres with probability ``affinity``. Popular items
+    are drawn again now and then (users come back to them); with ``distinct`` each user has each
+    item at most once, as in a ratings data set."""
     rng = np.random.default_rng(seed)
     width = max(len(str(n_items)), 4)
     item_ids = np.array([f"i{k:0{width}d}" for k in range(n_items)])
@@ -95,6 +97,8 @@ def generate(n_users: int = 500, n_items: int = 300, interactions_per_user: int 
         p = popularity[pool] / popularity[pool].sum()
         chosen = np.where(from_pool, rng.choice(pool, size=n, p=p),
                           rng.choice(n_items, size=n, p=popularity / popularity.sum()))
+        if distinct:
+            chosen = _distinct_draws(rng, chosen, pool, popularity)
         users.append(np.full(n, u))
         items.append(chosen)
     users_a = np.concatenate(users)
@@ -106,6 +110,71 @@ def generate(n_users: int = 500, n_items: int = 300, interactions_per_user: int 
     tiers = [str(t) for t in rng.choice(["gold", "silver", "bronze"], size=n_users, p=[0.2, 0.3, 0.5])]
     return GeneratedCatalogue(item_ids, genres, titles, descriptions, prices, created, user_ids, user_genres, tiers,
                      users_a, items_a, timestamps, event_types, values)
+
+
+def _distinct_draws(rng, chosen: np.ndarray, pool: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+    """``chosen`` with each repeated draw replaced by an item not drawn yet (from ``pool`` first)."""
+    kept = list(dict.fromkeys(chosen.tolist()))
+    for candidates in (pool, np.arange(len(popularity))):
+        fresh = np.setdiff1d(candidates, kept)
+        missing = len(chosen) - len(kept)
+        if missing and len(fresh):
+            p = popularity[fresh] / popularity[fresh].sum()
+            kept += rng.choice(fresh, size=min(missing, len(fresh)), replace=False, p=p).tolist()
+    return np.array(kept[:len(chosen)], dtype=np.int64)
+
+
+def generate_staples(n_users: int = 500, n_items: int = 300, interactions_per_user: int = 40, seed: int = 7,
+                     repeat_share: float = 0.6, staples_per_user: int = 6) -> GeneratedCatalogue:
+    """A shop where users re-buy their staples: each user has a few favourite items of their
+    genres; after the first purchase, each interaction is a re-purchase of an item the user
+    already bought with probability ``repeat_share`` (staples far more often than others), and
+    otherwise a new item of their genres. The share of repeats is known, so a model can be
+    checked for learning it."""
+    base = generate(n_users, n_items, interactions_per_user=2, seed=seed, distinct=True)
+    rng = np.random.default_rng(seed + 1)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    rng.shuffle(popularity)
+    primary = np.array([GENRES.index(g[0]) for g in base.item_genres])
+    users, items = [], []
+    for u in range(n_users):
+        pool = np.concatenate([np.flatnonzero(primary == GENRES.index(g)) for g in base.user_genres[u]])
+        p = popularity[pool] / popularity[pool].sum()
+        staples = rng.choice(pool, size=min(staples_per_user, len(pool)), replace=False, p=p)
+        n = max(3, int(rng.poisson(interactions_per_user)))
+        bought: dict[int, float] = {}
+        sequence = []
+        for k in range(n):
+            if bought and rng.random() < repeat_share:
+                have = np.fromiter(bought, dtype=np.int64)
+                w = np.fromiter(bought.values(), dtype=np.float64)
+                item = int(rng.choice(have, p=w / w.sum()))
+            else:
+                fresh = np.setdiff1d(pool, np.fromiter(bought, dtype=np.int64))
+                if len(fresh) == 0:
+                    fresh = np.setdiff1d(np.arange(n_items), np.fromiter(bought, dtype=np.int64))
+                unbought_staples = np.setdiff1d(staples, np.fromiter(bought, dtype=np.int64))
+                if len(unbought_staples) and rng.random() < 0.5:
+                    item = int(rng.choice(unbought_staples))
+                else:
+                    q = popularity[fresh] / popularity[fresh].sum()
+                    item = int(rng.choice(fresh, p=q))
+                bought[item] = 8.0 if item in staples else 1.0
+            sequence.append(item)
+        users.append(np.full(n, u))
+        items.append(np.array(sequence))
+    users_a, items_a = np.concatenate(users), np.concatenate(items)
+    # Time runs forward within each user's sequence (the order above), interleaved across users.
+    gaps = rng.integers(3600, 5 * 86400, size=len(users_a))
+    starts = np.r_[0, np.cumsum([len(x) for x in items])[:-1]]
+    timestamps = np.cumsum(gaps)
+    timestamps = START + timestamps - np.repeat(timestamps[starts] - rng.integers(0, 30 * 86400, size=n_users),
+                                                [len(x) for x in items])
+    event_types = np.full(len(users_a), "purchase")
+    values = np.round(base.item_prices[items_a], 1)
+    return GeneratedCatalogue(base.item_ids, base.item_genres, base.item_titles, base.item_descriptions,
+                              base.item_prices, base.item_created, base.user_ids, base.user_genres, base.user_tiers,
+                              users_a, items_a, timestamps, event_types, values)
 
 
 INTERACTIONS_SCHEMA = {

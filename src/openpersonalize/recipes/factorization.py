@@ -28,6 +28,7 @@ from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingD
 from .capabilities import FOLD_IN, Capabilities
 from .checks import enough_interactions
 from .features import metadata_embedding
+from .repeats import RepeatPolicy, measure
 from .scoring import (RowMasks, histories, interaction_matrix, outside_history_percentiles, popularity, softmax_of,
                       softmax_topk_rows, topk, topk_rows)
 
@@ -159,7 +160,57 @@ class CollaborativeModel(Model):
 
 @model_class
 class PersonalizationModel(CollaborativeModel):
-    """GetRecommendations (userId) and GetPersonalizedRanking."""
+    """GetRecommendations (userId) and GetPersonalizedRanking.
+
+    Every score it gives has the repeat behaviour training measured applied (recipes/repeats.py):
+    items a user already has keep the probability that they come back with, or none at all when
+    the data has no repeats. Models saved before that was measured score as they did.
+    """
+
+    def _repeat_policy(self) -> RepeatPolicy | None:
+        if "repeat_user_share" not in self.arrays:
+            return None
+        cached = self.__dict__.get("_policy")
+        if cached is None:
+            a = self.arrays
+            cached = self.__dict__["_policy"] = RepeatPolicy(
+                self.meta["repeat_share"], np.asarray(a["repeat_user_share"]), np.asarray(a["repeat_item_weight"]),
+                np.asarray(a["repeat_pair_weight"]), self.meta["temperature"])
+        return cached
+
+    def scores_for_history(self, hist: np.ndarray, user: int = -1) -> np.ndarray:
+        S = super().scores_for_history(hist, user)
+        policy = self._repeat_policy()
+        if policy is not None:
+            items, weights = policy.weights_of(hist, user, self.arrays["hist_indptr"], self.arrays["hist_items"])
+            policy.adjust(S, items, weights, policy.probability(user))
+        return S
+
+    def score_block(self, users: np.ndarray) -> np.ndarray:
+        S = super().score_block(users)
+        policy = self._repeat_policy()
+        if policy is not None:
+            users = np.asarray(users, dtype=np.int64)
+            indptr = np.asarray(self.arrays["hist_indptr"])
+            known = (users >= 0) & (users < len(indptr) - 1)
+            starts = np.where(known, indptr[np.where(known, users, 0)], 0)
+            lengths = np.where(known, indptr[np.where(known, users, 0) + 1] - starts, 0)
+            rows = np.repeat(np.arange(len(users)), lengths)
+            positions = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+            items = np.asarray(self.arrays["hist_items"])[positions].astype(np.int64)
+            weights = np.asarray(policy.pair_weight, dtype=np.float64)[positions]
+            repeat = np.array([policy.probability(int(u)) for u in users])
+            policy.adjust_rows(S, rows, items, weights, repeat)
+        return S
+
+    def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
+        S = super().scores_for_histories(hists)
+        policy = self._repeat_policy()
+        if policy is not None:
+            for k, h in enumerate(hists):
+                items, weights = policy.weights_of(h, -1, self.arrays["hist_indptr"], self.arrays["hist_items"])
+                policy.adjust(S[k], items, weights, policy.share)
+        return S
 
     def recommend(self, user: int | np.ndarray, n: int, exclude: np.ndarray | None = None,
                   candidates_mask: np.ndarray | None = None, exploration: Exploration | None = None,
@@ -170,7 +221,14 @@ class PersonalizationModel(CollaborativeModel):
         s = self.scores_for_history(hist, uid)
         if exploration is not None and exploration.weight > 0:
             return self._explore(s, hist, n, exclude, candidates_mask, exploration)
-        idx, top = topk(s, n, candidates_mask, exclude)
+        policy = self._repeat_policy()
+        if policy is not None and not policy.excludes and len(hist):
+            seen, _ = policy.weights_of(hist, uid, self.arrays["hist_indptr"], self.arrays["hist_items"])
+            idx, top = topk(s, n + min(len(seen), n), candidates_mask, exclude)
+            keep = policy.trim(idx, seen, policy.cap(n, policy.probability(uid)), n)
+            idx, top = idx[keep], top[keep]
+        else:
+            idx, top = topk(s, n, candidates_mask, exclude)
         return idx, softmax_of(top, s, self.meta["temperature"])
 
     def recommend_batch(self, users: np.ndarray, n: int, mask: np.ndarray | None = None,
@@ -186,7 +244,12 @@ class PersonalizationModel(CollaborativeModel):
                 X = self.history_matrix(block)
                 S[X.nonzero()] = -np.inf
             m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
-            idx, probs = softmax_topk_rows(S, n, t, m)
+            policy = None if exclude_seen else self._repeat_policy()
+            if policy is not None and not policy.excludes:
+                idx, probs = softmax_topk_rows(S, 2 * n, t, m)
+                idx, probs = self._trim_rows(policy, block, idx, probs, n)
+            else:
+                idx, probs = softmax_topk_rows(S, n, t, m)
             del S
             self._cold_rows_as_single_requests(block, idx, m, exclude_seen)
             out_i.append(idx)
@@ -194,6 +257,33 @@ class PersonalizationModel(CollaborativeModel):
         if not out_i:
             return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
         return np.concatenate(out_i), np.concatenate(out_s)
+
+    def _trim_rows(self, policy: RepeatPolicy, users: np.ndarray, idx: np.ndarray, probs: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's first ``n`` once the user's items beyond their cap are skipped (-1 / NaN pad)."""
+        out_i = np.full((len(users), n), -1, dtype=np.int64)
+        out_p = np.full((len(users), n), np.nan, dtype=np.float32)
+        indptr, items = self.arrays["hist_indptr"], self.arrays["hist_items"]
+        for r, u in enumerate(np.asarray(users, dtype=np.int64).tolist()):
+            seen = np.asarray(items[indptr[u]:indptr[u + 1]]) if 0 <= u < len(indptr) - 1 else np.empty(0, np.int32)
+            keep = policy.trim(idx[r], seen, policy.cap(n, policy.probability(u)), n) if len(seen) \
+                else np.arange(min(n, idx.shape[1]))
+            out_i[r, :len(keep)] = idx[r, keep]
+            out_p[r, :len(keep)] = probs[r, keep]
+        return out_i, out_p
+
+    def trim_lists(self, idx: np.ndarray, hists: list[np.ndarray], n: int) -> np.ndarray:
+        """Rows of ``idx`` (top items for ad-hoc ``hists``, best first) cut to ``n`` as
+        :meth:`recommend` cuts a list: the user's items beyond their share are skipped."""
+        policy = self._repeat_policy()
+        if policy is None or policy.excludes:
+            return np.asarray(idx)[:, :n]
+        out = np.full((len(hists), n), -1, dtype=np.int64)
+        for r, h in enumerate(hists):
+            seen = np.unique(np.asarray(h, dtype=np.int64))
+            keep = policy.trim(idx[r], seen, policy.cap(n, policy.share), n)
+            out[r, :len(keep)] = np.asarray(idx[r])[keep]
+        return out
 
     def _cold_rows_as_single_requests(self, users: np.ndarray, idx: np.ndarray, mask, exclude_seen: bool) -> None:
         """Users without history get the popularity list, full of ties; pick among tied items
@@ -477,7 +567,12 @@ class CollaborativeAlgorithm(Algorithm):
                     temperature=1.0)
         model = self.model_cls(arrays, meta)
         with threadpool_limits(1, "blas"):  # many tiny solves: threads only get in the way
-            meta["temperature"] = _temperature(model, settings.seed)
+            meta["temperature"] = _temperature(model, settings.seed)  # of the raw scores, before the repeat policy
+        if issubclass(self.model_cls, PersonalizationModel):
+            profile = measure(data, arrays["hist_indptr"], arrays["hist_items"])
+            arrays["repeat_user_share"], arrays["repeat_item_weight"] = profile.user_share, profile.item_weight
+            arrays["repeat_pair_weight"] = profile.pair_weight
+            meta["repeat_share"] = profile.share
         return model
 
     def update(self, previous, data, params, settings):

@@ -1,0 +1,201 @@
+"""Whether users come back to items they already have, learned from the training data.
+
+Personalize's models learn from the sequence of each user's events whether a user's next
+interaction is with an item they already had: a movie catalogue gets no repeats, a grocery
+catalogue gets re-purchases. The collaborative scores of this package (EASE, ALS) say nothing
+about that: an item the user has is, to them, simply an item much like the user's history, so it
+scores near the top. Training therefore measures repeat behaviour and serving applies it.
+
+**What is measured.** Interactions are ordered by user and time; one is a *repeat* when its
+(user, item) pair occurred before. From that:
+
+* the overall repeat share R (repeats / interactions after each user's first), and each user's
+  own share, shrunk towards R by ``USER_PRIOR`` interactions' worth of evidence;
+* per item, repeats per (user, item) pair, shrunk towards the mean by ``ITEM_PRIOR`` pairs, so
+  staples that people re-buy weigh more than one-off purchases;
+* per event type (when the data has several), how often an interaction of that type is followed
+  by another interaction with the same item, shrunk likewise: an item a user viewed may come back
+  more (or less) than one they bought.
+
+**How it is applied.** The model's scores define probabilities over the catalogue (a softmax).
+The next interaction is taken to be a repeat with the user's probability R_u, spread over the
+items they have in proportion to how often they had each, times the item's and the event type's
+repeat weights; and a new item with probability 1 - R_u, spread as the model's softmax over the
+items the user does not have. :meth:`RepeatPolicy.adjust` rewrites the raw scores of the user's
+items so that the usual softmax over the whole row gives exactly that mixture; everything
+downstream (top-k, filters, scores shown, rankings, metrics) is unchanged. When the data has
+(almost) no repeats (R below ``MIN_SHARE``), the user's items are simply left out.
+
+A list of n recommendations then holds at most ceil(R_u x n) of the user's items (:meth:`trim`):
+the most probable ones, the rest of the list new items, so that recommendations contain seen
+items in the measure the user comes back to them. (On repeat-heavy data the most probable items
+are nearly all the user's own; a few more new items in the list cost little accuracy and keep
+the list useful.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
+USER_PRIOR = 5.0  # a user's repeat share is shrunk towards the overall one by this many interactions
+ITEM_PRIOR = 10.0  # an item's repeats per pair are shrunk towards the mean by this many pairs
+TYPE_PRIOR = 50.0  # the same for an event type, by this many interactions
+
+
+@dataclass
+class RepeatProfile:
+    """What training measured (arrays aligned with the model's users, items and histories)."""
+
+    share: float  # overall share of interactions that repeat an earlier (user, item)
+    user_share: np.ndarray  # float32 per user: the user's repeat probability, shrunk to ``share``
+    item_weight: np.ndarray  # float32 per item: its repeat propensity relative to the mean (1.0 = mean)
+    pair_weight: np.ndarray  # float32 per history entry (the model's hist_items order): the weight of
+    # that item among the user's items (times had x item weight x event type weight)
+
+    @property
+    def excludes(self) -> bool:
+        return self.share < MIN_SHARE
+
+
+def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
+    """The repeat profile of ``data`` (TrainingData); ``indptr`` / ``hist_items`` are the model's
+    per-user histories (distinct items, ordered by their latest interaction)."""
+    n_users, n_items = data.n_users, data.n_items
+    if data.n_interactions == 0:
+        return RepeatProfile(0.0, np.zeros(n_users, np.float32), np.ones(n_items, np.float32),
+                             np.ones(len(hist_items), np.float32))
+    order = np.lexsort((data.timestamp, data.user))
+    user, item = data.user[order].astype(np.int64), data.item[order].astype(np.int64)
+    types = data.event_type[order]
+    pair = user * max(n_items, 1) + item
+    # Is each interaction's pair seen before (in time order within the user)? Stable-sort by pair:
+    # within a pair, time order is kept, so all but the first of each run are repeats.
+    by_pair = np.argsort(pair, kind="stable")
+    sorted_pair = pair[by_pair]
+    first_of_run = np.r_[True, sorted_pair[1:] != sorted_pair[:-1]]
+    repeat = np.empty(len(pair), dtype=bool)
+    repeat[by_pair] = ~first_of_run
+    # The interaction after each one in its pair (for the per-event-type rate): a run's next element.
+    followed = np.zeros(len(pair), dtype=bool)
+    followed[by_pair[:-1]] = ~first_of_run[1:]
+
+    per_user = np.bincount(user, minlength=n_users).astype(np.float64)
+    user_repeats = np.bincount(user, weights=repeat, minlength=n_users)
+    opportunities = np.maximum(per_user - 1.0, 0.0)
+    share = float(user_repeats.sum() / max(opportunities.sum(), 1.0))
+    user_share = ((user_repeats + USER_PRIOR * share) / (opportunities + USER_PRIOR)).astype(np.float32)
+
+    pairs_per_item = np.bincount(item[~repeat], minlength=n_items).astype(np.float64)
+    item_repeats = np.bincount(item, weights=repeat, minlength=n_items)
+    mean = item_repeats.sum() / max(pairs_per_item.sum(), 1.0)
+    item_rate = (item_repeats + ITEM_PRIOR * mean) / (pairs_per_item + ITEM_PRIOR)
+    item_weight = (item_rate / mean if mean > 0 else np.ones(n_items)).astype(np.float32)
+
+    n_types = max(len(data.event_types), 1)
+    type_total = np.bincount(types, minlength=n_types).astype(np.float64)
+    type_followed = np.bincount(types, weights=followed, minlength=n_types)
+    overall = type_followed.sum() / max(type_total.sum(), 1.0)
+    type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
+    type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
+
+    # Per (user, item) of the histories: times had, and the type of its latest interaction.
+    run_starts = np.flatnonzero(first_of_run)
+    counts = np.diff(np.r_[run_starts, len(pair)])
+    last = by_pair[np.r_[run_starts[1:], len(pair)] - 1]  # the latest interaction of each pair
+    pair_keys = sorted_pair[run_starts]
+    weight_of_pair = counts * type_weight[types[last]] * item_weight[pair_keys % max(n_items, 1)]
+    hist_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+    hist_keys = hist_users * max(n_items, 1) + np.asarray(hist_items, dtype=np.int64)
+    found = np.searchsorted(pair_keys, hist_keys)
+    found = np.clip(found, 0, max(len(pair_keys) - 1, 0))
+    known = pair_keys[found] == hist_keys if len(pair_keys) else np.zeros(len(hist_keys), bool)
+    pair_weight = np.where(known, weight_of_pair[found] if len(pair_keys) else 1.0, 1.0).astype(np.float32)
+    return RepeatProfile(share, user_share, item_weight, pair_weight)
+
+
+class RepeatPolicy:
+    """Applies a measured :class:`RepeatProfile` to raw scores (see the module docstring).
+
+    ``temperature`` is the model's softmax temperature: raw scores s give probabilities
+    exp(s / t) / Z over the row.
+    """
+
+    def __init__(self, share: float, user_share: np.ndarray, item_weight: np.ndarray,
+                 pair_weight: np.ndarray, temperature: float):
+        self.share = float(share)
+        self.user_share = user_share
+        self.item_weight = item_weight
+        self.pair_weight = pair_weight
+        self.t = max(float(temperature), 1e-6)
+
+    @property
+    def excludes(self) -> bool:
+        return self.share < MIN_SHARE
+
+    def weights_of(self, hist: np.ndarray, user: int, indptr: np.ndarray, hist_items: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The user's distinct items and their repeat weights. The training history's stored
+        weights when ``hist`` is it; otherwise times in ``hist`` x the item's weight."""
+        hist = np.asarray(hist, dtype=np.int64)
+        if 0 <= user < len(indptr) - 1:
+            start, end = int(indptr[user]), int(indptr[user + 1])
+            stored = np.asarray(hist_items[start:end], dtype=np.int64)
+            if len(stored) == len(hist) and np.array_equal(stored, hist):
+                return stored, np.asarray(self.pair_weight[start:end], dtype=np.float64)
+        items, counts = np.unique(hist[hist >= 0], return_counts=True)
+        return items, counts * np.asarray(self.item_weight, dtype=np.float64)[items]
+
+    def probability(self, user: int) -> float:
+        return float(self.user_share[user]) if 0 <= user < len(self.user_share) else self.share
+
+    def adjust(self, scores: np.ndarray, items: np.ndarray, weights: np.ndarray, repeat: float) -> None:
+        """Rewrite one row of raw ``scores`` in place for the user's ``items`` (with ``weights``)
+        and repeat probability ``repeat``."""
+        if len(items) == 0:
+            return
+        if self.excludes or repeat <= 0.0:
+            scores[items] = -np.inf
+            return
+        repeat = min(repeat, 0.99)
+        saved = scores[items].copy()
+        scores[items] = -np.inf
+        finite = scores[np.isfinite(scores)]
+        if finite.size == 0:  # only the user's items are left: their model scores order them
+            scores[items] = saved
+            return
+        top = float(finite.max())
+        log_z = top / self.t + np.log(np.exp((finite - top) / self.t).sum(dtype=np.float64))
+        q = weights / max(weights.sum(), 1e-12)
+        with np.errstate(divide="ignore"):
+            log_p = np.log(repeat * q) + log_z - np.log1p(-repeat)
+        scores[items] = (self.t * log_p).astype(scores.dtype)
+
+    def cap(self, n: int, repeat: float) -> int:
+        """How many of the user's items a list of ``n`` may hold."""
+        return 0 if self.excludes else int(np.ceil(min(max(repeat, 0.0), 1.0) * n - 1e-9))
+
+    @staticmethod
+    def trim(idx: np.ndarray, seen: np.ndarray, cap: int, n: int) -> np.ndarray:
+        """Positions in ``idx`` (best first; -1 pads) of the first ``n`` entries once the user's
+        items (``seen``) beyond the first ``cap`` are skipped."""
+        idx = np.asarray(idx)
+        is_seen = np.isin(idx, seen) & (idx >= 0)
+        keep = ~is_seen | (np.cumsum(is_seen) <= cap)
+        return np.flatnonzero(keep)[:n]
+
+    def adjust_rows(self, scores: np.ndarray, rows: np.ndarray, items: np.ndarray, weights: np.ndarray,
+                    repeat: np.ndarray) -> None:
+        """:meth:`adjust` for a block: ``scores[rows[k], items[k]]`` is user row ``rows[k]``'s
+        item ``items[k]`` (rows ascending), ``repeat`` one probability per row."""
+        if len(items) == 0:
+            return
+        if self.excludes:
+            scores[rows, items] = -np.inf
+            return
+        bounds = np.searchsorted(rows, np.arange(scores.shape[0] + 1))
+        for r in np.flatnonzero(np.diff(bounds)):
+            a, b = bounds[r], bounds[r + 1]
+            self.adjust(scores[r], items[a:b], weights[a:b], float(repeat[r]))

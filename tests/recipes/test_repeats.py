@@ -1,0 +1,157 @@
+"""Repeat behaviour learned from the data (recipes/repeats.py), on generated data whose answer is known.
+
+A ratings-like catalogue (each user has each item once) must never get items back; a shop where
+users re-buy staples must get them back in about the share they are re-bought, and a list that
+does so must predict the next purchase better than both "always leave them out" and "never".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openpersonalize import synthetic
+from openpersonalize.recipes.base import TrainingData, TrainingSettings
+from openpersonalize.recipes.factorization import CollaborativeModel
+from openpersonalize.recipes.repeats import MIN_SHARE, RepeatPolicy, measure
+from openpersonalize.recipes.training import train
+
+EASE = TrainingSettings(num_threads=1, seed=0, als_iterations=8)
+ALS = TrainingSettings(num_threads=1, seed=0, als_iterations=8, ease_max_items=0)
+BACKENDS = {"ease": EASE, "als": ALS}
+
+
+def data_of(cat: synthetic.GeneratedCatalogue, keep: np.ndarray | None = None) -> TrainingData:
+    keep = np.ones(len(cat.users), bool) if keep is None else keep
+    return TrainingData.from_records(cat.user_ids[cat.users[keep]], cat.item_ids[cat.items[keep]],
+                                     cat.timestamps[keep], cat.event_types[keep], cat.event_values[keep])
+
+
+def last_per_user(cat: synthetic.GeneratedCatalogue) -> np.ndarray:
+    """A mask of each user's newest interaction (the truth of a next-item split)."""
+    order = np.lexsort((cat.timestamps, cat.users))
+    last = np.zeros(len(cat.users), bool)
+    last[order[np.r_[cat.users[order][1:] != cat.users[order][:-1], True]]] = True
+    return last
+
+
+@pytest.fixture(scope="module")
+def distinct():
+    cat = synthetic.generate(n_users=300, n_items=200, interactions_per_user=20, seed=3, distinct=True)
+    return data_of(cat)
+
+
+@pytest.fixture(scope="module")
+def staples():
+    cat = synthetic.generate_staples(n_users=400, n_items=300, interactions_per_user=30, seed=4, repeat_share=0.6)
+    truth = last_per_user(cat)
+    return cat, data_of(cat, ~truth), truth
+
+
+def seen_share(model, data: TrainingData, users, n: int = 25) -> float:
+    seen = slots = 0
+    for u in users:
+        idx, _ = model.recommend(int(u), n)
+        hist = set(model.history(int(u)).tolist())
+        seen += sum(int(i) in hist for i in idx)
+        slots += len(idx)
+    return seen / slots
+
+
+def test_measure_finds_no_repeats_in_distinct_data(distinct):
+    model = train("aws-user-personalization", distinct, {}, seed="arn:test", settings=EASE).model
+    profile = measure(distinct, model.arrays["hist_indptr"], model.arrays["hist_items"])
+    assert profile.share < MIN_SHARE and profile.excludes
+
+
+def test_measure_recovers_the_generated_repeat_share(staples):
+    cat, data, _ = staples
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=EASE).model
+    profile = measure(data, model.arrays["hist_indptr"], model.arrays["hist_items"])
+    assert 0.5 <= profile.share <= 0.7, profile.share
+    assert model.meta["repeat_share"] == pytest.approx(profile.share)
+    # Staples (bought eight times as eagerly) weigh more than the rest among a user's items.
+    u = 0
+    start, end = model.arrays["hist_indptr"][u], model.arrays["hist_indptr"][u + 1]
+    assert np.asarray(model.arrays["repeat_pair_weight"][start:end]).max() > 1.0
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_no_repeats_means_no_seen_items(distinct, backend):
+    model = train("aws-user-personalization", distinct, {}, seed="arn:test", settings=BACKENDS[backend]).model
+    users = np.arange(0, distinct.n_users, 7)
+    assert seen_share(model, distinct, users) == 0.0
+    idx, _ = model.recommend_batch(users, 25)
+    for row, u in zip(idx, users):
+        assert not set(row.tolist()) & set(model.history(int(u)).tolist())
+    # Ranking: the user's items get no probability, so they rank last.
+    u = int(users[0])
+    S = model.scores_for_history(model.history(u), u)
+    assert np.all(np.isneginf(S[model.history(u)]))
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_repeat_heavy_lists_hold_seen_items_in_their_measure(staples, backend):
+    cat, data, _ = staples
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=BACKENDS[backend]).model
+    users = np.arange(0, data.n_users, 5)
+    share = seen_share(model, data, users)
+    measured = model.meta["repeat_share"]
+    # The cap is ceil(R_u x n) and the most probable items fill it on this data: about R, never far above.
+    assert measured - 0.2 <= share <= measured + 0.1, (share, measured)
+    idx, _ = model.recommend_batch(users, 25)
+    single = [model.recommend(int(u), 25)[0].tolist() for u in users]
+    assert [[i for i in row.tolist() if i >= 0] for row in idx] == single
+
+
+def hits(lists, truth_items) -> float:
+    return float(np.mean([t in row[:10] for row, t in zip(lists, truth_items)]))
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_learned_repeats_beat_always_and_never_excluding(staples, backend):
+    cat, data, truth = staples
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=BACKENDS[backend]).model
+    truth_users = np.searchsorted(data.user_ids, cat.user_ids[cat.users[truth]])
+    truth_items = np.searchsorted(data.item_ids, cat.item_ids[cat.items[truth]])
+    learned, never, always = [], [], []
+    for u in truth_users.tolist():
+        hist = model.history(u)
+        learned.append(model.recommend(u, 10)[0].tolist())
+        raw = CollaborativeModel.scores_for_history(model, hist, u)
+        never.append(np.argsort(-raw, kind="stable")[:10].tolist())
+        raw[hist] = -np.inf
+        always.append(np.argsort(-raw, kind="stable")[:10].tolist())
+    h_learned, h_never, h_always = hits(learned, truth_items), hits(never, truth_items), hits(always, truth_items)
+    assert h_learned > max(h_never, h_always), (h_learned, h_never, h_always)
+
+
+def test_policy_gives_the_mixture_it_promises():
+    """After adjust, a softmax over the row puts probability R on the user's items, spread by
+    their weights, and 1 - R on the rest in the model's own proportions."""
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=50).astype(np.float64)
+    raw = scores.copy()
+    policy = RepeatPolicy(0.3, np.array([0.3]), np.ones(50), np.ones(3), temperature=0.7)
+    items, weights = np.array([4, 9, 20]), np.array([1.0, 2.0, 1.0])
+    policy.adjust(scores, items, weights, 0.3)
+    p = np.exp(scores / 0.7)
+    p /= p.sum()
+    assert p[items].sum() == pytest.approx(0.3)
+    assert p[items] / p[items].sum() == pytest.approx(weights / weights.sum())
+    rest = np.setdiff1d(np.arange(50), items)
+    q = np.exp(raw[rest] / 0.7)
+    assert p[rest] / p[rest].sum() == pytest.approx(q / q.sum())
+    assert policy.cap(25, 0.3) == 8 and policy.cap(25, 0.0) == 0
+
+
+def test_a_history_sent_since_training_counts_too(staples):
+    """Real-time events: items in the request's history that training never saw for the user
+    still come back in the user's measure (weighted by how often they occur)."""
+    _, data, _ = staples
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=EASE).model
+    u = 3
+    hist = np.r_[model.history(u), [i for i in range(data.n_items) if i not in set(model.history(u).tolist())][:2]]
+    idx, _ = model.recommend(hist, 25)
+    assert len(idx) == 25
+    assert sum(int(i) in set(hist.tolist()) for i in idx) <= int(np.ceil(model.meta["repeat_share"] * 25))
