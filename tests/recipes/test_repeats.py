@@ -17,8 +17,9 @@ from openpersonalize.recipes.repeats import MIN_SHARE, RepeatPolicy, measure
 from openpersonalize.recipes.training import train
 
 EASE = TrainingSettings(num_threads=1, seed=0, als_iterations=8)
-ALS = TrainingSettings(num_threads=1, seed=0, als_iterations=8, ease_max_items=0)
-BACKENDS = {"ease": EASE, "als": ALS}
+LOCAL = TrainingSettings(num_threads=1, seed=0, als_iterations=8, ease_max_items=0)
+ALS = TrainingSettings(num_threads=1, seed=0, als_iterations=8, ease_max_items=0, local_ease_seconds=0)
+BACKENDS = {"ease": EASE, "local-ease": LOCAL, "als": ALS}
 
 
 def data_of(cat: synthetic.GeneratedCatalogue, keep: np.ndarray | None = None) -> TrainingData:

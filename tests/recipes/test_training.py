@@ -188,7 +188,7 @@ def test_big_catalogue_path_uses_als_and_folds_in_held_out_users(world, monkeypa
     fits = []
     original = factorization.fit_als
     monkeypatch.setattr(factorization, "fit_als", lambda *a, **k: fits.append(1) or original(*a, **k))
-    settings = replace(SETTINGS, ease_max_items=10)
+    settings = replace(SETTINGS, ease_max_items=10, local_ease_seconds=0)
     result = train("aws-user-personalization", world.data, {"algorithmHyperParameters": {"hidden_dimension": "32"}},
                    seed=2, settings=settings)
     model = result.model

@@ -163,8 +163,9 @@ def train_solution_version(job: JobContext) -> dict:
     trained = time.time()
     job.progress(2, 3, stage="saving the model")
     save_model(job.settings, job.arn, result.model)
-    log.info("%s: %d interactions read in %.1fs, trained (with metrics) in %.1fs, saved in %.1fs", job.arn,
-             data.n_interactions, read - started, trained - read, time.time() - trained)
+    log.info("%s: %d interactions read in %.1fs, trained (with metrics) in %.1fs, saved in %.1fs; %s", job.arn,
+             data.n_interactions, read - started, trained - read, time.time() - trained,
+             result.tuned_params.get("algorithm"))
     tuned = {"algorithmHyperParameters": {k: str(v) for k, v in
                                           (result.tuned_params.get("algorithmHyperParameters") or {}).items()}}
     changes = {"_metrics": result.metrics, "tunedHPOParams": tuned, "_algorithm": result.tuned_params.get("algorithm"),

@@ -271,13 +271,21 @@ def convert(p: Param, raw: str) -> Any:
 class TrainingSettings:
     """Operator settings that are not AWS hyperparameters (documented in docs/recipes.md).
 
-    ``ease_max_items``: catalogues up to this size use EASE (closed form, a dense float32
-    items x items matrix: 1.6 GB at 20,000 items); bigger ones use implicit's ALS.
-    ``ease_tune_max_items``: up to this size EASE tries four l2 values on a validation split
-    (four more inversions); above it l2 is the scaled mean item count.
+    Which collaborative backend trains is chosen by estimated cost (recipes/cost.py):
+    ``ease_max_items``: never dense EASE above this size. ``ease_seconds``: the time dense
+    EASE's inversions may take in one training (estimated from this machine's speed).
+    ``training_memory_mb``: the memory dense EASE may take. ``local_ease_seconds``: the time
+    neighbourhood EASE's fits may take (estimated from the co-occurrence work, the sum of
+    squared history lengths); beyond it, implicit's ALS. ``ease_tune_max_items``: up to this size EASE tries four l2 values on a
+    validation split (four more inversions, when they fit ``ease_seconds`` too); above it l2 is
+    the scaled mean item count.
     """
 
     ease_max_items: int = 20_000
+    ease_seconds: float = 30.0
+    training_memory_mb: int = 2048
+    local_ease_seconds: float = 30.0
+    local_ease_neighbours: int = 64
     ease_tune_max_items: int = 6_000  # up to here EASE's l2 is chosen on a validation split
     als_iterations: int = 15
     als_regularization: float = 10.0  # implicit does not scale it by counts; 10 won on MovieLens

@@ -2,11 +2,15 @@
 
 One collaborative core scores every item for a history:
 
-* EASE (Steck 2019) for catalogues up to ``TrainingSettings.ease_max_items``: B = I - P / diag(P) with
+* EASE (Steck 2019) where its inversion is affordable: B = I - P / diag(P) with
   P = (X'X + l2 I)^-1 in float32. A user's scores are the weighted sum of B's rows for their
   history, so new users and new events need no fold-in at all.
-* implicit's ALS beyond that size (``hidden_dimension`` factors); a new history is folded in by
-  one least-squares solve against the item factors.
+* Neighbourhood EASE (recipes/local_ease.py) for bigger catalogues: the same, with a sparse B
+  whose column j regresses item j on its most co-occurring items.
+* implicit's ALS when even the co-occurrence matrix is too big (``hidden_dimension`` factors); a
+  new history is folded in by one least-squares solve against the item factors.
+
+recipes/cost.py chooses among them from the data's size and the machine's measured speed.
 
 Around the core: ``recency_mask`` / ``apply_recency_bias`` give the latest ``bptt`` history
 items full weight and older ones ``OLDER_WEIGHT``; users without history get popularity; the
@@ -27,7 +31,9 @@ from threadpoolctl import threadpool_limits
 from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, model_class
 from .capabilities import FOLD_IN, Capabilities
 from .checks import enough_interactions
+from .cost import Plan, plan
 from .features import metadata_embedding
+from .local_ease import local_ease
 from .repeats import RepeatPolicy, measure
 from .scoring import (RowMasks, histories, interaction_matrix, outside_history_percentiles, popularity, softmax_of,
                       softmax_topk_rows, topk, topk_rows)
@@ -39,6 +45,7 @@ EASE_L2_SCALE = 8.0  # untuned l2 = scale x mean interactions per item (docs/rec
 EASE_L2_GRID = (2.0, 4.0, 8.0, 16.0)  # multiples of the mean tried when the catalogue is small
 EASE_DROPOUT = 0.33
 DAY = 86400.0
+ITEM_TO_ITEM = ("ease", "local-ease")  # backends that score a history by item weights B (dense or sparse)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,23 @@ class CollaborativeModel(Model):
         """Raw scores over all items (float32); popularity when the history is empty."""
         return self._with_objective(self._raw_scores(hist, user))
 
+    def item_weights(self):
+        """B: a dense array (EASE) or a CSR matrix (neighbourhood EASE), items x items."""
+        if self.meta["backend"] == "ease":
+            return self.arrays["B"]
+        B = self.__dict__.get("_B")
+        if B is None:
+            a = self.arrays
+            B = self.__dict__["_B"] = sp.csr_matrix(
+                (np.asarray(a["B_data"]), np.asarray(a["B_indices"]), np.asarray(a["B_indptr"])),
+                shape=(self.n_items, self.n_items))
+        return B
+
+    def _times_weights(self, X: sp.csr_matrix) -> np.ndarray:
+        """Dense float32 ``X @ B`` for weighted history rows ``X``."""
+        S = X @ self.item_weights()
+        return np.asarray(S.toarray() if sp.issparse(S) else S, dtype=np.float32)
+
     def _with_objective(self, S: np.ndarray) -> np.ndarray:
         """Scores (a fresh array: added to in place) plus the optimizationObjective's per-item
         boost (recipes/training.py); the one place raw scores get it."""
@@ -82,6 +106,8 @@ class CollaborativeModel(Model):
         a = self.arrays
         if self.meta["backend"] == "ease":
             return w @ a["B"][hist]
+        if self.meta["backend"] == "local-ease":
+            return np.asarray(self.item_weights()[hist].T @ w, dtype=np.float32).ravel()
         V = np.asarray(a["item_factors"])
         reweighted = self.meta.get("recency") and len(hist) > self.meta["bptt"]
         if 0 <= user < len(a["user_factors"]) and not reweighted and np.array_equal(hist, self.history(user)):
@@ -123,8 +149,8 @@ class CollaborativeModel(Model):
         a = self.arrays
         users = np.asarray(users, dtype=np.int64)
         lengths = self.history_lengths(users)
-        if self.meta["backend"] == "ease":
-            S = np.asarray(self.history_matrix(users) @ a["B"], dtype=np.float32)
+        if self.meta["backend"] in ITEM_TO_ITEM:
+            S = self._times_weights(self.history_matrix(users))
         else:
             S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
             if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
@@ -138,12 +164,12 @@ class CollaborativeModel(Model):
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         """(len(hists), n_items) raw scores for ad-hoc histories, as one matrix product."""
         a = self.arrays
-        if self.meta["backend"] == "ease":
+        if self.meta["backend"] in ITEM_TO_ITEM:
             rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
             cols = np.concatenate(hists) if hists else np.empty(0, np.int64)
             vals = np.concatenate([self._weights(h) for h in hists]) if hists else np.empty(0, np.float32)
             X = sp.csr_matrix((vals, (rows, cols)), shape=(len(hists), self.n_items), dtype=np.float32)
-            S = np.asarray(X @ a["B"], dtype=np.float32)
+            S = self._times_weights(X)
         else:
             V = np.asarray(a["item_factors"])
             rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
@@ -260,17 +286,24 @@ class PersonalizationModel(CollaborativeModel):
 
     def _trim_rows(self, policy: RepeatPolicy, users: np.ndarray, idx: np.ndarray, probs: np.ndarray, n: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's first ``n`` once the user's items beyond their cap are skipped (-1 / NaN pad)."""
-        out_i = np.full((len(users), n), -1, dtype=np.int64)
-        out_p = np.full((len(users), n), np.nan, dtype=np.float32)
-        indptr, items = self.arrays["hist_indptr"], self.arrays["hist_items"]
-        for r, u in enumerate(np.asarray(users, dtype=np.int64).tolist()):
-            seen = np.asarray(items[indptr[u]:indptr[u + 1]]) if 0 <= u < len(indptr) - 1 else np.empty(0, np.int32)
-            keep = policy.trim(idx[r], seen, policy.cap(n, policy.probability(u)), n) if len(seen) \
-                else np.arange(min(n, idx.shape[1]))
-            out_i[r, :len(keep)] = idx[r, keep]
-            out_p[r, :len(keep)] = probs[r, keep]
-        return out_i, out_p
+        """Each row's first ``n`` once the user's items beyond their cap are skipped (-1 / NaN pad),
+        for a whole block at once."""
+        users = np.asarray(users, dtype=np.int64)
+        known = (users >= 0) & (users < self.n_users)
+        H = self.history_matrix(np.where(known, users, -1))
+        rows = np.repeat(np.arange(len(users)), idx.shape[1])
+        seen = np.asarray(H[rows, np.maximum(idx, 0).ravel()] != 0).reshape(idx.shape) & (idx >= 0)
+        repeat = np.array([policy.probability(int(u)) for u in users]) if len(users) else np.zeros(0)
+        caps = np.array([policy.cap(n, r) for r in repeat], dtype=np.int64).reshape(-1, 1)
+        keep = ~seen | (np.cumsum(seen, axis=1) <= caps)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :n]  # kept positions first, in rank order
+        kept = np.take_along_axis(keep, order, axis=1)
+        out_i = np.where(kept, np.take_along_axis(idx, order, axis=1), -1)
+        out_p = np.where(kept, np.take_along_axis(probs, order, axis=1), np.nan).astype(np.float32)
+        if out_i.shape[1] < n:
+            out_i = np.pad(out_i, ((0, 0), (0, n - out_i.shape[1])), constant_values=-1)
+            out_p = np.pad(out_p, ((0, 0), (0, n - out_p.shape[1])), constant_values=np.nan)
+        return out_i.astype(np.int64), out_p
 
     def trim_lists(self, idx: np.ndarray, hists: list[np.ndarray], n: int) -> np.ndarray:
         """Rows of ``idx`` (top items for ad-hoc ``hists``, best first) cut to ``n`` as
@@ -416,14 +449,16 @@ def ease(X: sp.csr_matrix, l2: float, dropout: float = 0.0) -> tuple[np.ndarray,
     return B.astype(np.float32), d.astype(np.float32)
 
 
-def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float) -> float:
-    """The candidate with the best NDCG@25 when 10 % of each user's items are held out."""
+def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float, fit=None) -> float:
+    """The candidate with the best NDCG@25 when 10 % of each user's items are held out.
+    ``fit(X, l2, dropout)`` gives B (dense or sparse); dense EASE by default."""
+    fit = fit or (lambda X, l2, dropout: ease(X, l2, dropout)[0])
     rng = np.random.default_rng(seed)
     X = X.tocsr()
     row_len = np.diff(X.indptr)
     held = (rng.random(X.nnz) < 0.1) & (np.repeat(row_len, row_len) >= 5)
     rows = np.repeat(np.arange(X.shape[0]), row_len)
-    fit = sp.csr_matrix((X.data[~held], (rows[~held], X.indices[~held])), shape=X.shape)
+    train = sp.csr_matrix((X.data[~held], (rows[~held], X.indices[~held])), shape=X.shape)
     val = sp.csr_matrix((np.ones(held.sum(), np.float32), (rows[held], X.indices[held])), shape=X.shape)
     users = np.flatnonzero(np.diff(val.indptr) > 0)
     if len(users) > 2000:
@@ -433,9 +468,10 @@ def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float
     discounts = 1.0 / np.log2(np.arange(2, 27))
     best, best_score = candidates[0], -1.0
     for l2 in candidates:
-        B, _ = ease(fit, l2, dropout)
-        S = np.asarray(fit[users] @ B)
-        S[fit[users].nonzero()] = -np.inf
+        B = fit(train, l2, dropout)
+        S = train[users] @ B
+        S = S.toarray() if sp.issparse(S) else np.asarray(S)
+        S[train[users].nonzero()] = -np.inf
         idx, _ = topk_rows(S, 25)
         truth = val[users]
         score = 0.0
@@ -489,13 +525,20 @@ def item_created(data: TrainingData) -> np.ndarray:
 
 
 class CollaborativeAlgorithm(Algorithm):
-    """Fits :class:`CollaborativeModel` variants (EASE or ALS by catalogue size)."""
+    """Fits :class:`CollaborativeModel` variants (EASE, neighbourhood EASE or ALS by cost)."""
 
     model_cls: type[CollaborativeModel] = PersonalizationModel
     factors_param = "hidden_dimension"
 
-    def backend(self, data: TrainingData, settings: TrainingSettings) -> str:
-        return "ease" if data.n_items <= settings.ease_max_items else "als"
+    def plan(self, data: TrainingData, settings: TrainingSettings, params: HyperParameters | None = None) -> Plan:
+        """The backend by cost; a factor model when the solution config names its size."""
+        if params is not None and self.factors_param in params.get("_given", ()):
+            return Plan("als", f"{self.factors_param} given: a factor model of that size")
+        per_user = np.bincount(data.user, minlength=data.n_users) if data.n_interactions else np.zeros(0)
+        return plan(data.n_items, per_user, settings)
+
+    def backend(self, data: TrainingData, settings: TrainingSettings, params: HyperParameters | None = None) -> str:
+        return self.plan(data, settings, params).backend
 
     def default_l2(self, data: TrainingData, X: sp.csr_matrix | None = None) -> float:
         """The scaled mean number of interactions per item: of the fitted matrix ``X`` when given
@@ -503,33 +546,45 @@ class CollaborativeAlgorithm(Algorithm):
         n = X.nnz if X is not None else data.n_interactions
         return EASE_L2_SCALE * max(n / max(data.n_items, 1), 1.0)
 
-    def extends_cheaply(self, data: TrainingData, settings: TrainingSettings) -> bool:
+    def extends_cheaply(self, data: TrainingData, settings: TrainingSettings,
+                        params: HyperParameters | None = None) -> bool:
         """True when folding held-out users into a model is much cheaper than a refit (ALS)."""
-        return self.backend(data, settings) == "als"
+        return self.backend(data, settings, params) == "als"
 
-    def choose_l2(self, X, data, params, settings) -> float:
-        """The given ``ease_l2`` (HPO), else a validation-tuned one for catalogues up to
-        ``settings.ease_tune_max_items``, else the scaled mean."""
+    def choose_l2(self, X, data, params, settings, chosen: Plan) -> float:
+        """The given ``ease_l2`` (HPO), else one tuned on a validation split when the plan has
+        time for it, else the scaled mean."""
         if "ease_l2" in params:
             return float(params["ease_l2"])
-        if data.n_items > settings.ease_tune_max_items:
+        if not chosen.tune_l2:
             return self.default_l2(data, X)
         mean = self.default_l2(data, X) / EASE_L2_SCALE
-        return tune_l2(X, [mean * g for g in EASE_L2_GRID], settings.seed, EASE_DROPOUT)
+        fit = None if chosen.backend == "ease" else self._local_fit(settings)
+        return tune_l2(X, [mean * g for g in EASE_L2_GRID], settings.seed, EASE_DROPOUT, fit)
+
+    @staticmethod
+    def _local_fit(settings: TrainingSettings):
+        return lambda X, l2, dropout: local_ease(X, l2, dropout, settings.local_ease_neighbours)
 
     def internal_search_space(self, data, settings):
-        if self.backend(data, settings) == "ease":
+        if self.backend(data, settings) in ITEM_TO_ITEM:
             base = self.default_l2(data)
             return {"ease_l2": (base / 10.0, base * 10.0)}
         return {}
 
     def describe(self, data, params, settings):
-        if self.backend(data, settings) == "ease":
-            l2 = params.get("ease_l2")
-            return {"algorithm": "ease", "ease_dropout": str(EASE_DROPOUT),
-                    "ease_l2": "tuned on validation" if l2 is None else f"{l2:.4g}"}
+        chosen = self.plan(data, settings, params)
+        l2 = params.get("ease_l2")
+        l2_text = "tuned on validation" if l2 is None and chosen.tune_l2 else \
+            f"{l2:.4g}" if l2 is not None else "scaled mean interactions per item"
+        if chosen.backend == "ease":
+            return {"algorithm": "ease", "ease_dropout": str(EASE_DROPOUT), "ease_l2": l2_text,
+                    "chosen_because": chosen.reason}
+        if chosen.backend == "local-ease":
+            return {"algorithm": "neighbourhood-ease", "neighbours": str(settings.local_ease_neighbours),
+                    "ease_dropout": str(EASE_DROPOUT), "ease_l2": l2_text, "chosen_because": chosen.reason}
         return {"algorithm": "implicit-als", "factors": str(params.get(self.factors_param, 100)),
-                "iterations": str(settings.als_iterations)}
+                "iterations": str(settings.als_iterations), "chosen_because": chosen.reason}
 
     def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
         X = interaction_matrix(data)
@@ -537,13 +592,19 @@ class CollaborativeAlgorithm(Algorithm):
         # they are still served from their own histories (ALS folds them in afterwards).
         outside = outside_history_percentiles(np.diff(X.indptr), params)
         X_fit = X if outside is None else without_rows(X, outside)
-        backend = self.backend(data, settings)
+        chosen = self.plan(data, settings, params)
+        backend = chosen.backend
         arrays: dict[str, np.ndarray] = {"item_ids": data.item_ids, "user_ids": data.user_ids}
         meta: dict[str, Any] = {"backend": backend}
         if backend == "ease":
-            l2 = self.choose_l2(X_fit, data, params, settings)
+            l2 = self.choose_l2(X_fit, data, params, settings, chosen)
             arrays["B"], arrays["diag_p"] = ease(X_fit, l2, EASE_DROPOUT)
             meta["l2"] = l2
+        elif backend == "local-ease":
+            l2 = self.choose_l2(X_fit, data, params, settings, chosen)
+            B = local_ease(X_fit, l2, EASE_DROPOUT, settings.local_ease_neighbours)
+            arrays["B_indptr"], arrays["B_indices"], arrays["B_data"] = B.indptr, B.indices, B.data
+            meta.update(l2=l2, neighbours=settings.local_ease_neighbours)
         else:
             factors = int(params.get(self.factors_param, 100))
             U, V = fit_als(X_fit, factors, settings)
@@ -578,6 +639,8 @@ class CollaborativeAlgorithm(Algorithm):
     def update(self, previous, data, params, settings):
         """Fold new users and items in: EASE gains columns for new items (their regression on
         the old items, through the stored diag(P)); ALS solves factors for the new rows."""
+        if previous.meta["backend"] == "local-ease":
+            return self.fit(data, params, settings)  # a refit costs about what a fold-in would
         old_items = previous.n_items
         aligned = data.with_items_first(previous.item_ids)  # the old items keep their indices
         if aligned is None:

@@ -13,7 +13,7 @@ import numpy as np
 from .base import model_class
 from .capabilities import Capabilities
 from .checks import enough_interactions
-from .factorization import CollaborativeAlgorithm, CollaborativeModel
+from .factorization import ITEM_TO_ITEM, CollaborativeAlgorithm, CollaborativeModel
 from .scoring import topk
 
 
@@ -32,8 +32,10 @@ class AffinityModel(CollaborativeModel):
         if len(items) == 0:
             return np.full(self.n_users, -np.inf, np.float32)
         a = self.arrays
-        if self.meta["backend"] == "ease":
-            col = np.asarray(a["B"][:, items]).mean(axis=1)
+        if self.meta["backend"] in ITEM_TO_ITEM:
+            B = self.item_weights()
+            cols = B[:, items]
+            col = np.asarray(cols.mean(axis=1)).ravel()
             s = np.asarray(X @ col, dtype=np.float32).ravel()
         else:
             s = np.asarray(a["user_factors"]) @ np.asarray(a["item_factors"])[items].mean(axis=0)

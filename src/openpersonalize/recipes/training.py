@@ -57,7 +57,8 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     # Legacy recipes keep their own hyperparameter table (aws-hrnn: hidden_dimension 43).
     given = RECIPE_BY_NAME.get(recipe.rsplit("/", 1)[-1], spec)
     params = HyperParameters.parse(given, config.get("algorithmHyperParameters"),
-                                   config.get("featureTransformationParameters")).replace(_recipe=name)
+                                   config.get("featureTransformationParameters")).replace(
+        _recipe=name, _given=tuple(sorted(config.get("algorithmHyperParameters") or {})))
     trials: list[dict[str, Any]] = []
     if perform_hpo and (any(p.tunable for p in spec.params) or algorithm.internal_search_space(weighted, settings)):
         params, trials = search(algorithm, spec, weighted, params, config.get("hpoConfig") or {}, settings)
@@ -80,7 +81,7 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     if training_mode == "UPDATE" and previous is not None:
         model = algorithm.update(previous, weighted, params, settings)
     elif first and can.metric_protocol in USER_HOLDOUT and getattr(algorithm, "extends_cheaply", None) \
-            and algorithm.extends_cheaply(weighted, settings):
+            and algorithm.extends_cheaply(weighted, settings, params):
         # Big catalogues: the metrics model saw 90 % of the users; fold the held-out 10 % in
         # instead of fitting everything a second time.
         with threadpool_limits(1, "blas"):
