@@ -1,34 +1,47 @@
-"""Recommendation quality through the service API on MovieLens 100k, beside baselines in the same run.
+"""Recommendation quality as a Personalize user gets it, beside baselines computed in the same run.
 
-For each of 5 seeds: every user's ratings are split 80/20 at random; the 80 % is imported as an
-Interactions CSV into a fresh server (started here, embedded default); User-Personalization,
-Popularity-Count and Similar-Items are trained with CreateSolutionVersion; one batch inference
-job per recipe scores every user with an exclusion filter on what the user has seen
-(``EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")``). Personalize's filters look at the
-100 most recent interactions per user and event type, so the jobs ask for 500 items and any
-older seen item is dropped here too: seen items excluded, all items ranked. Similar-Items is asked
-for the items like each user's most recent training item. NDCG@10, Precision@10 and Recall@10
-are averaged over users with test items.
+For each data set and seed (bench/datasets.py) the training part is imported into a fresh server
+(``openpersonalize serve``, embedded default, automatic training off) with boto3: a dataset
+group, an Interactions schema and dataset, an import job from a CSV. Each recipe then gets a
+solution with the default configuration (no hyperparameters, no HPO), a solution version, and a
+batch inference job over the evaluated users with numResults 25 and **no filter**: whatever the
+service returns is what is scored, outside the service, against the held-out truth. An item the
+user already has counts as a miss unless it is in the truth; the share of such items in the lists
+is reported beside NDCG@10, P@10 and R@10, as a user would notice it.
 
-Baselines on the same splits (bench/quality_offline.py): most-popular, EASE with l2 tuned on a
-validation split, implicit ALS with factors and regularisation tuned on it.
+Costs: training time is CreateSolutionVersion to ACTIVE (the service's own metrics included, as a
+user waits for them); batch time is CreateBatchInferenceJob to ACTIVE; peak MB is the largest
+resident memory of the server's process tree (the server and the job processes it starts) seen
+while the recipe trained and scored.
 
-    python bench/quality.py [path/to/u.data] [--seeds N]
+Baselines (bench/quality_offline.py) on the same split: most-popular, EASE (l2 tuned on a
+validation split of the training part; skipped above 20,000 items) and implicit ALS (factors and
+regularisation tuned likewise). They leave seen items out only where the training data has no
+repeats (measured, and printed).
 
-Skips (exit 0) when the data set is absent; it is never copied into the repository.
+Per data set it prints the table and, per recipe, whether its NDCG@10 reaches the best baseline's
+and whether its lists keep seen items to 2 % on data without repeats.
+
+    python bench/quality.py [--datasets ml100k-random,beauty,...|all] [--recipes r1,r2]
+                            [--seeds N] [--quick]
+
+``--quick``: one seed each of ml100k-random, the re-purchase set and a 5,000-item generated sparse
+set (a few minutes). Data sets whose file is absent are skipped with a line (exit 0); the data is
+read in place and never copied into the repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -36,15 +49,23 @@ from pathlib import Path
 import boto3
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-DEFAULT = HERE.parents[1] / "shared" / "data" / "ml-100k" / "u.data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from datasets import DATASETS, QUICK, DataSet, Split  # noqa: E402
+from quality_offline import LIST, Outcome, Table, baselines, score_lists, seen_rule  # noqa: E402
+
+try:
+    import psutil
+except ImportError:  # /proc is read instead
+    psutil = None
+
 ROLE = "arn:aws:iam::000000000000:role/bench"
-N = 10
+RECIPES = ("aws-user-personalization", "aws-user-personalization-v2", "aws-popularity-count")
+SEEN_LIMIT = 0.02  # on data without repeats, lists should hold (almost) nothing the user has
+BUCKET = "bench"
 
-_spec = importlib.util.spec_from_file_location("quality_offline", HERE / "quality_offline.py")
-offline = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(offline)
 
+# ---------------------------------------------------------------- the server
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -53,161 +74,299 @@ def free_port() -> int:
 
 
 class Server:
+    """``openpersonalize serve`` in a child process on a free port, with its own data folder."""
+
     def __init__(self, data_dir: Path):
         self.data_dir, self.port = data_dir, free_port()
         env = {**os.environ, "OPENPERSONALIZE_DATA_DIR": str(data_dir), "OPENPERSONALIZE_PORT": str(self.port),
                "OPENPERSONALIZE_AUTO_TRAINING_ENABLED": "false"}
+        self.log = open(data_dir / "server.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "openpersonalize.cli", "serve"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}); see {data_dir / 'server.log'}")
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=1)
                 return
             except OSError:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError("server did not start")
 
-    def stop(self):
+    def client(self):
+        return boto3.client("personalize", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="bench", aws_secret_access_key="bench")
+
+    def bucket(self) -> Path:
+        """The folder the embedded store serves as s3://bench/."""
+        path = self.data_dir / "s3" / BUCKET
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(20)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
-def wait(describe):
+# ---------------------------------------------------------------- peak memory of the process tree
+
+def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (the job processes the server spawns)."""
+    if psutil is not None:
+        try:
+            return [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
+        except psutil.Error:
+            return [root]
+    children, tree, todo = _children_map(), [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in kB; peak is the kernel's VmHWM where there is /proc."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if line.startswith(("VmRSS", "VmHWM")))
+        return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
+    except (OSError, ValueError):
+        if psutil is None:
+            return 0, 0
+        try:
+            rss = psutil.Process(pid).memory_info().rss // 1024
+            return rss, rss
+        except psutil.Error:
+            return 0, 0
+
+
+class PeakMemory:
+    """Samples the server's process tree while a recipe trains and scores.
+
+    The peak is the larger of the highest summed RSS of the tree at any sample and the highest
+    single-process VmHWM seen (which also catches a job process's peak between samples). The
+    server's own VmHWM is reset first, so an earlier recipe's peak does not carry over.
+    """
+
+    def __init__(self, root: int, interval: float = 0.1):
+        self.root, self.interval = root, interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        try:
+            Path(f"/proc/{self.root}/clear_refs").write_text("5")
+        except OSError:
+            pass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            samples = [memory_kb(pid) for pid in process_tree(self.root)]
+            self.peak_kb = max(self.peak_kb, sum(r for r, _ in samples), max((h for _, h in samples), default=0))
+            if stopping:
+                return
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_kb / 1024
+
+
+# ---------------------------------------------------------------- the user's steps
+
+def wait(describe, poll: float = 0.1) -> dict:
+    """Poll a Describe call until the resource is ACTIVE; raise with the reason when it failed."""
     while True:
         doc = describe()
-        if doc["status"] in ("ACTIVE", "CREATE FAILED"):
-            if doc["status"] != "ACTIVE":
-                raise RuntimeError(doc.get("failureReason"))
+        if doc["status"] == "ACTIVE":
             return doc
-        time.sleep(0.2)
+        if "FAILED" in doc["status"]:
+            raise RuntimeError(doc.get("failureReason") or doc["status"])
+        time.sleep(poll)
 
 
-def metrics(ranked: dict[str, list[str]], truth: dict[str, set[str]]) -> tuple[float, float, float]:
-    discounts = 1.0 / np.log2(np.arange(2, N + 2))
-    ndcg, prec, rec = [], [], []
-    for user, relevant in truth.items():
-        top = ranked.get(user, [])[:N]
-        rel = np.array([i in relevant for i in top] + [False] * (N - len(top)), float)
-        ndcg.append((rel * discounts).sum() / discounts[:min(N, len(relevant))].sum())
-        prec.append(rel.sum() / N)
-        rec.append(rel.sum() / len(relevant))
-    return float(np.mean(ndcg)), float(np.mean(prec)), float(np.mean(rec))
+def import_interactions(server: Server, split: Split) -> str:
+    """The training part as an Interactions CSV, imported into a new dataset group; its ARN."""
+    with open(server.bucket() / "interactions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
+        tr = split.train
+        w.writerows(zip(tr.user.tolist(), tr.item.tolist(), tr.timestamp.tolist(), tr.event_type.tolist()))
+    schema = {"type": "record", "name": "Interactions", "namespace": "com.amazonaws.personalize.schema",
+              "fields": [{"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+                         {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"}],
+              "version": "1.0"}
+    c = server.client()
+    group = c.create_dataset_group(name="bench")["datasetGroupArn"]
+    wait(lambda: c.describe_dataset_group(datasetGroupArn=group)["datasetGroup"])
+    schema_arn = c.create_schema(name="bench-interactions", schema=json.dumps(schema))["schemaArn"]
+    dataset = c.create_dataset(name="interactions", schemaArn=schema_arn, datasetGroupArn=group,
+                               datasetType="Interactions")["datasetArn"]
+    job = c.create_dataset_import_job(jobName="interactions", datasetArn=dataset, roleArn=ROLE,
+                                      dataSource={"dataLocation": f"s3://{BUCKET}/interactions.csv"})
+    wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=job["datasetImportJobArn"])["datasetImportJob"])
+    return group
 
 
-def run_api(train_rows: np.ndarray, test_rows: np.ndarray, seed: int, work: Path) -> dict[str, tuple]:
-    server = Server(work / f"seed{seed}")
+def recommend_with(server: Server, group: str, recipe: str, users: list[str]) -> Outcome:
+    """Default solution, a version, and a batch inference job (25 per user, no filter)."""
+    c = server.client()
+    folder = server.bucket() / recipe
+    folder.mkdir(exist_ok=True)
+    (folder / "users.json").write_text("".join(json.dumps({"userId": u}) + "\n" for u in users))
+    with PeakMemory(server.proc.pid) as memory:
+        solution = c.create_solution(name=recipe, datasetGroupArn=group, performAutoTraining=False,
+                                     recipeArn=f"arn:aws:personalize:::recipe/{recipe}")["solutionArn"]
+        started = time.perf_counter()
+        version = c.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+        wait(lambda: c.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
+        trained = time.perf_counter()
+        job = c.create_batch_inference_job(
+            jobName=f"batch-{recipe}", solutionVersionArn=version, numResults=LIST, roleArn=ROLE,
+            jobInput={"s3DataSource": {"path": f"s3://{BUCKET}/{recipe}/users.json"}},
+            jobOutput={"s3DataDestination": {"path": f"s3://{BUCKET}/{recipe}/out/"}})["batchInferenceJobArn"]
+        wait(lambda: c.describe_batch_inference_job(batchInferenceJobArn=job)["batchInferenceJob"])
+        scored = time.perf_counter()
+    lists, errors = read_output(folder / "out" / "users.json.out")
+    note = f"{errors} output lines with an error" if errors else ""
+    return Outcome(lists, trained - started, scored - trained, memory.peak_mb, note)
+
+
+def read_output(path: Path) -> tuple[dict[str, list[str]], int]:
+    """userId -> recommendedItems from a batch inference output, and the count of error lines."""
+    lists, errors = {}, 0
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("error"):
+            errors += 1
+            continue
+        lists[row["input"]["userId"]] = row["output"]["recommendedItems"]
+    return lists, errors
+
+
+def through_the_service(split: Split, recipes: list[str], work: Path, log) -> dict[str, Outcome | str]:
+    """Each recipe's outcome on a fresh server, or the reason it failed."""
+    folder = Path(tempfile.mkdtemp(prefix="server-", dir=work))
+    server = Server(folder)
     try:
-        kw = dict(endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="b",
-                  aws_secret_access_key="b")
-        c = boto3.client("personalize", **kw)
-        bucket = server.data_dir / "s3" / "ml"
-        bucket.mkdir(parents=True, exist_ok=True)
-        with open(bucket / "train.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
-            w.writerows([[u, i, t, "rating"] for u, i, _, t in train_rows])
-        schema = {"type": "record", "name": "Interactions", "fields": [
-            {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
-            {"name": "TIMESTAMP", "type": "long"}, {"name": "EVENT_TYPE", "type": "string"}]}
-        group = c.create_dataset_group(name="ml")["datasetGroupArn"]
-        s = c.create_schema(name="ml", schema=json.dumps(schema))["schemaArn"]
-        ds = c.create_dataset(name="ml", schemaArn=s, datasetGroupArn=group, datasetType="Interactions")["datasetArn"]
-        job = c.create_dataset_import_job(jobName="ml", datasetArn=ds, roleArn=ROLE,
-                                          dataSource={"dataLocation": "s3://ml/train.csv"})["datasetImportJobArn"]
-        wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"])
-        seen_filter = c.create_filter(name="seen", datasetGroupArn=group,
-                                      filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")')
-        wait(lambda: c.describe_filter(filterArn=seen_filter["filterArn"])["filter"])
-
-        seen: dict[str, set[str]] = {}
-        last: dict[str, tuple[int, str]] = {}
-        for u, i, _, t in train_rows:
-            seen.setdefault(str(u), set()).add(str(i))
-            if str(u) not in last or t >= last[str(u)][0]:
-                last[str(u)] = (int(t), str(i))
-        truth: dict[str, set[str]] = {}
-        for u, i, _, _ in test_rows:
-            truth.setdefault(str(u), set()).add(str(i))
-        users = sorted(truth)
-        results = {}
-        for recipe in ("aws-user-personalization", "aws-popularity-count", "aws-similar-items"):
-            sol = c.create_solution(name=recipe, datasetGroupArn=group, performAutoTraining=False,
-                                    recipeArn=f"arn:aws:personalize:::recipe/{recipe}")["solutionArn"]
-            started = time.perf_counter()
-            version = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-            wait(lambda: c.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
-            lines = [{"itemId": last[u][1], "userId": u} if recipe == "aws-similar-items" else {"userId": u}
-                     for u in users]
-            (bucket / recipe).mkdir(exist_ok=True)
-            (bucket / recipe / "in.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
-            job = c.create_batch_inference_job(
-                jobName=f"bi-{recipe}", solutionVersionArn=version, filterArn=seen_filter["filterArn"],
-                numResults=500, roleArn=ROLE, jobInput={"s3DataSource": {"path": f"s3://ml/{recipe}/in.json"}},
-                jobOutput={"s3DataDestination": {"path": f"s3://ml/{recipe}/out/"}})["batchInferenceJobArn"]
-            wait(lambda: c.describe_batch_inference_job(batchInferenceJobArn=job)["batchInferenceJob"])
-            elapsed = time.perf_counter() - started
-            ranked = {}
-            for row in map(json.loads, (bucket / recipe / "out" / "in.json.out").read_text().splitlines()):
-                u = row["input"]["userId"]
-                ranked[u] = [i for i in row["output"]["recommendedItems"] if i not in seen.get(u, ())]
-            results[f"API {recipe}"] = (*metrics(ranked, truth), elapsed)
-        return results
+        group = import_interactions(server, split)
+        users = sorted(split.truth)
+        out: dict[str, Outcome | str] = {}
+        for recipe in recipes:
+            try:
+                o = out[recipe] = recommend_with(server, group, recipe, users)
+                log(f"  {recipe}: trained in {o.train_seconds:.1f} s, batch {o.batch_seconds:.1f} s, "
+                    f"peak {o.peak_mb:.0f} MB" + (f"; {o.note}" if o.note else ""))
+            except Exception as exc:  # a failed recipe is a result too; the others still run
+                out[recipe] = f"failed: {exc}"
+                log(f"  {recipe}: {out[recipe]}")
+        return out
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_baselines(train_rows, test_rows, rows, seed) -> dict[str, tuple]:
-    users = np.unique(rows[:, 0].astype(str))
-    items = np.unique(rows[:, 1].astype(str))
-    d = offline.to_data(train_rows, users, items)
-    X = offline.sp.csr_matrix((np.ones(d.n_interactions, np.float32), (d.user, d.item)),
-                              shape=(len(users), len(items)))
-    out = {}
-    t = time.perf_counter()
-    pop = np.asarray(X.sum(axis=0)).ravel()
-    out["baseline most-popular"] = (*offline.evaluate(lambda b: np.tile(pop, (len(b), 1)), d, test_rows, users, items),
-                                    time.perf_counter() - t)
-    t = time.perf_counter()
-    l2 = offline.tuned_ease_l2(train_rows, users, items, seed)
-    B, _ = offline.ease(X, l2)
-    out["baseline EASE (l2 tuned on validation)"] = (*offline.evaluate(lambda b: X[b] @ B, d, test_rows, users, items),
-                                                     time.perf_counter() - t)
-    t = time.perf_counter()
-    factors, reg = offline.tuned_als(train_rows, users, items, seed)
-    U, V = offline.fit_als(X.copy(), factors, offline.Settings(als_regularization=reg, als_alpha=1.0))
-    out["baseline implicit ALS (tuned)"] = (*offline.evaluate(lambda b: U[b] @ V.T, d, test_rows, users, items),
-                                            time.perf_counter() - t)
-    return out
+# ---------------------------------------------------------------- one data set
 
+def run_dataset(ds: DataSet, seeds: int, quick: bool, recipes: list[str], work: Path) -> None:
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    table, failures, rule = Table(), {}, ""
+    for seed in range(seeds):
+        split = ds.build(seed, quick)
+        exclude, rule = seen_rule(split.train)
+        tr = split.train
+        shape = (f"{len(np.unique(tr.user)):,} users, {len(np.unique(tr.item)):,} items, {len(tr):,} training "
+                 f"interactions, {len(split.truth):,} evaluated users")
+        log(f"{ds.key} seed {seed}: {shape}; {rule}")
+        seen = tr.histories()
+        outcomes: dict[str, Outcome | str] = dict(baselines(split, exclude, log=log))
+        outcomes.update(through_the_service(split, recipes, work, log))
+        for name, o in outcomes.items():
+            if isinstance(o, str):
+                failures[name] = o
+            else:
+                table.add(name, score_lists(o.lists, split.truth, seen), o)
+    print(f"\n== {ds.key}: {ds.title}{' (quick size)' if quick else ''}")
+    print(f"{shape}; {seeds} seed(s)")
+    print(rule)
+    table.print()
+    for name, reason in failures.items():
+        print(f"{name}: {reason}")
+    report_goals(table, recipes, failures, no_repeats=exclude)
+
+
+def report_goals(table: Table, recipes: list[str], failures: dict[str, str], no_repeats: bool) -> None:
+    """The GOAL line per recipe (NDCG@10 against the best baseline) and its seen-share check."""
+    names = [n for n in table.rows if n.startswith("baseline")]
+    best = max(names, key=lambda n: table.mean(n, "ndcg"))
+    best_ndcg = table.mean(best, "ndcg")
+    print(f"best baseline: {best} (NDCG@10 {best_ndcg:.4f})")
+    for recipe in recipes:
+        if recipe not in table.rows:
+            print(f"GOAL: {recipe} default >= best baseline: no ({failures.get(recipe, 'no result')})")
+            continue
+        ratio = table.mean(recipe, "ndcg") / best_ndcg if best_ndcg > 0 else float("inf")
+        print(f"GOAL: {recipe} default >= best baseline: {'yes' if ratio >= 1.0 else 'no'} (ratio {ratio:.2f})")
+        share = table.mean(recipe, "seen_share")
+        if no_repeats:
+            print(f"  seen share <= 2% on no-repeat data: {'yes' if share <= SEEN_LIMIT else 'no'} ({share:.2%})")
+        else:
+            print(f"  seen share <= 2% on no-repeat data: n/a (repeat data; seen share {share:.2%})")
+
+
+# ---------------------------------------------------------------- main
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", nargs="?", default=str(DEFAULT))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--datasets", default=None, help=f"comma-separated, or 'all' (default): {', '.join(DATASETS)}")
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names")
+    parser.add_argument("--seeds", type=int, default=None, help="at most this many seeds per data set")
+    parser.add_argument("--quick", action="store_true", help="one seed each of " + ", ".join(QUICK) + ", small sizes")
     args = parser.parse_args()
-    path = Path(args.data)
-    if not path.exists():
-        print(f"skipped: {path} not found (MovieLens 100k u.data)")
-        return 0
-    rows = offline.load(path)
-    table: dict[str, list[tuple]] = {}
+    if args.datasets in (None, "all"):
+        keys = list(QUICK) if args.quick else list(DATASETS)
+    else:
+        keys = [k.strip() for k in args.datasets.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in DATASETS]
+        if unknown:
+            parser.error(f"unknown data set(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     with tempfile.TemporaryDirectory(prefix="op-quality-") as work:
-        for seed in range(args.seeds):
-            train_rows, test_rows = offline.split(rows, seed)
-            for name, value in {**run_baselines(train_rows, test_rows, rows, seed),
-                                **run_api(train_rows, test_rows, seed, Path(work))}.items():
-                table.setdefault(name, []).append(value)
-            print(f"seed {seed} done", file=sys.stderr)
-    print(f"MovieLens 100k, per-user random 80/20, seen items excluded, all items ranked, {args.seeds} seeds")
-    print(f"{'method':44s} {'NDCG@10':>8s} {'P@10':>7s} {'R@10':>7s} {'s/seed':>7s}")
-    for name, values in table.items():
-        m = np.mean(values, axis=0)
-        print(f"{name:44s} {m[0]:8.4f} {m[1]:7.4f} {m[2]:7.4f} {m[3]:7.1f}")
-    ease = np.mean(table["baseline EASE (l2 tuned on validation)"], axis=0)[0]
-    ours = np.mean(table["API aws-user-personalization"], axis=0)[0]
-    popular = np.mean(table["baseline most-popular"], axis=0)[0]
-    print(f"\nuser-personalization / EASE NDCG@10 = {ours / ease:.3f} (goal >= 1.0); / most-popular = {ours / popular:.2f}")
+        for key in keys:
+            ds = DATASETS[key]
+            if ds.missing():
+                print(f"\n== {key}: skipped, {ds.missing()} not found")
+                continue
+            seeds = 1 if args.quick else min(ds.seeds, args.seeds or ds.seeds)
+            run_dataset(ds, seeds, args.quick, recipes, Path(work))
     return 0
 
 

@@ -1,188 +1,394 @@
-"""Offline quality on MovieLens 100k: our recipes against baselines, measured in one run.
+"""Baselines for the quality benchmark, and the scoring both benchmarks share.
 
-Protocol (the one bench/quality.py uses through the API): per user, a random 80/20 split of
-their ratings (every rating counts as an interaction); items seen in training are excluded; all
-items are ranked; NDCG@10, P@10 and R@10 averaged over users with test items; 5 seeds.
+The baselines are what a practitioner would try first on the same split, computed in the same
+run so that a recipe's figure is always read beside them:
 
-Baselines: most-popular; EASE with l2 tuned on a validation split (a further 80/20 of each
-seed's training part); implicit ALS. Ours: User-Personalization (default settings, as a
-solution trains it), Popularity-Count, SIMS and Similar-Items (item-to-item: the summed
-similarities of a user's training items).
+* most-popular (interaction counts);
+* EASE (Steck 2019) with l2 tuned on a validation split cut from the training part by the data
+  set's own protocol; skipped above ``EASE_MAX_ITEMS`` items (a dense items x items matrix);
+* implicit's ALS with factors and regularisation tuned on the same validation split.
 
-    python bench/quality_offline.py [path/to/u.data]
+They are written here from numpy, scipy and implicit, not taken from the package, so a change
+in the package cannot move its own yardstick.
 
-Skips (exit 0) when the data is absent. The data set is not part of the repository.
+Seen items: where the training data has no repeats (under ``NO_REPEATS`` of interactions repeat
+an earlier user-item pair), a baseline leaves out the user's training items, as everyone does on
+ratings data; where it has repeats, it ranks all items, since the user may well come back.
+
+Scoring (``score_lists``) is plain: a list of 25 is cut to the top 10 and compared with the truth;
+an item the user already has counts as a miss unless it is in the truth. Beside NDCG@10, P@10 and
+R@10 it reports the share of list slots (all 25) taken by items of the user's training history.
+
+Stand-alone, it prints the baselines (and, in-process, recipes trained by the package's
+``train()``, as a quick check without a server) for the chosen data sets:
+
+    python bench/quality_offline.py [--datasets ml100k-random,...] [--seeds N] [--quick]
+                                    [--recipes aws-user-personalization,...]
+
+Data sets whose file is absent are skipped (exit 0).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))  # the package, installed or not
 
-from openpersonalize.recipes.base import HyperParameters, TrainingSettings, TrainingData  # noqa: E402
-from openpersonalize.recipes.factorization import ease, fit_als  # noqa: E402
-from openpersonalize.recipes.registry import RECIPE_BY_NAME, algorithm_for  # noqa: E402
+from datasets import DATASETS, QUICK, Interactions, Split  # noqa: E402
 
-# ../shared beside the project, as the development setup lays it out; ML100K overrides.
-DEFAULT = Path(os.environ.get("ML100K", Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "u.data"))
-SEEDS = (0, 1, 2, 3, 4)
-N = 10
-
-
-def load(path: Path) -> np.ndarray:
-    return np.loadtxt(path, dtype=np.int64)
-
-
-def split(rows: np.ndarray, seed: int, share: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(rows), bool)
-    order = np.argsort(rows[:, 0], kind="stable")
-    users, starts = np.unique(rows[order, 0], return_index=True)
-    ends = np.r_[starts[1:], len(rows)]
-    for s, e in zip(starts, ends):
-        idx = order[s:e]
-        k = int(round(share * len(idx)))
-        test[rng.choice(idx, size=k, replace=False)] = True
-    return rows[~test], rows[test]
+K = 10  # metrics at 10
+LIST = 25  # list length, as a batch inference job returns by default
+NO_REPEATS = 0.01  # below this repeat share, seen items are left out by the baselines
+EASE_MAX_ITEMS = 20_000  # a 20k x 20k float32 matrix is 1.6 GB, and two live at once while B is built
+TUNE_USERS = 5_000  # validation users scored per tuning candidate (a sample beyond this)
+ALS_GRID = tuple((f, r) for f in (16, 32, 64, 128) for r in (1.0, 10.0, 30.0))
+ALS_ITERATIONS = 15
 
 
-def to_data(rows: np.ndarray, users: np.ndarray, items: np.ndarray) -> TrainingData:
-    """Training data over the full vocabularies (so indices line up across methods)."""
-    d = TrainingData.from_records(rows[:, 0].astype(str), rows[:, 1].astype(str), rows[:, 3])
-    uix = np.searchsorted(users, d.user_ids)
-    iix = np.searchsorted(items, d.item_ids)
-    return TrainingData(users, items, uix[d.user].astype(np.int32), iix[d.item].astype(np.int32),
-                        d.timestamp, d.event_type, d.event_types, d.event_value)
+# ---------------------------------------------------------------- scoring
+
+@dataclass
+class Scores:
+    ndcg: float
+    precision: float
+    recall: float
+    seen_share: float  # list slots holding an item of the user's training history / list slots
 
 
-def evaluate(scores_fn, train: TrainingData, test_rows: np.ndarray, users, items) -> tuple[float, float, float]:
-    X = sp.csr_matrix((np.ones(train.n_interactions, np.float32), (train.user, train.item)),
-                      shape=(len(users), len(items)))
-    tu = np.searchsorted(users, test_rows[:, 0].astype(str))
-    ti = np.searchsorted(items, test_rows[:, 1].astype(str))
-    truth: dict[int, set[int]] = {}
-    for u, i in zip(tu, ti):
-        truth.setdefault(int(u), set()).add(int(i))
+def score_lists(lists: dict[str, list[str]], truth: dict[str, set[str]], seen: dict[str, set[str]],
+                k: int = K) -> Scores:
+    """NDCG@k, P@k, R@k over the users in ``truth`` (a missing list scores 0), and the seen share
+    over the whole lists."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ndcg, prec, rec = [], [], []
-    ulist = np.array(sorted(truth))
-    discounts = 1.0 / np.log2(np.arange(2, N + 2))
-    for start in range(0, len(ulist), 512):
-        block = ulist[start:start + 512]
-        S = np.array(scores_fn(block), dtype=np.float32, copy=True)
-        S[X[block].nonzero()] = -np.inf
-        top = np.argsort(-S, axis=1)[:, :N]
-        for u, row in zip(block, top):
-            rel = np.array([i in truth[u] for i in row], float)
-            idcg = discounts[:min(N, len(truth[u]))].sum()
-            ndcg.append((rel * discounts).sum() / idcg)
-            prec.append(rel.sum() / N)
-            rec.append(rel.sum() / len(truth[u]))
-    return float(np.mean(ndcg)), float(np.mean(prec)), float(np.mean(rec))
+    seen_slots = slots = 0
+    for user, relevant in truth.items():
+        ranked = lists.get(user, [])
+        hits = np.array([i in relevant for i in ranked[:k]] + [False] * (k - len(ranked[:k])), float)
+        ndcg.append((hits * discounts).sum() / discounts[:min(k, len(relevant))].sum())
+        prec.append(hits.sum() / k)
+        rec.append(hits.sum() / len(relevant))
+        history = seen.get(user, set())
+        seen_slots += sum(i in history for i in ranked)
+        slots += len(ranked)
+    return Scores(float(np.mean(ndcg)), float(np.mean(prec)), float(np.mean(rec)),
+                  seen_slots / slots if slots else 0.0)
 
 
-def tuned_ease_l2(train_rows, users, items, seed) -> float:
-    fit_rows, val_rows = split(train_rows, seed + 100)
-    d = to_data(fit_rows, users, items)
-    X = sp.csr_matrix((np.ones(d.n_interactions, np.float32), (d.user, d.item)), shape=(len(users), len(items)))
-    best, best_l2 = -1.0, None
-    for l2 in (25, 50, 100, 200, 400, 800, 1600):
-        B, _ = ease(X, l2)
-        score = evaluate(lambda b: (X[b] @ B), d, val_rows, users, items)[0]
-        if score > best:
-            best, best_l2 = score, l2
-    return float(best_l2)
+# ---------------------------------------------------------------- the interaction matrix
+
+class Catalogue:
+    """Training interactions as a users x items count matrix over their own vocabularies."""
+
+    def __init__(self, train: Interactions):
+        self.users, u = np.unique(train.user, return_inverse=True)
+        self.items, i = np.unique(train.item, return_inverse=True)
+        self.X = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(len(self.users), len(self.items)))
+        self.X.sum_duplicates()
+        self.binary = self.X.copy()
+        self.binary.data[:] = 1.0
+
+    def rows(self, user_ids) -> np.ndarray:
+        """Row of each user id; -1 for users without training data."""
+        pos = np.searchsorted(self.users, user_ids)
+        pos = np.minimum(pos, len(self.users) - 1)
+        return np.where(self.users[pos] == np.asarray(user_ids), pos, -1)
+
+    def popularity(self) -> np.ndarray:
+        return np.asarray(self.X.sum(axis=0)).ravel().astype(np.float32)
 
 
-def tuned_als(train_rows, users, items, seed) -> tuple[int, float]:
-    fit_rows, val_rows = split(train_rows, seed + 100)
-    d = to_data(fit_rows, users, items)
-    X = sp.csr_matrix((np.ones(d.n_interactions, np.float32), (d.user, d.item)), shape=(len(users), len(items)))
-    best, choice = -1.0, None
-    for factors in (32, 64, 128):
-        for reg in (1.0, 10.0, 30.0):
-            U, V = fit_als(X.copy(), factors, TrainingSettings(als_regularization=reg, als_alpha=1.0))
-            score = evaluate(lambda b: U[b] @ V.T, d, val_rows, users, items)[0]
-            if score > best:
-                best, choice = score, (factors, reg)
-    return choice
+def top_lists(cat: Catalogue, scores_fn: Callable[[np.ndarray], np.ndarray], users, exclude_seen: bool,
+              n: int = LIST) -> dict[str, list[str]]:
+    """The top ``n`` item ids per user. Scoring runs in blocks of rows (64 MB of scores each) so
+    memory stays flat at any catalogue size; users without training data get the popular items."""
+    users = list(users)
+    rows = cat.rows(np.asarray(users))
+    pop_order = np.argsort(-cat.popularity(), kind="stable")[:n]
+    block = max(1, (1 << 24) // max(1, len(cat.items)))
+    out: dict[str, list[str]] = {}
+    known = np.flatnonzero(rows >= 0)
+    for start in range(0, len(known), block):
+        take = known[start:start + block]
+        S = np.array(scores_fn(rows[take]), dtype=np.float32)
+        if exclude_seen:
+            r, c = cat.X[rows[take]].nonzero()
+            S[r, c] = -np.inf
+        for j, idx in zip(take, _topk(S, n)):
+            out[users[j]] = cat.items[idx].tolist()
+    for j in np.flatnonzero(rows < 0):
+        out[users[j]] = cat.items[pop_order].tolist()
+    return out
+
+
+def _topk(S: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the indices of the ``n`` largest finite scores, best first."""
+    n = min(n, S.shape[1])
+    part = np.argpartition(-S, n - 1, axis=1)[:, :n]
+    vals = np.take_along_axis(S, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    finite = np.isfinite(np.take_along_axis(vals, order, axis=1))
+    return [row[ok] for row, ok in zip(idx, finite)]
+
+
+# ---------------------------------------------------------------- EASE
+
+def ease_weights(X: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE's B = -P / diag(P) (zero diagonal) with P = (X'X + l2 I)^-1, in float32.
+
+    A Cholesky inverse (half the work of a general one) written over the Gram matrix, and the
+    lower triangle mirrored in blocks: the largest catalogues then need two matrices, not four.
+    """
+    G = (X.T @ X).toarray().astype(np.float32)
+    G[np.diag_indices_from(G)] += l2
+    c, info = lapack.spotrf(G.T, lower=0, clean=1, overwrite_a=1)  # G.T: the same matrix, Fortran order
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky failed ({info})")
+    P, info = lapack.spotri(c, lower=0, overwrite_c=1)
+    del c, G
+    n = P.shape[0]
+    for s in range(0, n, 1024):
+        e = min(n, s + 1024)
+        P[s:e, :s] = P[:s, s:e].T
+        block = P[s:e, s:e]
+        P[s:e, s:e] = np.triu(block) + np.triu(block, 1).T
+    P = P.T  # symmetric: the same matrix, in C order for the sparse products that use it
+    d = np.diag(P).copy()
+    P /= -d
+    P[np.diag_indices_from(P)] = 0.0
+    return P
+
+
+def tune_ease(split: Split, exclude_seen: bool) -> tuple[float, str]:
+    """l2 with the best validation NDCG@10: a log search from 8 x the mean interactions per item
+    (steps of 4 while it improves), then the halfway points either side of the best."""
+    fit, truth = split.validation()
+    cat = Catalogue(fit)
+    users = _sample(truth, split.seed)
+    seen = fit.histories()
+    tried: dict[float, float] = {}
+
+    def score(l2: float) -> float:
+        if l2 not in tried:
+            try:
+                B = ease_weights(cat.binary, l2)
+            except np.linalg.LinAlgError:  # l2 too small for a rank-deficient Gram matrix
+                tried[l2] = -1.0
+                return -1.0
+            lists = top_lists(cat, lambda r: cat.binary[r] @ B, users, exclude_seen)
+            tried[l2] = score_lists(lists, {u: truth[u] for u in users}, seen).ndcg
+        return tried[l2]
+
+    best = max(1.0, 8.0 * cat.binary.nnz / max(1, len(cat.items)))
+    for step in (4.0, 0.25):
+        for _ in range(6):  # at most 4096 x either way (sparse data can want a very large l2)
+            if score(best * step) <= score(best):
+                break
+            best *= step
+    for step in (2.0, 0.5):
+        if score(best * step) > score(best):
+            best *= step
+    return best, f"l2={best:g} ({len(tried)} tried)"
+
+
+def _sample(truth: dict[str, set[str]], seed: int) -> list[str]:
+    """Validation users, a seeded sample of ``TUNE_USERS`` when there are more."""
+    users = sorted(truth)
+    if len(users) > TUNE_USERS:
+        rng = np.random.default_rng(seed)
+        users = sorted(rng.choice(users, TUNE_USERS, replace=False).tolist())
+    return users
+
+
+# ---------------------------------------------------------------- implicit ALS
+
+def fit_als(X: sp.csr_matrix, factors: int, regularization: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """implicit's ALS on the count matrix (confidence 1 + count); user and item factors."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    with threadpool_limits(1, "blas"):  # implicit parallelises itself; a BLAS pool below oversubscribes
+        model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=1.0,
+                                        iterations=ALS_ITERATIONS, random_state=seed, calculate_training_loss=False)
+        model.fit(X, show_progress=False)
+    return np.asarray(model.user_factors), np.asarray(model.item_factors)
+
+
+def tune_als(split: Split, exclude_seen: bool) -> tuple[tuple[int, float], str]:
+    """(factors, regularisation) of ``ALS_GRID`` with the best validation NDCG@10."""
+    fit, truth = split.validation()
+    cat = Catalogue(fit)
+    users = _sample(truth, split.seed)
+    seen = fit.histories()
+    best, choice = -1.0, ALS_GRID[0]
+    for factors, reg in ALS_GRID:
+        U, V = fit_als(cat.X, factors, reg, split.seed)
+        lists = top_lists(cat, lambda r: U[r] @ V.T, users, exclude_seen)
+        ndcg = score_lists(lists, {u: truth[u] for u in users}, seen).ndcg
+        if ndcg > best:
+            best, choice = ndcg, (factors, reg)
+    return choice, f"factors={choice[0]}, reg={choice[1]:g}"
+
+
+# ---------------------------------------------------------------- the baselines on a split
+
+@dataclass
+class Outcome:
+    """One method's lists on one split, with what it cost."""
+
+    lists: dict[str, list[str]]
+    train_seconds: float | None = None
+    batch_seconds: float | None = None
+    peak_mb: float | None = None
+    note: str = ""
+
+
+def baselines(split: Split, exclude_seen: bool, log=print) -> dict[str, Outcome]:
+    """most-popular, EASE (when the catalogue fits) and ALS lists for the split's truth users.
+    A baseline's time covers tuning, fitting and scoring."""
+    cat = Catalogue(split.train)
+    users = sorted(split.truth)
+    out: dict[str, Outcome] = {}
+
+    t = time.perf_counter()
+    pop = cat.popularity()
+    out["baseline most-popular"] = Outcome(
+        top_lists(cat, lambda r: np.broadcast_to(pop, (len(r), len(pop))), users, exclude_seen),
+        time.perf_counter() - t)
+
+    if len(cat.items) <= EASE_MAX_ITEMS:
+        t = time.perf_counter()
+        l2, note = tune_ease(split, exclude_seen)
+        B = ease_weights(cat.binary, l2)
+        out["baseline EASE (l2 tuned)"] = Outcome(
+            top_lists(cat, lambda r: cat.binary[r] @ B, users, exclude_seen), time.perf_counter() - t, note=note)
+        del B
+    else:
+        log(f"  EASE skipped: {len(cat.items):,} items > {EASE_MAX_ITEMS:,} (dense item-item matrix too big)")
+
+    t = time.perf_counter()
+    (factors, reg), note = tune_als(split, exclude_seen)
+    U, V = fit_als(cat.X, factors, reg, split.seed)
+    out["baseline implicit ALS (tuned)"] = Outcome(
+        top_lists(cat, lambda r: U[r] @ V.T, users, exclude_seen), time.perf_counter() - t, note=note)
+    for name, o in out.items():
+        if o.note:
+            log(f"  {name}: {o.note}")
+    return out
+
+
+def seen_rule(train: Interactions) -> tuple[bool, str]:
+    """Whether baselines leave seen items out, decided from the training data, and why."""
+    share = train.repeat_share()
+    if share < NO_REPEATS:
+        return True, f"training repeats {share:.1%}: no repeats, baselines exclude seen items"
+    return False, f"training repeats {share:.1%}: repeat data, baselines rank all items"
+
+
+# ---------------------------------------------------------------- tables
+
+@dataclass
+class Table:
+    """Per method, the scores and costs of each seed; printed as means."""
+
+    rows: dict[str, list[tuple[Scores, Outcome]]] = field(default_factory=dict)
+
+    def add(self, name: str, scores: Scores, outcome: Outcome) -> None:
+        self.rows.setdefault(name, []).append((scores, outcome))
+
+    def mean(self, name: str, attr: str) -> float:
+        return float(np.mean([getattr(s, attr) for s, _ in self.rows[name]]))
+
+    def print(self) -> None:
+        print(f"{'method':40s} {'NDCG@10':>8s} {'P@10':>7s} {'R@10':>7s} {'seen@25':>8s} "
+              f"{'train s':>8s} {'batch s':>8s} {'peak MB':>8s}")
+        for name, values in self.rows.items():
+            scores = [s for s, _ in values]
+            sd = np.std([s.ndcg for s in scores])
+            cost = [_mean([getattr(o, a) for _, o in values]) for a in ("train_seconds", "batch_seconds", "peak_mb")]
+            print(f"{name:40s} {np.mean([s.ndcg for s in scores]):8.4f} {np.mean([s.precision for s in scores]):7.4f} "
+                  f"{np.mean([s.recall for s in scores]):7.4f} {np.mean([s.seen_share for s in scores]):8.2%} "
+                  f"{_fmt(cost[0], 8, 1)} {_fmt(cost[1], 8, 1)} {_fmt(cost[2], 8, 0)}"
+                  + (f"   (NDCG sd {sd:.4f}, {len(scores)} seeds)" if len(scores) > 1 else ""))
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
+# ---------------------------------------------------------------- stand-alone
+
+def in_process(recipe: str, split: Split, seed: int) -> Outcome:
+    """A recipe trained by the package's ``train()`` with the default solution config and asked
+    for batch lists of 25, without a server: what a batch inference job computes, minus the I/O."""
+    from openpersonalize.recipes.base import TrainingData
+    from openpersonalize.recipes.training import train
+
+    t = time.perf_counter()
+    tr = split.train
+    data = TrainingData.from_records(tr.user, tr.item, tr.timestamp, tr.event_type)
+    model, _, _ = train(recipe, data, {}, seed=seed, compute_metrics=False)
+    trained = time.perf_counter()
+    users = sorted(split.truth)
+    idx, _ = model.recommend_batch(model.user_index(users).astype(np.int64), LIST)
+    lists = {u: model.item_ids[row[row >= 0]].tolist() for u, row in zip(users, np.asarray(idx))}
+    return Outcome(lists, trained - t, time.perf_counter() - trained)
 
 
 def main() -> int:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
-    if not path.exists():
-        print(f"skipped: {path} not found (MovieLens 100k u.data)")
-        return 0
-    rows = load(path)
-    users = np.unique(rows[:, 0].astype(str))
-    items = np.unique(rows[:, 1].astype(str))
-    settings = TrainingSettings(num_threads=0)
-    results: dict[str, list[tuple[float, float, float]]] = {}
-    times: dict[str, list[float]] = {}
-
-    def record(name, fn, train, test):
-        t = time.perf_counter()
-        results.setdefault(name, []).append(evaluate(fn, train, test, users, items))
-        times.setdefault(name, []).append(time.perf_counter() - t)
-
-    for seed in SEEDS:
-        train_rows, test_rows = split(rows, seed)
-        d = to_data(train_rows, users, items)
-        X = sp.csr_matrix((np.ones(d.n_interactions, np.float32), (d.user, d.item)), shape=(len(users), len(items)))
-        pop = np.asarray(X.sum(axis=0)).ravel()
-        record("baseline most-popular", lambda b: np.tile(pop, (len(b), 1)), d, test_rows)
-        l2 = tuned_ease_l2(train_rows, users, items, seed)
-        B, _ = ease(X, l2)
-        record(f"baseline EASE (l2 tuned on validation)", lambda b: X[b] @ B, d, test_rows)
-        factors, reg = tuned_als(train_rows, users, items, seed)
-        U, V = fit_als(X.copy(), factors, TrainingSettings(als_regularization=reg, als_alpha=1.0))
-        record("baseline implicit ALS (factors, reg tuned)", lambda b: U[b] @ V.T, d, test_rows)
-
-        for recipe in ("aws-user-personalization", "aws-user-personalization-v2", "aws-popularity-count"):
-            alg = algorithm_for(recipe)
-            params = HyperParameters.parse(RECIPE_BY_NAME[recipe]).replace(_recipe=recipe)
-            model = alg.fit(d, params, settings)
-            if hasattr(model, "score_block"):
-                record(f"ours {recipe}", model.score_block, d, test_rows)
-            else:
-                record(f"ours {recipe}", lambda b, m=model: np.tile(np.asarray(m.arrays["item_score"]), (len(b), 1)),
-                       d, test_rows)
-        for recipe in ("aws-sims", "aws-similar-items"):
-            alg = algorithm_for(recipe)
-            params = HyperParameters.parse(RECIPE_BY_NAME[recipe]).replace(_recipe=recipe)
-            model = alg.fit(d, params, settings)
-            record(f"ours {recipe} (item-to-item)", lambda b, m=model: item_to_item(m, X, b), d, test_rows)
-        print(f"seed {seed} done (EASE l2={l2:g}, ALS factors/reg={factors}/{reg:g})", file=sys.stderr)
-
-    print(f"MovieLens 100k, per-user random 80/20, seen items excluded, all items ranked, {len(SEEDS)} seeds")
-    print(f"{'method':52s} {'NDCG@10':>8s} {'P@10':>7s} {'R@10':>7s} {'s/seed':>7s}")
-    for name, vals in results.items():
-        m = np.mean(vals, axis=0)
-        sd = np.std([v[0] for v in vals])
-        print(f"{name:52s} {m[0]:8.4f} {m[1]:7.4f} {m[2]:7.4f} {np.mean(times[name]):7.2f}   (NDCG sd {sd:.4f})")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="ml100k-random", help=f"comma-separated: {', '.join(DATASETS)}")
+    parser.add_argument("--seeds", type=int, default=None, help="at most this many seeds per data set")
+    parser.add_argument("--quick", action="store_true", help="one seed, small generated sets")
+    parser.add_argument("--recipes", default="aws-user-personalization,aws-popularity-count",
+                        help="recipes also trained in-process ('' for none)")
+    args = parser.parse_args()
+    keys = list(QUICK) if args.quick and args.datasets == "all" else _keys(args.datasets)
+    recipes = [r for r in args.recipes.split(",") if r]
+    for key in keys:
+        ds = DATASETS[key]
+        if ds.missing():
+            print(f"{key}: skipped, {ds.missing()} not found")
+            continue
+        seeds = 1 if args.quick else min(ds.seeds, args.seeds or ds.seeds)
+        table = Table()
+        for seed in range(seeds):
+            split = ds.build(seed, args.quick)
+            exclude, why = seen_rule(split.train)
+            print(f"{key} seed {seed}: {why}", file=sys.stderr)
+            seen = split.train.histories()
+            outcomes = baselines(split, exclude, log=lambda m: print(m, file=sys.stderr))
+            for recipe in recipes:
+                outcomes[f"in-process {recipe}"] = in_process(recipe, split, seed)
+            for name, o in outcomes.items():
+                table.add(name, score_lists(o.lists, split.truth, seen), o)
+        print(f"\n{ds.title}: {seeds} seed(s); {why}")
+        table.print()
     return 0
 
 
-def item_to_item(model, X: sp.csr_matrix, block: np.ndarray) -> np.ndarray:
-    """Scores as the sum over a user's training items of each item's related-item scores."""
-    n = model.n_items
-    rel = np.zeros((n, n), np.float32)
-    if "nbr_idx" in model.arrays:
-        nb, sc = np.asarray(model.arrays["nbr_idx"]), np.asarray(model.arrays["nbr_score"])
-        rows = np.repeat(np.arange(n), nb.shape[1])
-        ok = nb.ravel() >= 0
-        rel[rows[ok], nb.ravel()[ok]] = sc.ravel()[ok] / np.maximum(sc[:, :1], 1e-9).repeat(nb.shape[1])[ok]
-    else:
-        for i in range(n):
-            rel[i] = model.similarity(i)
-            rel[i, i] = 0
-    return X[block] @ rel
+def _keys(text: str) -> list[str]:
+    keys = list(DATASETS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in DATASETS]
+    if unknown:
+        raise SystemExit(f"unknown data set(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    return keys
 
 
 if __name__ == "__main__":
