@@ -111,18 +111,20 @@ def test_neighbourhood_ease_equals_ease_when_every_item_is_a_neighbour():
 def test_plan_follows_the_size_and_the_machine(monkeypatch):
     settings = TrainingSettings()
     monkeypatch.setattr(cost, "gemm_rate", lambda: 50e9)
-    few = np.full(1000, 10)
-    assert cost.plan(2_000, few, settings).backend == "ease"
-    assert cost.plan(2_000, few, settings).tune_l2
+    dense = np.full(1000, 100)  # 1e7 co-occurrence products: thousands per item
+    assert cost.plan(2_000, dense, settings).backend == "ease"
+    assert cost.plan(2_000, dense, settings).tune_l2
+    # Sparse co-occurrence (fewer pairs per item than a neighbourhood holds): neighbourhood EASE.
+    assert cost.plan(2_000, np.full(1000, 10), settings).backend == "local-ease"
     assert cost.plan(20_000, np.full(10_000, 10), settings).backend == "local-ease"
     assert cost.plan(100_000, np.full(200_000, 50), settings).backend == "als"
     # A machine ten times slower keeps dense EASE for smaller catalogues only.
     monkeypatch.setattr(cost, "gemm_rate", lambda: 5e9)
-    assert cost.plan(6_000, few, settings).backend == "local-ease"
+    assert cost.plan(6_000, dense, settings).backend == "local-ease"
     # Memory decides too: 20,000 items of dense EASE need more than a 2 GB budget.
     monkeypatch.setattr(cost, "gemm_rate", lambda: 1e15)
-    assert cost.plan(20_000, few, settings).backend == "local-ease"
-    assert cost.plan(20_000, few, replace(settings, training_memory_mb=16_000)).backend == "ease"
+    assert cost.plan(20_000, dense, settings).backend == "local-ease"
+    assert cost.plan(20_000, dense, replace(settings, training_memory_mb=16_000)).backend == "ease"
 
 
 def test_a_given_hidden_dimension_asks_for_a_factor_model(world):

@@ -80,15 +80,20 @@ def plan(n_items: int, per_user: np.ndarray, settings: TrainingSettings) -> Plan
     ``settings.training_memory_mb``, else neighbourhood EASE when they fit
     ``settings.local_ease_seconds``, else ALS.
     """
+    products = cooccurrence_products(per_user)
+    local = local_ease_seconds(products)
+    if products <= settings.local_ease_neighbours * max(n_items, 1) and 2 * local <= settings.local_ease_seconds:
+        # Items co-occur with fewer others than a neighbourhood holds: neighbourhood EASE solves
+        # (nearly) the same regressions as the dense inverse, at a fraction of its cost.
+        return Plan("local-ease", f"{n_items} items, sparse co-occurrence ({products / max(n_items, 1):.0f} "
+                    f"per item at most): neighbourhood EASE is EASE's regression", tune_l2=6 * local <= settings.local_ease_seconds)
     if n_items <= settings.ease_max_items:
         seconds, memory = ease_seconds(n_items), ease_bytes(n_items)
         if memory <= settings.training_memory_mb * 2**20 and 2 * seconds <= settings.ease_seconds:
             tune = n_items <= settings.ease_tune_max_items and 6 * seconds <= settings.ease_seconds
             return Plan("ease", f"{n_items} items: dense EASE estimated at {seconds:.1f} s per inversion",
                         tune_l2=tune)
-    products = cooccurrence_products(per_user)
-    seconds = local_ease_seconds(products)
-    if 2 * seconds <= settings.local_ease_seconds:
+    if 2 * local <= settings.local_ease_seconds:
         return Plan("local-ease", f"{n_items} items: dense EASE over budget; neighbourhood EASE estimated at "
-                    f"{seconds:.1f} s per fit", tune_l2=6 * seconds <= settings.local_ease_seconds)
-    return Plan("als", f"{n_items} items: neighbourhood EASE estimated at {seconds:.0f} s per fit, over budget")
+                    f"{local:.1f} s per fit", tune_l2=6 * local <= settings.local_ease_seconds)
+    return Plan("als", f"{n_items} items: neighbourhood EASE estimated at {local:.0f} s per fit, over budget")
