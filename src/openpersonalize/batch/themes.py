@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ..data.interactions import load_group
 from ..data.rows import group_datasets
@@ -47,6 +46,10 @@ class ThemeModel:
     """The catalogue's TF-IDF space, fitted once per job."""
 
     def __init__(self, items: ItemTexts, generator: Callable[[list[str]], str] | None = None):
+        # scikit-learn takes most of a second to import; only theme jobs need it, so every other
+        # job process (each batch job starts one) does not pay for it.
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         self.items = items
         self.generator = generator
         self.vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True,
