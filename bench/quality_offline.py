@@ -4,6 +4,8 @@ The baselines are what a practitioner would try first on the same split, compute
 run so that a recipe's figure is always read beside them:
 
 * most-popular (interaction counts);
+* follow the last item: the items that most often came right after the user's newest item
+  (the order-aware baseline a sequence model must beat);
 * EASE (Steck 2019) with l2 tuned on a validation split cut from the training part by the data
   set's own protocol; skipped above ``EASE_MAX_ITEMS`` items (a dense items x items matrix);
 * implicit's ALS with factors and regularisation tuned on the same validation split.
@@ -278,6 +280,13 @@ def baselines(split: Split, exclude_seen: bool, log=print) -> dict[str, Outcome]
         log(f"  EASE skipped: {len(cat.items):,} items > {EASE_MAX_ITEMS:,} (dense item-item matrix too big)")
 
     t = time.perf_counter()
+    follows = following_counts(cat, split.train)
+    last = last_items(cat, split.train)
+    out["baseline follow the last item"] = Outcome(
+        top_lists(cat, lambda r: np.asarray(follows[last[r]].toarray()) + 1e-6 * pop, users, exclude_seen),
+        time.perf_counter() - t)
+
+    t = time.perf_counter()
     (factors, reg), note = tune_als(split, exclude_seen)
     U, V = fit_als(cat.X, factors, reg, split.seed)
     out["baseline implicit ALS (tuned)"] = Outcome(
@@ -286,6 +295,29 @@ def baselines(split: Split, exclude_seen: bool, log=print) -> dict[str, Outcome]
         if o.note:
             log(f"  {name}: {o.note}")
     return out
+
+
+def ordered_rows(cat: Catalogue, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """(user row, item column) of every training interaction, by user then time."""
+    u, i = cat.rows(train.user), np.searchsorted(cat.items, train.item)
+    order = np.lexsort((np.arange(len(u)), train.timestamp, u))
+    return u[order], i[order]
+
+
+def following_counts(cat: Catalogue, train: Interactions) -> sp.csr_matrix:
+    """How often item b directly followed item a in a user's sequence (items x items)."""
+    u, i = ordered_rows(cat, train)
+    same = (u[1:] == u[:-1]) & (i[1:] != i[:-1])
+    n = len(cat.items)
+    return sp.csr_matrix((np.ones(int(same.sum()), np.float32), (i[:-1][same], i[1:][same])), shape=(n, n))
+
+
+def last_items(cat: Catalogue, train: Interactions) -> np.ndarray:
+    """Each user row's newest training item."""
+    u, i = ordered_rows(cat, train)
+    last = np.zeros(len(cat.users), dtype=np.int64)
+    last[u] = i  # the last write per user is their newest
+    return last
 
 
 def seen_rule(train: Interactions) -> tuple[bool, str]:

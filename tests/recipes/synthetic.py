@@ -52,6 +52,7 @@ class World:
 
 def make_world(seed: int = 0) -> World:
     rng = np.random.default_rng(seed)
+    order_rng = np.random.default_rng(seed + 1)  # the order of each user's items, drawn apart from the rest
     item_group, user_group = {}, {}
     warm = {g: [f"{g}-{k:02d}" for k in range(WARM)] for g in GROUPS}
     cold = {g: [f"{g}-cold-{k}" for k in range(COLD)] for g in GROUPS}
@@ -73,7 +74,7 @@ def make_world(seed: int = 0) -> World:
                 else:
                     other = GROUPS[rng.integers(3)]
                     chosen.add(warm[other][rng.integers(WARM)])
-            for i in chosen:
+            for i in order_rng.permutation(sorted(chosen)):  # seeded (a set's order follows string hashing)
                 t += int(rng.integers(60, 600))
                 users.append(u)
                 items.append(i)

@@ -146,6 +146,9 @@ class CollaborativeModel(Model):
 
     def score_block(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) raw scores; rows of users without history are popularity."""
+        return self._with_objective(self._raw_block(users))
+
+    def _raw_block(self, users: np.ndarray) -> np.ndarray:
         a = self.arrays
         users = np.asarray(users, dtype=np.int64)
         lengths = self.history_lengths(users)
@@ -155,14 +158,17 @@ class CollaborativeModel(Model):
             S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
             if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
                 for k in np.flatnonzero(lengths > self.meta["bptt"]):
-                    S[k] = self._raw_scores(self.history(int(users[k])), -1)
+                    S[k] = CollaborativeModel._raw_scores(self, self.history(int(users[k])), -1)
         empty = lengths == 0
         if empty.any():
             S[empty] = a["popularity"]
-        return self._with_objective(S)
+        return S
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         """(len(hists), n_items) raw scores for ad-hoc histories, as one matrix product."""
+        return self._with_objective(self._raw_histories(hists))
+
+    def _raw_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         a = self.arrays
         if self.meta["backend"] in ITEM_TO_ITEM:
             rows = np.repeat(np.arange(len(hists)), [len(h) for h in hists])
@@ -181,7 +187,7 @@ class CollaborativeModel(Model):
         for k, h in enumerate(hists):
             if len(h) == 0:
                 S[k] = a["popularity"]
-        return self._with_objective(S)
+        return S
 
 
 @model_class
@@ -213,8 +219,14 @@ class PersonalizationModel(CollaborativeModel):
         return S
 
     def score_block(self, users: np.ndarray) -> np.ndarray:
+        return self._scored_block(users)[0]
+
+    def _scored_block(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The block's scores with the repeat policy applied, and the rows' log-normalisers
+        when the policy knows them (None: compute them)."""
         S = super().score_block(users)
         policy = self._repeat_policy()
+        log_z = None
         if policy is not None:
             users = np.asarray(users, dtype=np.int64)
             indptr = np.asarray(self.arrays["hist_indptr"])
@@ -226,8 +238,8 @@ class PersonalizationModel(CollaborativeModel):
             items = np.asarray(self.arrays["hist_items"])[positions].astype(np.int64)
             weights = np.asarray(policy.pair_weight, dtype=np.float64)[positions]
             repeat = np.array([policy.probability(int(u)) for u in users])
-            policy.adjust_rows(S, rows, items, weights, repeat)
-        return S
+            log_z = policy.adjust_block(S, rows, items, weights, repeat)
+        return S, log_z
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         S = super().scores_for_histories(hists)
@@ -265,17 +277,18 @@ class PersonalizationModel(CollaborativeModel):
         t = self.meta["temperature"]
         for start in range(0, len(users), rows):
             block = users[start:start + rows]
-            S = self.score_block(block)
+            S, log_z = self._scored_block(block)
             if exclude_seen:
                 X = self.history_matrix(block)
                 S[X.nonzero()] = -np.inf
+                log_z = None
             m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
             policy = None if exclude_seen else self._repeat_policy()
             if policy is not None and not policy.excludes:
-                idx, probs = softmax_topk_rows(S, 2 * n, t, m)
+                idx, probs = softmax_topk_rows(S, 2 * n, t, m, log_z=log_z)
                 idx, probs = self._trim_rows(policy, block, idx, probs, n)
             else:
-                idx, probs = softmax_topk_rows(S, n, t, m)
+                idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z)
             del S
             self._cold_rows_as_single_requests(block, idx, m, exclude_seen)
             out_i.append(idx)
@@ -587,6 +600,12 @@ class CollaborativeAlgorithm(Algorithm):
                 "iterations": str(settings.als_iterations), "chosen_because": chosen.reason}
 
     def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
+        arrays, meta, X = self.fit_core(data, params, settings)
+        return self._finish(data, params, settings, arrays, meta, X)
+
+    def fit_core(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any], sp.csr_matrix]:
+        """The collaborative weights or factors (arrays, meta) and the interaction matrix."""
         X = interaction_matrix(data)
         # Users outside the history-length percentiles do not shape the model (bots, one-offs);
         # they are still served from their own histories (ALS folds them in afterwards).
@@ -613,7 +632,7 @@ class CollaborativeAlgorithm(Algorithm):
                 U[rows] = als_fold_in_rows(V, X[rows] * settings.als_alpha, settings.als_regularization)
             arrays["user_factors"], arrays["item_factors"] = U, V
             meta.update(factors=factors, reg=settings.als_regularization, alpha=settings.als_alpha)
-        return self._finish(data, params, settings, arrays, meta, X)
+        return arrays, meta, X
 
     def _finish(self, data, params, settings, arrays, meta, X=None) -> Model:
         arrays["hist_indptr"], arrays["hist_items"] = histories(data)
@@ -639,8 +658,9 @@ class CollaborativeAlgorithm(Algorithm):
     def update(self, previous, data, params, settings):
         """Fold new users and items in: EASE gains columns for new items (their regression on
         the old items, through the stored diag(P)); ALS solves factors for the new rows."""
-        if previous.meta["backend"] == "local-ease":
-            return self.fit(data, params, settings)  # a refit costs about what a fold-in would
+        if previous.meta["backend"] == "local-ease":  # a refit costs about what a fold-in would
+            aligned = data.with_items_first(previous.item_ids)  # the old items keep their indices
+            return self.fit(data if aligned is None else aligned, params, settings)
         old_items = previous.n_items
         aligned = data.with_items_first(previous.item_ids)  # the old items keep their indices
         if aligned is None:
@@ -709,11 +729,7 @@ USER_PERSONALIZATION = Capabilities(
 class UserPersonalization(CollaborativeAlgorithm):
     capabilities = {
         "aws-user-personalization": USER_PERSONALIZATION,
-        # -v2 explains each item (``reason``), returns metadata without being asked at creation,
-        # and has no exploration and no UPDATE training at AWS.
-        "aws-user-personalization-v2": USER_PERSONALIZATION.but(
-            reasons=True, metadata_by_default=True, exploration=False, training_update=False),
-    }
+    }  # -v2, which learns from the order of events, is recipes/sequential.py
 
 
 PERSONALIZED_RANKING = Capabilities("PERSONALIZED_RANKING", enough_interactions, "ranking", scored=True,

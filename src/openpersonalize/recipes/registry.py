@@ -20,10 +20,11 @@ from .neighbors import SimilarItems, Sims
 from .popularity import PopularityCount, TrendingNow
 from .segmentation import ItemAffinity, ItemAttributeAffinity
 from .semantic import SemanticSimilarity
+from .sequential import SequentialPersonalization
 from .use_cases import USE_CASES, UseCase
 
 FAMILIES: tuple[type[Algorithm], ...] = (
-    UserPersonalization, PersonalizedRanking, PopularityCount, TrendingNow, Sims, SimilarItems,
+    UserPersonalization, SequentialPersonalization, PersonalizedRanking, PopularityCount, TrendingNow, Sims, SimilarItems,
     SemanticSimilarity, ItemAffinity, ItemAttributeAffinity, NextBestAction,
 )
 
@@ -32,10 +33,13 @@ RECIPE_BY_NAME: dict[str, Recipe] = {r.name: r for r in RECIPES}
 
 # Legacy recipe -> (the recipe it trains and serves as, the API rules where AWS differs).
 # recipes-and-metrics.md §1: only aws-hrnn-coldstart keeps trainingMode UPDATE.
+# The HRNN recipes are sequence models, as -v2 is; they keep their own API rules (no reasons, no
+# metadata unless asked, campaigns accept itemExplorationConfig; Coldstart trains UPDATE).
+_HRNN_RULES = {"reasons": False, "metadata_by_default": False, "exploration": True}
 LEGACY: dict[str, tuple[str, dict]] = {
-    "aws-hrnn": ("aws-user-personalization", {"training_update": False}),
-    "aws-hrnn-metadata": ("aws-user-personalization", {"training_update": False}),
-    "aws-hrnn-coldstart": ("aws-user-personalization", {}),
+    "aws-hrnn": ("aws-user-personalization-v2", _HRNN_RULES),
+    "aws-hrnn-metadata": ("aws-user-personalization-v2", _HRNN_RULES),
+    "aws-hrnn-coldstart": ("aws-user-personalization-v2", {**_HRNN_RULES, "training_update": True}),
 }
 DEFAULT_RECIPE = "aws-user-personalization"  # what an AutoML solution serves before it has trained
 

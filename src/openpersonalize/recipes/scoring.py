@@ -324,14 +324,15 @@ def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
     return _select(scores, n, k, maxima)
 
 
-def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.ndarray | None = None,
+                      log_z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`topk_rows` whose scores are softmax probabilities over each whole row.
 
     The normaliser covers every finite score of the row (masked entries included, as the
     catalogue-wide softmax does). One sweep over cache-sized tiles of rows computes the
     normaliser, applies the mask and takes the group maxima, so each score is read from memory
-    once. ``scores`` is overwritten.
+    once. A caller that knows the normalisers (log-sum-exp per row, shape (rows, 1)) passes
+    ``log_z`` and the sweep skips them. ``scores`` is overwritten.
     """
     rows, items = scores.shape
     k = min(n, items)
@@ -343,14 +344,17 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
     hidden = None if mask is None or mask.ndim != 1 else ~mask
     groups = items // GROUP if _uses_groups(items, k) and compact is None else 0
     maxima = np.empty((rows, groups), dtype=scores.dtype) if groups else None
-    log_z = np.empty((rows, 1), dtype=np.float32)
+    known_z = log_z is not None
+    log_z = np.asarray(log_z, dtype=np.float32).reshape(rows, 1) if known_z else np.empty((rows, 1), np.float32)
     step = max(1, TILE_CELLS // max(items, 1))
     buf = np.empty((min(step, rows), items), dtype=np.float32)
     for r0 in range(0, rows, step):
         r1 = min(r0 + step, rows)
         tile, work = scores[r0:r1], buf[:r1 - r0]
-        top = tile.max(axis=1, keepdims=True)
-        if np.isfinite(top).all():
+        top = tile.max(axis=1, keepdims=True) if not known_z else None
+        if known_z:
+            pass
+        elif np.isfinite(top).all():
             np.subtract(tile, top, out=work)
             np.divide(work, t, out=work)
             np.exp(work, out=work)
@@ -367,6 +371,23 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
             _group_maxima(tile, groups, maxima[r0:r1])
     idx, vals = _select(scores, n, k, maxima) if compact is None else _select_masked(scores, n, compact)
     return idx, np.exp(vals / t - log_z).astype(np.float32)
+
+
+def row_log_normalisers(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """log sum exp(s / t) over the finite scores of each row, shape (rows, 1), float64; -inf for
+    rows without a finite score. Tiled like :func:`softmax_topk_rows`."""
+    rows, items = scores.shape
+    out = np.full((rows, 1), -np.inf)
+    step = max(1, TILE_CELLS // max(items, 1))
+    for r0 in range(0, rows, step):
+        tile = scores[r0:r0 + step]
+        finite = np.where(np.isfinite(tile), tile, -np.inf)
+        top = finite.max(axis=1, keepdims=True)
+        ok = np.isfinite(top[:, 0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums = np.exp((finite - np.where(np.isfinite(top), top, 0.0)) / temperature).sum(axis=1, keepdims=True)
+            out[r0:r0 + step] = np.where(ok[:, None], top / temperature + np.log(sums), -np.inf)
+    return out
 
 
 def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float) -> np.ndarray:

@@ -94,6 +94,9 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
              "algorithm": algorithm.describe(weighted, params, settings)}
     if "l2" in model.meta:  # the value validation chose
         tuned["algorithm"]["ease_l2"] = f"{model.meta['l2']:.4g}"
+    for key in ("seq_weight", "seq_decay"):  # the sequence blend validation chose
+        if key in model.meta:
+            tuned["algorithm"][key] = f"{model.meta[key]:.2g}"
     return TrainResult(model, tuned, metrics, trials)
 
 

@@ -1,0 +1,240 @@
+"""User-Personalization-v2 and the HRNN recipes: the next item from the order of a user's events.
+
+AWS builds these recipes on sequence models (a transformer, a recurrent network) that predict a
+user's next interaction from their recent ones. This model does that with two closed-form
+parts, in the spirit of SLIST (Choi et al. 2021), which matches neural sequence models on
+session data at a fraction of their cost:
+
+* the collaborative part of User-Personalization (EASE, neighbourhood EASE or ALS by cost):
+  what a user's whole history says about their taste, order-blind;
+* a transition part: for every item, which items followed it in users' sequences (the next
+  ``GAPS`` interactions, nearer ones counting more), as probabilities. A user's transition
+  scores are the rows of their most recent items, the newest weighing most (``decay`` per step
+  back, over the last ``WINDOW`` items).
+
+Each part is scaled to its row's maximum and they are mixed with weight ``seq_weight`` on the
+transitions. ``seq_weight`` and ``decay`` are chosen on a validation split inside training
+(each user's newest interaction held out), so data without order gets the collaborative
+model alone, data where the next item follows the last gets the transitions, and data between
+gets the blend. Real-time events are the newest items of the history the runtime passes, so
+an event moves the answer at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .base import HyperParameters, Model, TrainingData, TrainingSettings, model_class
+from .factorization import USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel
+from .scoring import histories, interaction_matrix, topk_rows
+
+WINDOW = 10  # most recent history items whose transitions count
+GAPS = (1.0, 0.5, 0.25)  # weight of the item 1, 2, 3 steps later in a sequence
+KEEP_PER_ITEM = 200  # transitions stored per item (the strongest)
+WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # seq_weight candidates: the collaborative part always counts
+DECAYS = (0.0, 0.3, 0.6, 0.9)  # decay candidates (0: the last item alone)
+VALIDATION_USERS = 3000  # users scored per candidate when choosing
+MIN_VALIDATION_USERS = 30
+
+
+def ordered(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) of every interaction, sorted by user then time (stable)."""
+    order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
+    return data.user[order].astype(np.int64), data.item[order].astype(np.int64)
+
+
+def transitions(data: TrainingData) -> sp.csr_matrix:
+    """Row-normalised item -> following-item weights (n_items x n_items, float32), the strongest
+    ``KEEP_PER_ITEM`` per row."""
+    n = data.n_items
+    user, item = ordered(data)
+    rows, cols, vals = [], [], []
+    for gap, weight in enumerate(GAPS, start=1):
+        same = (user[gap:] == user[:-gap]) & (item[gap:] != item[:-gap])
+        rows.append(item[:-gap][same])
+        cols.append(item[gap:][same])
+        vals.append(np.full(int(same.sum()), weight, dtype=np.float32))
+    if not rows or not sum(len(r) for r in rows):
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    C = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                      dtype=np.float32)
+    C.sum_duplicates()
+    C = _strongest(C, KEEP_PER_ITEM)
+    totals = np.asarray(C.sum(axis=1)).ravel()
+    C = sp.diags(1.0 / np.maximum(totals, 1e-9)).astype(np.float32) @ C
+    C.sort_indices()
+    return C.tocsr()
+
+
+def _strongest(C: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    lengths = np.diff(C.indptr)
+    if lengths.max(initial=0) <= k:
+        return C
+    keep = np.ones(C.nnz, dtype=bool)
+    for r in np.flatnonzero(lengths > k):
+        a, b = C.indptr[r], C.indptr[r + 1]
+        weakest = np.argsort(-C.data[a:b], kind="stable")[k:]
+        keep[a + weakest] = False
+    rows = np.repeat(np.arange(C.shape[0]), lengths)
+    return sp.csr_matrix((C.data[keep], (rows[keep], C.indices[keep])), shape=C.shape)
+
+
+def recent_rows(hists: list[np.ndarray], n_items: int, decay: float) -> sp.csr_matrix:
+    """One row per history: its last ``WINDOW`` items weighted decay^(steps back) (newest 1)."""
+    rows, cols, vals = [], [], []
+    for r, h in enumerate(hists):
+        tail = np.asarray(h, dtype=np.int64)[-WINDOW:]
+        tail = tail[(tail >= 0) & (tail < n_items)]
+        if len(tail) == 0:
+            continue
+        steps = np.arange(len(tail))[::-1]
+        w = np.where(steps == 0, 1.0, decay ** steps) if decay > 0 else (steps == 0).astype(np.float64)
+        rows.append(np.full(len(tail), r))
+        cols.append(tail)
+        vals.append(w)
+    if not rows:
+        return sp.csr_matrix((len(hists), n_items), dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(len(hists), n_items))
+
+
+def row_scaled(S: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest finite value (rows without a positive one unchanged)."""
+    top = np.max(np.where(np.isfinite(S), S, -np.inf), axis=1, keepdims=True)
+    return S / np.where(top > 1e-12, top, 1.0)
+
+
+def blend(base: np.ndarray, seq: np.ndarray, weight: float, has_history: np.ndarray) -> np.ndarray:
+    """(1 - weight) x base + weight x seq, each scaled to its row maximum; rows without history
+    keep ``base`` (popularity)."""
+    if weight <= 0.0:
+        return base
+    mixed = (1.0 - weight) * row_scaled(base) + weight * row_scaled(seq)
+    return np.where(has_history[:, None], mixed, base).astype(np.float32)
+
+
+def significant_best(gains: dict[tuple[float, float], np.ndarray], blind: tuple[float, float]
+                     ) -> tuple[float, float]:
+    """The candidate with the best mean gain, if it beats the order-blind one by more than two
+    standard errors of the paired per-user differences; else the order-blind one. On data
+    without order, noise would otherwise pick some blend by chance."""
+    best = max(gains, key=lambda c: (gains[c].mean(), -c[0]))
+    diff = gains[best] - gains[blind]
+    if best == blind or len(diff) < 2:
+        return blind
+    return best if diff.mean() > 2.0 * diff.std(ddof=1) / np.sqrt(len(diff)) else blind
+
+
+@model_class
+class SequentialModel(PersonalizationModel):
+    """The collaborative model's scores blended with transition scores from the newest items."""
+
+    def transition_matrix(self) -> sp.csr_matrix:
+        T = self.__dict__.get("_T")
+        if T is None:
+            a = self.arrays
+            T = self.__dict__["_T"] = sp.csr_matrix(
+                (np.asarray(a["T_data"]), np.asarray(a["T_indices"]), np.asarray(a["T_indptr"])),
+                shape=(self.n_items, self.n_items))
+        return T
+
+    def _sequence_scores(self, hists: list[np.ndarray]) -> np.ndarray:
+        R = recent_rows(hists, self.n_items, float(self.meta["seq_decay"]))
+        return np.asarray((R @ self.transition_matrix()).toarray(), dtype=np.float32)
+
+    def _blended(self, base: np.ndarray, hists: list[np.ndarray]) -> np.ndarray:
+        weight = float(self.meta.get("seq_weight", 0.0))
+        if weight <= 0.0 or "T_indptr" not in self.arrays:
+            return base
+        has = np.array([len(h) > 0 for h in hists], dtype=bool)
+        return blend(base, self._sequence_scores(hists), weight, has)
+
+    def _raw_scores(self, hist: np.ndarray, user: int) -> np.ndarray:
+        base = super()._raw_scores(hist, user)
+        return self._blended(base[None, :], [np.asarray(hist)])[0]
+
+    def _raw_block(self, users: np.ndarray) -> np.ndarray:
+        base = super()._raw_block(users)
+        return self._blended(base, [self.history(int(u)) for u in np.asarray(users)])
+
+    def _raw_histories(self, hists: list[np.ndarray]) -> np.ndarray:
+        return self._blended(super()._raw_histories(hists), list(hists))
+
+
+class SequentialPersonalization(CollaborativeAlgorithm):
+    """Fits :class:`SequentialModel`: the collaborative core, the transitions, and the blend
+    chosen on each user's newest interaction."""
+
+    model_cls = SequentialModel
+    # -v2 explains each item (``reason``), returns metadata without being asked at creation,
+    # and has no exploration and no UPDATE training at AWS.
+    capabilities = {"aws-user-personalization-v2": USER_PERSONALIZATION.but(
+        reasons=True, metadata_by_default=True, exploration=False, training_update=False)}
+
+    def describe(self, data, params, settings):
+        out = super().describe(data, params, settings)
+        out["algorithm"] = f"sequence-blend({out['algorithm']} + item transitions)"
+        out.update(seq_weight="chosen on validation", seq_decay="chosen on validation", seq_window=str(WINDOW))
+        return out
+
+    def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
+        weight, decay = self.choose_blend(data, params, settings)
+        arrays, meta, X = self.fit_core(data, params, settings)
+        T = transitions(data)
+        arrays["T_indptr"], arrays["T_indices"], arrays["T_data"] = T.indptr, T.indices, T.data
+        meta.update(seq_weight=weight, seq_decay=decay, seq_window=WINDOW)
+        return self._finish(data, params, settings, arrays, meta, X)
+
+    def update(self, previous, data, params, settings):
+        """A refit (the blend is chosen again on the new data) in which the old items keep
+        their indices, as a fold-in's do."""
+        aligned = data.with_items_first(previous.item_ids)
+        return self.fit(data if aligned is None else aligned, params, settings)
+
+    def choose_blend(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings
+                     ) -> tuple[float, float]:
+        """(seq_weight, decay) with the best NDCG@10 on each user's newest interaction, the
+        models fitted on the rest. (0, 0) when too few users have three or more interactions."""
+        order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
+        counts = np.bincount(data.user, minlength=data.n_users)
+        last = np.zeros(data.n_interactions, dtype=bool)
+        ends = np.cumsum(counts)[counts >= 3] - 1
+        last[order[ends]] = True
+        if len(ends) < MIN_VALIDATION_USERS:
+            return 0.0, 0.0
+        rest = data.subset(~last)
+        truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
+        rng = np.random.default_rng(settings.seed)
+        if len(truth_user) > VALIDATION_USERS:
+            pick = np.sort(rng.choice(len(truth_user), VALIDATION_USERS, replace=False))
+            truth_user, truth_item = truth_user[pick], truth_item[pick]
+        arrays, meta, X = self.fit_core(rest, params, settings)
+        arrays["hist_indptr"], arrays["hist_items"] = histories(rest)
+        arrays["popularity"] = np.bincount(X.indices, minlength=rest.n_items).astype(np.float32)
+        meta.update(recency=False, bptt=32)
+        core = CollaborativeModel(arrays, meta)
+        base = row_scaled(core._raw_block(truth_user))
+        hists = [core.history(int(u)) for u in truth_user]
+        seen = sp.csr_matrix((np.ones(sum(len(h) for h in hists), np.float32),
+                              (np.repeat(np.arange(len(hists)), [len(h) for h in hists]),
+                               np.concatenate(hists) if hists else np.empty(0, np.int64))),
+                             shape=(len(hists), rest.n_items))
+        repeats = np.isin(truth_item + truth_user * rest.n_items,
+                          rest.user.astype(np.int64) * rest.n_items + rest.item).mean()
+        T = transitions(rest)
+        discounts = 1.0 / np.log2(np.arange(2, 12))
+        gains: dict[tuple[float, float], np.ndarray] = {}
+        for decay in DECAYS:
+            seq = row_scaled(np.asarray((recent_rows(hists, rest.n_items, decay) @ T).toarray(), dtype=np.float32))
+            for weight in WEIGHTS:
+                if weight == 0.0 and decay != DECAYS[0]:
+                    continue  # the same lists as the first decay's
+                S = (1.0 - weight) * base + weight * seq
+                if repeats < 0.01:  # as the repeat policy will: seen items are not recommended
+                    S[seen.nonzero()] = -np.inf
+                idx, _ = topk_rows(S, 10)
+                gains[(weight, decay)] = ((idx == truth_item[:, None]) * discounts).sum(axis=1)
+        return significant_best(gains, (0.0, DECAYS[0]))
