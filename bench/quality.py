@@ -249,6 +249,7 @@ def recommend_with(server: Server, group: str, recipe: str, users: list[str]) ->
         version = c.create_solution_version(solutionArn=solution)["solutionVersionArn"]
         wait(lambda: c.describe_solution_version(solutionVersionArn=version)["solutionVersion"])
         trained = time.perf_counter()
+        metrics = c.get_solution_metrics(solutionVersionArn=version).get("metrics") or {}
         job = c.create_batch_inference_job(
             jobName=f"batch-{recipe}", solutionVersionArn=version, numResults=LIST, roleArn=ROLE,
             jobInput={"s3DataSource": {"path": f"s3://{BUCKET}/{recipe}/users.json"}},
@@ -257,7 +258,8 @@ def recommend_with(server: Server, group: str, recipe: str, users: list[str]) ->
         scored = time.perf_counter()
     lists, errors = read_output(folder / "out" / "users.json.out")
     note = f"{errors} output lines with an error" if errors else ""
-    return Outcome(lists, trained - started, scored - trained, memory.peak_mb, note)
+    return Outcome(lists, trained - started, scored - trained, memory.peak_mb, note,
+                   service_ndcg=metrics.get("normalized_discounted_cumulative_gain_at_10"))
 
 
 def read_output(path: Path) -> tuple[dict[str, list[str]], int]:
@@ -321,6 +323,31 @@ def run_dataset(ds: DataSet, seeds: int, quick: bool, recipes: list[str], work: 
     for name, reason in failures.items():
         print(f"{name}: {reason}")
     report_goals(table, recipes, failures, no_repeats=exclude)
+    report_metrics_agreement(table, recipes, same_protocol=ds.key == "ml100k-personalize")
+
+
+def report_metrics_agreement(table: Table, recipes: list[str], same_protocol: bool) -> None:
+    """GetSolutionMetrics' NDCG@10 (the service's own hold-out of the training data, with the
+    served model and its repeat policy) beside the outside scorer's. They measure the same thing
+    only where the bench's split follows Personalize's protocol; there they should agree within
+    the seed-to-seed spread."""
+    for recipe in recipes:
+        if recipe not in table.rows:
+            continue
+        service = [o.service_ndcg for _, o in table.rows[recipe] if o.service_ndcg is not None]
+        outside = [s.ndcg for s, _ in table.rows[recipe]]
+        if not service:
+            continue
+        line = (f"  GetSolutionMetrics NDCG@10 {np.mean(service):.4f} vs outside {np.mean(outside):.4f}")
+        if not same_protocol:
+            print(line + " (different protocols: not comparable)")
+            continue
+        spread = max(np.std(outside), np.std(service)) if len(outside) > 1 else None
+        if spread is None:
+            print(line + " (one seed: no spread to compare with)")
+        else:
+            agree = abs(np.mean(service) - np.mean(outside)) <= 2 * spread
+            print(line + f": agree within 2 seed sd ({spread:.4f}): {'yes' if agree else 'no'}")
 
 
 SEQUENTIAL_BASELINE = "baseline follow the last item"

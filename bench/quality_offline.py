@@ -254,6 +254,7 @@ class Outcome:
     batch_seconds: float | None = None
     peak_mb: float | None = None
     note: str = ""
+    service_ndcg: float | None = None  # GetSolutionMetrics' NDCG@10 for a recipe trained by the service
 
 
 def baselines(split: Split, exclude_seen: bool, log=print) -> dict[str, Outcome]:

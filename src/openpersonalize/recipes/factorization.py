@@ -285,7 +285,9 @@ class PersonalizationModel(CollaborativeModel):
             m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
             policy = None if exclude_seen else self._repeat_policy()
             if policy is not None and not policy.excludes:
-                idx, probs = softmax_topk_rows(S, 2 * n, t, m, log_z=log_z)
+                # Room for the user's items that the trim may skip: at most n, at most their count.
+                extra = int(min(n, self.history_lengths(block).max(initial=0)))
+                idx, probs = softmax_topk_rows(S, n + extra, t, m, log_z=log_z)
                 idx, probs = self._trim_rows(policy, block, idx, probs, n)
             else:
                 idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z)

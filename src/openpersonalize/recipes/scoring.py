@@ -375,17 +375,26 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
 
 def row_log_normalisers(scores: np.ndarray, temperature: float) -> np.ndarray:
     """log sum exp(s / t) over the finite scores of each row, shape (rows, 1), float64; -inf for
-    rows without a finite score. Tiled like :func:`softmax_topk_rows`."""
+    rows without a finite score. The same tiled sweep as :func:`softmax_topk_rows`'s."""
     rows, items = scores.shape
     out = np.full((rows, 1), -np.inf)
     step = max(1, TILE_CELLS // max(items, 1))
+    buf = np.empty((min(step, rows), items), dtype=np.float32)
     for r0 in range(0, rows, step):
         tile = scores[r0:r0 + step]
-        finite = np.where(np.isfinite(tile), tile, -np.inf)
+        work = buf[:len(tile)]
+        top = tile.max(axis=1, keepdims=True)
+        if np.isfinite(top).all():
+            np.subtract(tile, top, out=work)
+            np.divide(work, temperature, out=work)
+            np.exp(work, out=work)
+            out[r0:r0 + step] = top / temperature + np.log(work.sum(axis=1, keepdims=True))
+            continue
+        finite = np.where(np.isfinite(tile), tile, -np.inf)  # NaN, +inf or an empty row: the careful way
         top = finite.max(axis=1, keepdims=True)
         ok = np.isfinite(top[:, 0])
         with np.errstate(invalid="ignore", divide="ignore"):
-            sums = np.exp((finite - np.where(np.isfinite(top), top, 0.0)) / temperature).sum(axis=1, keepdims=True)
+            sums = np.exp((finite - np.where(ok[:, None], top, 0.0)) / temperature).sum(axis=1, keepdims=True)
             out[r0:r0 + step] = np.where(ok[:, None], top / temperature + np.log(sums), -np.inf)
     return out
 
