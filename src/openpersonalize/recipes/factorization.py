@@ -211,12 +211,18 @@ class PersonalizationModel(CollaborativeModel):
         return cached
 
     def scores_for_history(self, hist: np.ndarray, user: int = -1) -> np.ndarray:
+        return self._scores_and_log_z(hist, user)[0]
+
+    def _scores_and_log_z(self, hist: np.ndarray, user: int) -> tuple[np.ndarray, float | None]:
+        """The row's scores with the repeat policy applied, and its log-normaliser when the
+        policy computed it (a softmax need not sweep the row again)."""
         S = super().scores_for_history(hist, user)
         policy = self._repeat_policy()
+        log_z = None
         if policy is not None:
             items, weights = policy.weights_of(hist, user, self.arrays["hist_indptr"], self.arrays["hist_items"])
-            policy.adjust(S, items, weights, policy.probability(user))
-        return S
+            log_z = policy.adjust(S, items, weights, policy.probability(user))
+        return S, log_z
 
     def score_block(self, users: np.ndarray) -> np.ndarray:
         return self._scored_block(users)[0]
@@ -256,7 +262,7 @@ class PersonalizationModel(CollaborativeModel):
         """Top ``n`` items; scores are softmax probabilities over the whole catalogue."""
         hist = self.history(user) if np.isscalar(user) else np.asarray(user)
         uid = int(user) if np.isscalar(user) else -1
-        s = self.scores_for_history(hist, uid)
+        s, log_z = self._scores_and_log_z(hist, uid)
         if exploration is not None and exploration.weight > 0:
             return self._explore(s, hist, n, exclude, candidates_mask, exploration)
         policy = self._repeat_policy()
@@ -267,7 +273,7 @@ class PersonalizationModel(CollaborativeModel):
             idx, top = idx[keep], top[keep]
         else:
             idx, top = topk(s, n, candidates_mask, exclude)
-        return idx, softmax_of(top, s, self.meta["temperature"])
+        return idx, softmax_of(top, s, self.meta["temperature"], log_z)
 
     def recommend_batch(self, users: np.ndarray, n: int, mask: np.ndarray | None = None,
                         exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:

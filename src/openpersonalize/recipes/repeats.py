@@ -153,27 +153,14 @@ class RepeatPolicy:
     def probability(self, user: int) -> float:
         return float(self.user_share[user]) if 0 <= user < len(self.user_share) else self.share
 
-    def adjust(self, scores: np.ndarray, items: np.ndarray, weights: np.ndarray, repeat: float) -> None:
+    def adjust(self, scores: np.ndarray, items: np.ndarray, weights: np.ndarray, repeat: float) -> float | None:
         """Rewrite one row of raw ``scores`` in place for the user's ``items`` (with ``weights``)
-        and repeat probability ``repeat``."""
-        if len(items) == 0:
-            return
-        if self.excludes or repeat <= 0.0:
-            scores[items] = -np.inf
-            return
-        repeat = min(repeat, 0.99)
-        saved = scores[items].copy()
-        scores[items] = -np.inf
-        finite = scores[np.isfinite(scores)]
-        if finite.size == 0:  # only the user's items are left: their model scores order them
-            scores[items] = saved
-            return
-        top = float(finite.max())
-        log_z = top / self.t + np.log(np.exp((finite - top) / self.t).sum(dtype=np.float64))
-        q = weights / max(weights.sum(), 1e-12)
-        with np.errstate(divide="ignore"):
-            log_p = np.log(repeat * q) + log_z - np.log1p(-repeat)
-        scores[items] = (self.t * log_p).astype(scores.dtype)
+        and repeat probability ``repeat``; the row's log-normaliser afterwards, or None when the
+        user's items were simply removed (see :meth:`adjust_block`)."""
+        items = np.asarray(items, dtype=np.int64)
+        log_z = self.adjust_block(scores[None, :], np.zeros(len(items), dtype=np.int64), items,
+                                  np.asarray(weights, dtype=np.float64), np.array([repeat]))
+        return None if log_z is None else float(log_z[0, 0])
 
     def cap(self, n: int, repeat: float) -> int:
         """How many of the user's items a list of ``n`` may hold."""
