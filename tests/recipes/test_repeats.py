@@ -156,3 +156,19 @@ def test_a_history_sent_since_training_counts_too(staples):
     idx, _ = model.recommend(hist, 25)
     assert len(idx) == 25
     assert sum(int(i) in set(hist.tolist()) for i in idx) <= int(np.ceil(model.meta["repeat_share"] * 25))
+
+
+def test_big_data_is_sampled_first_and_measured_whole_when_it_repeats(distinct, staples, monkeypatch):
+    """Above SAMPLE_INTERACTIONS a sample of users decides whether there are repeats at all; data
+    with repeats is still measured whole, so the profile is the same as without sampling."""
+    from openpersonalize.recipes import repeats
+    from openpersonalize.recipes.scoring import histories
+
+    _, data, _ = staples
+    whole = measure(data, *histories(data))
+    monkeypatch.setattr(repeats, "SAMPLE_INTERACTIONS", 1000)
+    sampled = measure(data, *histories(data))
+    assert sampled.share == pytest.approx(whole.share)
+    np.testing.assert_allclose(sampled.pair_weight, whole.pair_weight)
+    quick = measure(distinct, *histories(distinct))
+    assert quick.excludes and quick.share < MIN_SHARE
