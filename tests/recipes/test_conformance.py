@@ -10,8 +10,10 @@ from openpersonalize.recipes.registry import RECIPE_BY_NAME, resolve, trainable
 
 ALL = trainable()
 TYPES = {name: RECIPE_BY_NAME[resolve(name)].recipe_type for name in ALL}
+# HRNN-Coldstart recommends cold items only (a handful in this world, most with equal scores):
+# tests/recipes/test_sequential.py checks it on its own terms.
 PERSONAL = [r for r in ALL if TYPES[r] == "USER_PERSONALIZATION"
-            and resolve(r) not in ("aws-popularity-count", "aws-trending-now")]
+            and resolve(r) not in ("aws-popularity-count", "aws-trending-now") and r != "aws-hrnn-coldstart"]
 RELATED = [r for r in ALL if TYPES[r] == "RELATED_ITEMS"]
 RANKING = [r for r in ALL if TYPES[r] == "PERSONALIZED_RANKING"]
 SEGMENT = [r for r in ALL if TYPES[r] == "USER_SEGMENTATION"]
@@ -171,7 +173,8 @@ def test_save_load_round_trip(recipe, world, trained, tmp_path):
     assert Model.load(tmp_path / "m").meta == loaded.meta
 
 
-@pytest.mark.parametrize("recipe", [r for r in ALL if TYPES[r] != "PERSONALIZED_RANKING"])
+# HRNN-Coldstart's candidates are the cold items alone, so fewer than asked may pass a mask.
+@pytest.mark.parametrize("recipe", [r for r in ALL if TYPES[r] != "PERSONALIZED_RANKING" and r != "aws-hrnn-coldstart"])
 def test_masks_are_obeyed_and_filled(recipe, world, trained):
     model = trained(recipe).model
     kind = TYPES[recipe]

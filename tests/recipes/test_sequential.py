@@ -105,3 +105,69 @@ def test_batch_and_single_answers_agree(models, sequences):
         single, s = model.recommend(int(u), 5)
         assert idx[row].tolist() == single.tolist()
         np.testing.assert_allclose(scores[row], s, rtol=1e-4)
+
+
+# -- HRNN-Coldstart and HRNN-Metadata ---------------------------------------------------------------
+
+
+def test_coldstart_recommends_cold_items_of_the_users_taste(world):
+    """The conformance world has five cold items per taste group (metadata only, created
+    recently): HRNN-Coldstart recommends only cold items, its user's group's first (through the
+    metadata part); HRNN without the feature recommends warm ones."""
+    cold = train("aws-hrnn-coldstart", world.data, {}, seed="arn:seq", settings=SETTINGS).model
+    plain = train("aws-hrnn", world.data, {}, seed="arn:seq", settings=SETTINGS).model
+    cold_ids = set(world.cold_items)
+    for g in "ABC":
+        u = world.user(f"u-{g}-03")
+        idx, _ = cold.recommend(u, 10)
+        ids = [str(cold.item_ids[i]) for i in idx]
+        assert set(ids) <= cold_ids
+        assert {world.item_group[i] for i in ids[:5]} == {g}
+        batch, _ = cold.recommend_batch(np.array([u]), 10)
+        assert {str(cold.item_ids[i]) for i in batch[0][:5]} == set(ids[:5])
+        warm = [str(plain.item_ids[i]) for i in plain.recommend(u, 10)[0]]
+        assert not set(warm) & cold_ids
+
+
+def test_cold_start_parameters_take_effect(world):
+    """cold_start_max_duration: with a year and a day every warm item is recent enough, and the
+    warm items with at most cold_start_max_interactions interactions join the candidates."""
+    params = {"featureTransformationParameters": {"cold_start_max_duration": "400",
+                                                  "cold_start_max_interactions": "10"}}
+    model = train("aws-hrnn-coldstart", world.data, params, seed="arn:seq", settings=SETTINGS).model
+    counts = np.bincount(world.data.item, minlength=world.data.n_items)
+    cold = np.asarray(model.arrays["cold_items"])
+    assert set(np.flatnonzero(cold).tolist()) == set(np.flatnonzero(counts <= 10).tolist())
+    assert (counts[cold] > 0).any()
+
+
+def categories(n_users: int = 1000, seed: int = 2) -> TrainingData:
+    """80 categories of 40 items; each user buys 5 items of one category, in random order: the
+    interactions say little about any one item (about 1.5 each), the category says a lot."""
+    import pyarrow as pa
+
+    from openpersonalize.recipes.base import ColumnRoles
+
+    rng = np.random.default_rng(seed)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        c = int(rng.integers(80))
+        for step, k in enumerate(rng.choice(40, 5, replace=False)):
+            users.append(f"u{u:04d}")
+            items.append(f"c{c:02d}-{k:02d}")
+            times.append(1_700_000_000 + 100 * u + step)
+    ids = [f"c{c:02d}-{k:02d}" for c in range(80) for k in range(40)]
+    table = pa.table({"ITEM_ID": ids, "CATEGORY": [i[:3] for i in ids]})
+    return TrainingData.from_records(users, items, times, items_table=table,
+                                     item_columns=ColumnRoles(categorical=("CATEGORY",)))
+
+
+def test_metadata_recipe_uses_the_item_columns():
+    """On data where the category carries the signal, HRNN-Metadata gives its metadata part
+    weight and ranks better than HRNN, which is the same model with that part switched off."""
+    data = categories()
+    meta = train("aws-hrnn-metadata", data, {}, seed="arn:seq", settings=SETTINGS)
+    plain = train("aws-hrnn", data, {}, seed="arn:seq", settings=SETTINGS)
+    assert meta.model.meta["meta_weight"] > 0 and plain.model.meta.get("meta_weight", 0.0) == 0.0
+    key = "normalized_discounted_cumulative_gain_at_10"
+    assert meta.metrics[key] > plain.metrics[key]

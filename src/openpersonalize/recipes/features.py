@@ -91,11 +91,27 @@ def lsa(m: sp.csr_matrix, dim: int, seed: int = 0) -> np.ndarray:
             else np.zeros((n, 1), dtype=np.float32)
     if f <= dim:
         return normalize_rows(np.asarray(m.todense(), dtype=np.float32))
-    from scipy.sparse.linalg import svds
+    from scipy.sparse.linalg import ArpackError, svds
 
     v0 = np.random.default_rng(seed).standard_normal(min(n, f))
-    u, s, _ = svds(m.astype(np.float64), k=k, v0=v0)
+    try:
+        u, s, _ = svds(m.astype(np.float64), k=k, v0=v0)
+    except ArpackError:
+        # ARPACK gives up on many equal singular values (one categorical column with many
+        # equally common values, say); a randomised range finder does not.
+        u, s = randomized_svd(m.astype(np.float64), k, seed)
     return normalize_rows((u * s).astype(np.float32))
+
+
+def randomized_svd(m: sp.csr_matrix, k: int, seed: int = 0, oversample: int = 10, power: int = 4
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` left singular vectors and values of ``m`` (Halko, Martinsson and Tropp 2011)."""
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(m @ rng.standard_normal((m.shape[1], k + oversample)))[0]
+    for _ in range(power):
+        Q = np.linalg.qr(m @ np.asarray(m.T @ Q))[0]
+    u, s, _ = np.linalg.svd(np.asarray((m.T @ Q).T), full_matrices=False)
+    return (Q @ u)[:, :k], s[:k]
 
 
 def metadata_embedding(data: TrainingData, dim: int, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,12 @@ session data at a fraction of their cost:
   back, over the last ``WINDOW`` items).
 
 Each part is scaled to its row's maximum and they are mixed with weight ``seq_weight`` on the
-transitions. ``seq_weight`` and ``decay`` are chosen on a validation split inside training
+transitions. HRNN-Metadata adds a third part, ``meta_weight`` x the likeness of each item's
+metadata (categorical and textual columns, the same embedding exploration uses) to the user's
+recent items'. HRNN-Coldstart recommends cold items only (``cold_start_*``: at most
+``cold_start_max_interactions`` interactions, created within ``cold_start_max_duration`` days
+of the newest item or of now), scored with the metadata part too, since they have few or no
+interactions for the rest to go on. ``seq_weight`` and ``decay`` are chosen on a validation split inside training
 (each user's newest interaction held out), so data without order gets the collaborative
 model alone, data where the next item follows the last gets the transitions, and data between
 gets the blend. Real-time events are the newest items of the history the runtime passes, so
@@ -28,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import HyperParameters, Model, TrainingData, TrainingSettings, model_class
+from .features import metadata_embedding
 from .factorization import USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel
 from .scoring import histories, interaction_matrix, topk_rows
 
@@ -36,6 +42,9 @@ GAPS = (1.0, 0.5, 0.25)  # weight of the item 1, 2, 3 steps later in a sequence
 KEEP_PER_ITEM = 200  # transitions stored per item (the strongest)
 WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # seq_weight candidates: the collaborative part always counts
 DECAYS = (0.0, 0.3, 0.6, 0.9)  # decay candidates (0: the last item alone)
+META_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # meta_weight candidates (HRNN-Metadata, HRNN-Coldstart)
+METADATA_RECIPES = ("aws-hrnn-metadata", "aws-hrnn-coldstart")
+DAY = 86400.0
 VALIDATION_USERS = 3000  # users scored per candidate when choosing
 MIN_VALIDATION_USERS = 30
 
@@ -101,6 +110,29 @@ def recent_rows(hists: list[np.ndarray], n_items: int, decay: float) -> sp.csr_m
                          shape=(len(hists), n_items))
 
 
+def metadata_scores(content: np.ndarray, hists: list[np.ndarray], decay: float) -> np.ndarray:
+    """Per history, each item's metadata likeness to the recent items' (cosine of the
+    L2-normalised embeddings against their decay-weighted mean); zeros without metadata."""
+    R = recent_rows(hists, content.shape[0], max(decay, 0.5))
+    profile = np.asarray(R @ content, dtype=np.float32)
+    return np.maximum(profile @ content.T, 0.0).astype(np.float32)
+
+
+def cold_items(data: TrainingData, created: np.ndarray, params: HyperParameters) -> np.ndarray:
+    """HRNN-Coldstart's cold items: at most ``cold_start_max_interactions`` interactions and
+    created within ``cold_start_max_duration`` days of the newest item (``latestItem``) or of
+    the newest interaction (``currentTime``: training's now)."""
+    counts = np.bincount(data.item, minlength=data.n_items)
+    known = created[np.isfinite(created)]
+    if params.get("cold_start_relative_from", "latestItem") == "currentTime":
+        reference = float(data.timestamp.max()) if data.n_interactions else 0.0
+    else:
+        reference = float(known.max()) if len(known) else 0.0
+    recent = np.where(np.isfinite(created), created >= reference - float(params.get("cold_start_max_duration", 5.0)) * DAY,
+                      True)
+    return (counts <= int(params.get("cold_start_max_interactions", 15))) & recent
+
+
 def row_scaled(S: np.ndarray) -> np.ndarray:
     """Each row divided by its largest finite value (rows without a positive one unchanged)."""
     top = np.max(np.where(np.isfinite(S), S, -np.inf), axis=1, keepdims=True)
@@ -147,10 +179,28 @@ class SequentialModel(PersonalizationModel):
 
     def _blended(self, base: np.ndarray, hists: list[np.ndarray]) -> np.ndarray:
         weight = float(self.meta.get("seq_weight", 0.0))
-        if weight <= 0.0 or "T_indptr" not in self.arrays:
-            return base
         has = np.array([len(h) > 0 for h in hists], dtype=bool)
-        return blend(base, self._sequence_scores(hists), weight, has)
+        if weight > 0.0 and "T_indptr" in self.arrays:
+            base = blend(base, self._sequence_scores(hists), weight, has)
+        meta_weight = float(self.meta.get("meta_weight", 0.0))
+        if meta_weight > 0.0:
+            base = blend(base, metadata_scores(np.asarray(self.arrays["item_content"]), hists,
+                                               float(self.meta.get("seq_decay", 0.0))), meta_weight, has)
+        return base
+
+    def candidates(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """HRNN-Coldstart: only cold items are recommended (combined with a filter's mask)."""
+        cold = self.arrays.get("cold_items")
+        if cold is None:
+            return mask
+        cold = np.asarray(cold, dtype=bool)
+        return cold if mask is None else (np.asarray(mask, dtype=bool) & (cold if mask.ndim == 1 else cold[None, :]))
+
+    def recommend(self, user, n, exclude=None, candidates_mask=None, exploration=None, **options):
+        return super().recommend(user, n, exclude, self.candidates(candidates_mask), exploration, **options)
+
+    def recommend_batch(self, users, n, mask=None, exclude_seen=False):
+        return super().recommend_batch(users, n, self.candidates(mask), exclude_seen)
 
     def _raw_scores(self, hist: np.ndarray, user: int) -> np.ndarray:
         base = super()._raw_scores(hist, user)
@@ -178,15 +228,24 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         out = super().describe(data, params, settings)
         out["algorithm"] = f"sequence-blend({out['algorithm']} + item transitions)"
         out.update(seq_weight="chosen on validation", seq_decay="chosen on validation", seq_window=str(WINDOW))
+        if params.get("_asked") in METADATA_RECIPES:
+            out["meta_weight"] = "chosen on validation"
+        if params.get("_asked") == "aws-hrnn-coldstart":
+            out["candidates"] = "cold items (cold_start_max_interactions, cold_start_max_duration, cold_start_relative_from)"
         return out
 
     def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
-        weight, decay = self.choose_blend(data, params, settings)
+        weight, decay, meta_weight = self.choose_blend(data, params, settings)
         arrays, meta, X = self.fit_core(data, params, settings)
         T = transitions(data)
         arrays["T_indptr"], arrays["T_indices"], arrays["T_data"] = T.indptr, T.indices, T.data
-        meta.update(seq_weight=weight, seq_decay=decay, seq_window=WINDOW)
-        return self._finish(data, params, settings, arrays, meta, X)
+        meta.update(seq_weight=weight, seq_decay=decay, seq_window=WINDOW, meta_weight=meta_weight)
+        model = self._finish(data, params, settings, arrays, meta, X)
+        if params.get("_asked") == "aws-hrnn-coldstart":
+            cold = cold_items(data, np.asarray(arrays["item_created"]), params)
+            if cold.any():  # without any cold item, the recipe has nothing to restrict to
+                arrays["cold_items"] = cold
+        return model
 
     def update(self, previous, data, params, settings):
         """A refit (the blend is chosen again on the new data) in which the old items keep
@@ -195,16 +254,17 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         return self.fit(data if aligned is None else aligned, params, settings)
 
     def choose_blend(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings
-                     ) -> tuple[float, float]:
+                     ) -> tuple[float, float, float]:
         """(seq_weight, decay) with the best NDCG@10 on each user's newest interaction, the
-        models fitted on the rest. (0, 0) when too few users have three or more interactions."""
+        models fitted on the rest; and for the metadata recipes the metadata weight. Zeros when
+        too few users have three or more interactions."""
         order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
         counts = np.bincount(data.user, minlength=data.n_users)
         last = np.zeros(data.n_interactions, dtype=bool)
         ends = np.cumsum(counts)[counts >= 3] - 1
         last[order[ends]] = True
         if len(ends) < MIN_VALIDATION_USERS:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         rest = data.subset(~last)
         truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
         rng = np.random.default_rng(settings.seed)
@@ -237,4 +297,24 @@ class SequentialPersonalization(CollaborativeAlgorithm):
                     S[seen.nonzero()] = -np.inf
                 idx, _ = topk_rows(S, 10)
                 gains[(weight, decay)] = ((idx == truth_item[:, None]) * discounts).sum(axis=1)
-        return significant_best(gains, (0.0, DECAYS[0]))
+        weight, decay = significant_best(gains, (0.0, DECAYS[0]))
+        if params.get("_asked") not in METADATA_RECIPES:
+            return weight, decay, 0.0
+        # The metadata part, on top of the chosen blend, kept only when it beats it likewise.
+        content = metadata_embedding(rest, 32, settings.seed)
+        chosen = (1.0 - weight) * base + weight * row_scaled(
+            np.asarray((recent_rows(hists, rest.n_items, decay) @ T).toarray(), dtype=np.float32))
+        likeness = row_scaled(metadata_scores(content, hists, decay))
+        meta_gains = {}
+        for meta_weight in META_WEIGHTS:
+            S = (1.0 - meta_weight) * row_scaled(chosen) + meta_weight * likeness
+            if repeats < 0.01:
+                S[seen.nonzero()] = -np.inf
+            idx, _ = topk_rows(S, 10)
+            meta_gains[(meta_weight, 0.0)] = ((idx == truth_item[:, None]) * discounts).sum(axis=1)
+        meta_weight = significant_best(meta_gains, (0.0, 0.0))[0]
+        if params.get("_asked") == "aws-hrnn-coldstart":
+            # Cold items have few or no interactions: the validation (newest interactions, warm
+            # items) cannot see their need, and without the metadata part they would all tie.
+            meta_weight = max(meta_weight, META_WEIGHTS[1])
+        return weight, decay, meta_weight

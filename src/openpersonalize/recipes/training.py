@@ -58,7 +58,8 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     given = RECIPE_BY_NAME.get(recipe.rsplit("/", 1)[-1], spec)
     params = HyperParameters.parse(given, config.get("algorithmHyperParameters"),
                                    config.get("featureTransformationParameters")).replace(
-        _recipe=name, _given=tuple(sorted(config.get("algorithmHyperParameters") or {})))
+        _recipe=name, _given=tuple(sorted(config.get("algorithmHyperParameters") or {})),
+        _asked=recipe.rsplit("/", 1)[-1])
     trials: list[dict[str, Any]] = []
     if perform_hpo and (any(p.tunable for p in spec.params) or algorithm.internal_search_space(weighted, settings)):
         params, trials = search(algorithm, spec, weighted, params, config.get("hpoConfig") or {}, settings)
@@ -94,7 +95,7 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
              "algorithm": algorithm.describe(weighted, params, settings)}
     if "l2" in model.meta:  # the value validation chose
         tuned["algorithm"]["ease_l2"] = f"{model.meta['l2']:.4g}"
-    for key in ("seq_weight", "seq_decay"):  # the sequence blend validation chose
+    for key in ("seq_weight", "seq_decay", "meta_weight"):  # the blend validation chose
         if key in model.meta:
             tuned["algorithm"][key] = f"{model.meta[key]:.2g}"
     return TrainResult(model, tuned, metrics, trials)
