@@ -97,7 +97,7 @@ def test_other_methods_and_paths(server):
     req = urllib.request.Request(server.endpoint + "/", method="GET")
     with urllib.request.urlopen(req, timeout=30) as r:
         assert json.loads(r.read())["service"] == "openpersonalize"
-    for method, path, allowed in (("GET", "/recommendations", {"POST"}), ("PUT", "/", {"GET", "HEAD"})):
+    for method, path, allowed in (("GET", "/recommendations", {"POST"}), ("PUT", "/", {"GET", "HEAD", "POST"})):
         try:
             urllib.request.urlopen(urllib.request.Request(server.endpoint + path, method=method), timeout=30)
             raise AssertionError(f"{method} {path} answered")

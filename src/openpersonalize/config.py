@@ -72,6 +72,9 @@ class Settings:
     #: memory) at most; past that the least recently used one is let go and loads again at its
     #: next request. Deleting or updating one lets it go at once (state.py).
     runtime_max_deployments: int = 100
+    #: When access keys are configured, /metrics answers a SigV4-signed request or one with
+    #: ``Authorization: Bearer <this token>`` (for scrapers that cannot sign); empty: signed only.
+    metrics_token: str = ""
     #: Real-time calls on models of up to this many items are answered on the event loop when
     #: all they need is in memory (a thread hand-off would cost more than the call); larger
     #: catalogues are scored on worker threads, which run in parallel.

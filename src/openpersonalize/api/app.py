@@ -2,7 +2,9 @@
 become AWS error bodies.
 
 Control plane: ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>`` (json 1.1).
-Runtime and events: ``POST /<path>`` as their rest-json models declare. One port serves all three.
+Runtime and events: ``POST /<path>`` as their rest-json models declare. One port serves all three,
+plus ``GET /`` (liveness) and ``GET /metrics`` (Prometheus). With access keys configured, only the
+liveness check answers without a signature; ``/metrics`` also takes the configured bearer token.
 
 The ``Service`` owns what the process keeps between requests (a ``ProcessState``, state.py) and
 hands it to every call in its ``Context``; ``GET /metrics`` adds its sizes to the job queue's.
@@ -10,8 +12,10 @@ hands it to every call in its ``Context``; ``GET /metrics`` adds its sizes to th
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import sys
 import uuid
 from contextlib import asynccontextmanager
 
@@ -20,20 +24,19 @@ from botocore import xform_name
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .. import __version__
 from ..config import Settings
 from ..control import ControlPlane
 from ..control.base import Context
 from ..errors import (
+    InvalidInputException,
     NotImplementedOperation,
     RequestEntityTooLarge,
     SerializationException,
     ServiceError,
     UnknownOperationException,
+    UnrecognizedClientException,
 )
 from ..events import EventOperations
 from ..inline import WouldBlock, inline_only
@@ -47,6 +50,21 @@ from . import auth, protocol
 
 log = logging.getLogger("openpersonalize.api")
 JSON_11 = "application/x-amz-json-1.1"
+#: Deepest nesting of arrays and objects read in a request body. The models' inputs nest a handful
+#: of levels; a limit far below the parser's own (about 1,000, where it fails with RecursionError)
+#: keeps every later walk of the body (validation, messages) safe.
+MAX_JSON_DEPTH = 100
+METRICS = "metrics"  # what _route answers for GET /metrics, which is no operation of the models
+
+
+class MethodNotAllowed(UnknownOperationException):
+    """A path served with another method: 405 with ``Allow``, and an AWS error body botocore reads."""
+
+    status = 405
+
+    def __init__(self, message: str, allow: tuple[str, ...]):
+        super().__init__(message)
+        self.allow = allow
 
 
 class Service:
@@ -65,6 +83,8 @@ class Service:
             "personalize-events": EventOperations(),
         }
         self.keys = settings.credentials()
+        # A bearer token a Prometheus scraper sends for /metrics (it cannot sign with SigV4).
+        self.metrics_token = getattr(settings, "metrics_token", "") or ""
 
     def start(self) -> None:
         if not self.keys:
@@ -121,8 +141,8 @@ class Service:
 
 
 def create_app(service: Service):
-    """The ASGI application: every POST is an API call, answered by :class:`Api`; Starlette
-    serves the rest (health, metrics, lifespan)."""
+    """The ASGI application: every request is answered by :class:`Api`; Starlette runs the
+    lifespan (start and stop of the service)."""
 
     @asynccontextmanager
     async def lifespan(app):
@@ -132,24 +152,7 @@ def create_app(service: Service):
         finally:
             service.stop()
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"service": "openpersonalize", "version": __version__})
-
-    async def metrics(request: Request) -> Response:
-        text = await run_in_threadpool(render, service.store)
-        text += service.state.metrics()
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def answered_by_api(request: Request) -> Response:
-        raise AssertionError("POSTs never reach Starlette")
-
-    routes = [
-        Route("/", health, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        # Declared so that other methods on API paths get 405 (Allow: POST) rather than 404.
-        Route("/{path:path}", answered_by_api, methods=["POST"]),
-    ]
-    return Api(service, Starlette(routes=routes, lifespan=lifespan))
+    return Api(service, Starlette(lifespan=lifespan))
 
 
 class Api:
@@ -162,10 +165,20 @@ class Api:
         self.other = other
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            await self.call(scope, receive, send)
-        else:
+        if scope["type"] != "http":
             await self.other(scope, receive, send)
+        elif scope["method"] in ("GET", "HEAD") and scope["path"] == "/" and not _has_target(scope):
+            await _send(send, *self.health(), head=scope["method"] == "HEAD")
+        else:
+            await self.call(scope, receive, send)
+
+    def health(self) -> Answer:
+        """The liveness check, the one answer given without a signature: bare when access keys
+        are configured (the version tells an attacker which weaknesses to try)."""
+        doc = {"service": "openpersonalize"}
+        if not self.service.keys:
+            doc["version"] = __version__
+        return 200, [(b"content-type", b"application/json")], _json(doc)
 
     async def call(self, scope, receive, send) -> None:
         service = self.service
@@ -176,30 +189,67 @@ class Api:
             body = await _read_body(receive, headers.get("content-length"), service.settings.max_body_bytes)
             if body is None:
                 return  # the client went away
-            op = _route(scope["method"], scope["path"], headers)
-            if service.keys:
-                auth.verify(method=scope["method"], url=str(URL(scope=scope)), headers=headers, body=body,
-                            keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
-            params = protocol.validate_input(op, _parse_json(body))
-            ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
-                          region=auth.scope_region(headers.get("authorization")) or service.settings.region,
-                          state=service.state)
-            answer = service.answer_now(op, ctx, params)
-            if answer is None:
-                answer = await run_in_threadpool(service.answer, op, ctx, params)
+            try:
+                target, refusal = _route(scope["method"], scope["path"], headers), None
+            except ServiceError as exc:
+                target, refusal = None, exc
+            op = target if isinstance(target, protocol.Operation) else None
+            if service.keys:  # before anything else answers: a refusal tells what is served
+                self.authenticate(scope, headers, body, metrics=target is METRICS)
+            if refusal is not None:
+                raise refusal
+            if target is METRICS:
+                answer = await self.metrics(request_id)
+            else:
+                params = protocol.validate_input(op, _parse_json(body))
+                ctx = Context(settings=service.settings, store=service.store, request_id=request_id,
+                              region=auth.scope_region(headers.get("authorization")) or service.settings.region,
+                              state=service.state)
+                answer = service.answer_now(op, ctx, params)
+                if answer is None:
+                    answer = await run_in_threadpool(service.answer, op, ctx, params)
         except ServiceError as exc:
             answer = _error(op, exc, request_id)
+        except RecursionError:
+            # The body's own nesting is bounded (MAX_JSON_DEPTH); this is a document inside a
+            # string member (a schema, event properties, a filter expression) read by an operation.
+            log.warning("%s: a member of the request is nested too deeply to read", op.name if op else scope["path"])
+            answer = _error(op, InvalidInputException(
+                "A string member of the request holds a document (JSON or an expression) nested too "
+                "deeply to be read; such documents may nest a few hundred levels at most."), request_id)
         except Exception:
             log.exception("unhandled error in %s", op.name if op else scope["path"])
             answer = _error(op, ServiceError("We encountered an internal error. Please try again."),
                             request_id, status=500)
-        await _send(send, *answer)
+        await _send(send, *answer, head=scope["method"] == "HEAD")
+
+    def authenticate(self, scope, headers: dict[str, str], body: bytes, *, metrics: bool) -> None:
+        """A valid SigV4 signature, or for the metrics the configured bearer token."""
+        authorization = headers.get("authorization", "")
+        if metrics and self.service.metrics_token and authorization[:7].lower() == "bearer ":
+            given = authorization[7:].strip().encode("utf-8", "replace")
+            if hmac.compare_digest(given, self.service.metrics_token.encode()):
+                return
+            raise UnrecognizedClientException("The bearer token is not the metrics token this server is configured with.")
+        service = self.service
+        auth.verify(method=scope["method"], url=str(URL(scope=scope)), headers=headers, body=body,
+                    keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
+
+    async def metrics(self, request_id: str) -> Answer:
+        text = await run_in_threadpool(render, self.service.store)
+        text += self.service.state.metrics()
+        return 200, [(b"x-amzn-requestid", request_id.encode()),
+                     (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], text.encode("utf-8")
 
 
-async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+def _has_target(scope) -> bool:
+    return any(name.lower() == b"x-amz-target" for name, _ in scope["headers"])
+
+
+async def _send(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, head: bool = False) -> None:
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 async def _read_body(receive, declared: str | None, limit: int) -> bytes | None:
@@ -226,8 +276,19 @@ async def _read_body(receive, declared: str | None, limit: int) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _route(method: str, path: str, headers: dict[str, str]) -> protocol.Operation:
+def _route(method: str, path: str, headers: dict[str, str]) -> protocol.Operation | str:
+    """The operation a request calls (or METRICS); the AWS error naming what is wrong otherwise."""
     target = headers.get("x-amz-target")
+    if method != "POST":
+        allowed = _allowed_methods(path)
+        if target is not None:
+            raise MethodNotAllowed(f"{method} {path} with X-Amz-Target: '{target}' is no call: control-plane "
+                                   "operations are called with POST /.", allowed or ("POST",))
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            return METRICS
+        if allowed is None:
+            raise _no_operation(method, path)
+        raise MethodNotAllowed(f"{method} {path} is no call: {path} answers {', '.join(allowed)}.", allowed)
     if target is not None:
         op = protocol.control_operation(target)
         if op is None:
@@ -242,17 +303,67 @@ def _route(method: str, path: str, headers: dict[str, str]) -> protocol.Operatio
         raise UnknownOperationException(
             "Missing X-Amz-Target header: control-plane requests to / name their operation as "
             f"'{protocol.TARGET_PREFIX}<Operation>'.")
+    if path == "/metrics":
+        raise MethodNotAllowed("POST /metrics is no call: /metrics answers GET, HEAD.", ("GET", "HEAD"))
+    raise _no_operation(method, path)
+
+
+def _allowed_methods(path: str) -> tuple[str, ...] | None:
+    if path == "/":
+        return ("GET", "HEAD", "POST")
+    if path == "/metrics":
+        return ("GET", "HEAD")
+    methods = sorted({m for m, p in protocol.rest_routes() if p == path})
+    return tuple(methods) or None
+
+
+def _no_operation(method: str, path: str) -> UnknownOperationException:
     known = ", ".join(sorted(p for _, p in protocol.rest_routes()))
-    raise UnknownOperationException(f"No operation at {method} {path}. Paths served: {known}.")
+    return UnknownOperationException(f"No operation at {method} {path}. Paths served: {known}.")
 
 
 def _parse_json(body: bytes):
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        value = json.loads(body)
+    except RecursionError:
+        raise _too_deep() from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SerializationException(f"The request body is not valid JSON: {exc}.") from None
+    except ValueError as exc:  # the one other failure of json.loads: a number of too many digits
+        raise SerializationException(f"The request body holds a number that cannot be read ({_digits(exc)}).") from None
+    # A body cannot nest deeper than it has brackets: counting them (fast, in C) spares the walk
+    # for nearly every request.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> SerializationException:
+    return SerializationException(
+        f"The request body is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects); "
+        "no operation's input nests that deep.")
+
+
+def _digits(exc: ValueError) -> str:
+    return f"more than {sys.get_int_max_str_digits()} digits" if "digits" in str(exc) else str(exc)
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels (without recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 Answer = tuple  # (status, headers, body): what _send writes
@@ -287,5 +398,8 @@ def _error(op: protocol.Operation | None, exc: ServiceError, request_id: str, st
     code = exc.code if status != 500 else "InternalFailure"
     body = json.dumps({"__type": code, "message": exc.message}).encode("utf-8")
     content_type = JSON_11 if op is None or op.service == protocol.CONTROL_PLANE else "application/json"
-    return status, [(b"x-amzn-requestid", request_id.encode()), (b"x-amzn-errortype", code.encode()),
-                    (b"content-type", content_type.encode())], body
+    headers = [(b"x-amzn-requestid", request_id.encode()), (b"x-amzn-errortype", code.encode()),
+               (b"content-type", content_type.encode())]
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", ", ".join(exc.allow).encode()))
+    return status, headers, body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import __version__
 from ..errors import InvalidNextTokenException, ResourceNotFoundException
 from ..recipes.catalogue import (
     ALGORITHMS,
@@ -40,7 +41,12 @@ class CatalogueOperations:
         recipe = ALGORITHMS.get(p["algorithmArn"])
         if recipe is None:
             raise ResourceNotFoundException.for_arn(p["algorithmArn"])
-        return {"algorithm": algorithm_document(recipe)}
+        doc = algorithm_document(recipe)
+        # The model requires the image's dockerURI, and an image name is a Name (letters, digits,
+        # "-" and "_"). Every algorithm here runs inside the openpersonalize package itself, so
+        # the image is the package's, at this version.
+        doc["algorithmImage"] = {"name": recipe.algorithm, "dockerURI": f"openpersonalize:{__version__}"}
+        return {"algorithm": doc}
 
     def describe_feature_transformation(self, ctx: Context, p: dict) -> dict:
         arn = p["featureTransformationArn"]
