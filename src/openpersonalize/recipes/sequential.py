@@ -46,6 +46,7 @@ META_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # meta_weight candidates (HRNN-Metadata, HR
 METADATA_RECIPES = ("aws-hrnn-metadata", "aws-hrnn-coldstart")
 DAY = 86400.0
 VALIDATION_USERS = 3000  # users scored per candidate when choosing
+BLOCK_CELLS = 1 << 24  # validation scores held at once (64 MB of float32)
 MIN_VALIDATION_USERS = 30
 
 
@@ -214,6 +215,43 @@ class SequentialModel(PersonalizationModel):
         return self._blended(super()._raw_histories(hists), list(hists))
 
 
+class _BlockScores:
+    """A block of validation users: their scaled collaborative scores, and NDCG@10 gains of a
+    blend on their held-out newest item."""
+
+    DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
+
+    def __init__(self, core: CollaborativeModel, T: sp.csr_matrix, users: np.ndarray, truth: np.ndarray,
+                 drop_seen: bool, n_items: int):
+        self.T, self.truth, self.n_items = T, truth, n_items
+        self.base = row_scaled(core._raw_block(users))
+        self.hists = [core.history(int(u)) for u in users]
+        lengths = [len(h) for h in self.hists]
+        self.seen = sp.csr_matrix((np.ones(sum(lengths), np.float32),
+                                   (np.repeat(np.arange(len(users)), lengths),
+                                    np.concatenate(self.hists) if self.hists else np.empty(0, np.int64))),
+                                  shape=(len(users), n_items)) if drop_seen else None
+        self._seq: dict[float, np.ndarray] = {}
+
+    def seq(self, decay: float) -> np.ndarray:
+        if decay not in self._seq:
+            R = recent_rows(self.hists, self.n_items, decay)
+            self._seq = {decay: row_scaled(np.asarray((R @ self.T).toarray(), dtype=np.float32))}
+        return self._seq[decay]
+
+    def gains(self, weight: float, decay: float, content: np.ndarray | None = None, meta_weight: float = 0.0
+              ) -> np.ndarray:
+        S = self.base if weight == 0.0 else (1.0 - weight) * self.base + weight * self.seq(decay)
+        if content is not None:
+            S = (1.0 - meta_weight) * row_scaled(S) + meta_weight * row_scaled(
+                metadata_scores(content, self.hists, decay))
+        if self.seen is not None:  # as the repeat policy will: seen items are not recommended
+            S = S.copy() if S is self.base else S
+            S[self.seen.nonzero()] = -np.inf
+        idx, _ = topk_rows(S, 10)
+        return ((idx == self.truth[:, None]) * self.DISCOUNTS).sum(axis=1)
+
+
 class SequentialPersonalization(CollaborativeAlgorithm):
     """Fits :class:`SequentialModel`: the collaborative core, the transitions, and the blend
     chosen on each user's newest interaction."""
@@ -276,42 +314,35 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         arrays["popularity"] = np.bincount(X.indices, minlength=rest.n_items).astype(np.float32)
         meta.update(recency=False, bptt=32)
         core = CollaborativeModel(arrays, meta)
-        base = row_scaled(core._raw_block(truth_user))
-        hists = [core.history(int(u)) for u in truth_user]
-        seen = sp.csr_matrix((np.ones(sum(len(h) for h in hists), np.float32),
-                              (np.repeat(np.arange(len(hists)), [len(h) for h in hists]),
-                               np.concatenate(hists) if hists else np.empty(0, np.int64))),
-                             shape=(len(hists), rest.n_items))
         repeats = np.isin(truth_item + truth_user * rest.n_items,
                           rest.user.astype(np.int64) * rest.n_items + rest.item).mean()
         T = transitions(rest)
-        discounts = 1.0 / np.log2(np.arange(2, 12))
-        gains: dict[tuple[float, float], np.ndarray] = {}
-        for decay in DECAYS:
-            seq = row_scaled(np.asarray((recent_rows(hists, rest.n_items, decay) @ T).toarray(), dtype=np.float32))
-            for weight in WEIGHTS:
-                if weight == 0.0 and decay != DECAYS[0]:
-                    continue  # the same lists as the first decay's
-                S = (1.0 - weight) * base + weight * seq
-                if repeats < 0.01:  # as the repeat policy will: seen items are not recommended
-                    S[seen.nonzero()] = -np.inf
-                idx, _ = topk_rows(S, 10)
-                gains[(weight, decay)] = ((idx == truth_item[:, None]) * discounts).sum(axis=1)
+        metadata = params.get("_asked") in METADATA_RECIPES
+        content = metadata_embedding(rest, 32, settings.seed) if metadata else None
+        candidates = [(w, d) for d in DECAYS for w in WEIGHTS if w > 0.0 or d == DECAYS[0]]
+        gains = {c: np.zeros(len(truth_user)) for c in candidates}
+        # Users are scored in blocks of at most BLOCK_CELLS scores, so memory stays flat at any
+        # catalogue size.
+        block = max(1, BLOCK_CELLS // max(rest.n_items, 1))
+        blocks = [slice(start, start + block) for start in range(0, len(truth_user), block)]
+
+        def part(rows: slice) -> _BlockScores:
+            return _BlockScores(core, T, truth_user[rows], truth_item[rows], repeats < 0.01, rest.n_items)
+
+        for rows in blocks:
+            scores = part(rows)
+            for c in candidates:
+                gains[c][rows] = scores.gains(*c)
         weight, decay = significant_best(gains, (0.0, DECAYS[0]))
-        if params.get("_asked") not in METADATA_RECIPES:
+        if not metadata:
             return weight, decay, 0.0
-        # The metadata part, on top of the chosen blend, kept only when it beats it likewise.
-        content = metadata_embedding(rest, 32, settings.seed)
-        chosen = (1.0 - weight) * base + weight * row_scaled(
-            np.asarray((recent_rows(hists, rest.n_items, decay) @ T).toarray(), dtype=np.float32))
-        likeness = row_scaled(metadata_scores(content, hists, decay))
-        meta_gains = {}
-        for meta_weight in META_WEIGHTS:
-            S = (1.0 - meta_weight) * row_scaled(chosen) + meta_weight * likeness
-            if repeats < 0.01:
-                S[seen.nonzero()] = -np.inf
-            idx, _ = topk_rows(S, 10)
-            meta_gains[(meta_weight, 0.0)] = ((idx == truth_item[:, None]) * discounts).sum(axis=1)
+        # The metadata part, on top of the chosen blend, kept only when it beats it likewise
+        # (a second pass over the blocks, rather than holding them all).
+        meta_gains = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
+        for rows in blocks:
+            scores = part(rows)
+            for m in META_WEIGHTS:
+                meta_gains[(m, 0.0)][rows] = scores.gains(weight, decay, content, m)
         meta_weight = significant_best(meta_gains, (0.0, 0.0))[0]
         if params.get("_asked") == "aws-hrnn-coldstart":
             # Cold items have few or no interactions: the validation (newest interactions, warm
