@@ -11,8 +11,9 @@ that claimed the job:
    ``local`` runs them in this process, ``ray`` on Ray actors. Each executor worker builds the
    shard function once (loading the model, binding the filter) from a picklable spec of the job;
 4. it writes the outputs, in shard order, into each file's temporary output, and publishes every
-   file when all are done, so the output appears whole or not at all; on any failure it discards
-   this attempt's temporary folder.
+   file when all are done, so the output appears whole or not at all. Before it starts it clears
+   what an earlier attempt of the job left (its process died), and however the job ends it
+   clears every attempt's temporary folder, so no partial output outlives the job.
 
 A shard starts on a scoring-chunk boundary counted from the start of its file, so every line is
 scored together with the same neighbours whatever the executor: outputs are the same, byte for
@@ -23,16 +24,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from io import BytesIO
 
 from ..config import Settings
+from ..errors import InvalidInputException
 from ..jobs.contract import JobContext, JobFailed
 from ..jobs.executors import ExecutorUnavailable, Task, get_executor
 from ..store.files import ObjectInfo, Storage
 from ..store.metadata import Store
 from . import jsonl
+
+log = logging.getLogger("openpersonalize.batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +60,46 @@ class ShardPlan:
 
 
 def run_sharded(job: JobContext, plan: ShardPlan) -> None:
-    """Run a batch job through the configured executor and publish its outputs."""
+    """Run a batch job through the configured executor and publish its outputs.
+
+    A location the embedded store refuses (a symbolic link on the way, say) fails the job with
+    the refusal as its reason, before anything is written."""
     storage = Storage(job.settings)
+    output, name = job.doc["jobOutput"]["s3DataDestination"]["path"], job.doc["jobName"]
+    cleared = published = False
+    try:
+        output_existed = storage.folder_exists(output, jsonl.OUTPUT_MEMBER)
+        jsonl.clear_temporaries(storage, output, name)  # what an attempt that died left behind
+        cleared = True
+        _run(job, plan, storage)
+        published = True
+    except InvalidInputException as exc:
+        raise JobFailed(exc.message) from None
+    finally:
+        if cleared:
+            _clear(storage, output, name, drop_output=not published and not output_existed)
+
+
+def clear_job_temporaries(settings: Settings, doc: dict) -> None:
+    """Remove every attempt's temporaries of the batch job ``doc`` without running it: for a job
+    that ends without its body running again (failed after too many interrupted attempts)."""
+    _clear(Storage(settings), doc["jobOutput"]["s3DataDestination"]["path"], doc["jobName"], drop_output=False)
+
+
+def _clear(storage: Storage, output: str, name: str, *, drop_output: bool) -> None:
+    """Every attempt's temporaries go once the job ends, and the output folder a failed job
+    created goes too if it is empty (on S3 it would not exist). Never raises: the outcome of the
+    job is already decided, and should its reason be an error of the store, this would only
+    repeat it; what cannot be removed is logged."""
+    try:
+        jsonl.clear_temporaries(storage, output, name)
+        if drop_output:
+            storage.remove_empty_folder(output, jsonl.OUTPUT_MEMBER)
+    except Exception as exc:
+        log.warning("batch job %s: temporary outputs under %s could not be removed: %s", name, output, exc)
+
+
+def _run(job: JobContext, plan: ShardPlan, storage: Storage) -> None:
     executor = get_executor(job.settings)
     try:
         executor.check()
@@ -66,6 +109,7 @@ def run_sharded(job: JobContext, plan: ShardPlan) -> None:
     planned = jsonl.plan(storage, doc["jobInput"]["s3DataSource"]["path"],
                          doc["jobOutput"]["s3DataDestination"]["path"], doc["jobName"], job.attempt,
                          doc["jobOutput"]["s3DataDestination"].get("kmsKeyArn"))
+    jsonl.check_destinations(storage, planned)
     per_shard = plan.unit if plan.fixed else executor.shard_records(plan.unit)
     task = Task(plan.factory, ({**job_spec(job), **plan.spec},))
     total_bytes = sum(p.source.size for p in planned)
@@ -97,7 +141,6 @@ def run_sharded(job: JobContext, plan: ShardPlan) -> None:
     except BaseException:
         outputs.close()
         files.abandon()
-        jsonl.discard(storage, planned)
         raise
     job.progress(done, done, bytes_done=total_bytes, bytes_total=total_bytes, errors=errors)
 
@@ -117,7 +160,7 @@ class _OutputFiles:
             self.current += 1
             if self.current < len(self.planned):
                 p = self.planned[self.current]
-                self.out = self.storage.write_object(p.temp_uri, "jobOutput.s3DataDestination.path",
+                self.out = self.storage.write_object(p.temp_uri, jsonl.OUTPUT_MEMBER,
                                                      kms_key_arn=p.kms_key_arn)
 
     def write(self, k: int, data: bytes) -> None:
@@ -138,7 +181,7 @@ def cut(storage: Storage, obj: ObjectInfo, per_shard: int) -> Iterator[tuple[int
     (blank lines are not records, as ``jsonl.parse_line`` skips them)."""
     lines: list[bytes] = []
     first, records = 1, 0
-    with storage.open_input(obj) as f:
+    with storage.open_input(obj, member="jobInput.s3DataSource.path") as f:
         for number, raw in enumerate(f, start=1):
             lines.append(raw)
             if raw.strip():

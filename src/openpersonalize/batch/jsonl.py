@@ -1,8 +1,15 @@
-"""Streaming JSON Lines input and all-or-nothing output for batch jobs."""
+"""Streaming JSON Lines input and all-or-nothing output for batch jobs.
+
+Outputs are written under ``<output>/_temporary/<job name>-<attempt>/`` and moved to their final
+names when every file is complete. Whatever way a job ends (ACTIVE, failed, stopped, or started
+again after its process died), every attempt's temporary folder goes, and ``_temporary/`` itself
+once no other job is using it: a reader listing the output prefix finds only whole outputs.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from ..jobs.contract import JobContext, JobFailed
@@ -11,6 +18,8 @@ from ..store.files import ObjectInfo, Storage
 MAX_FILES = 1000
 MAX_TOTAL_BYTES = 1024 ** 3
 CHUNK_LINES = 4096
+TEMPORARY = "_temporary"
+OUTPUT_MEMBER = "jobOutput.s3DataDestination.path"
 
 
 @dataclass
@@ -56,10 +65,10 @@ def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attem
     total = sum(o.size for o in objects)
     if total > MAX_TOTAL_BYTES:
         raise JobFailed(f"The input files total {total} bytes; a batch job reads at most 1 GB.")
-    out_prefix = output_uri if output_uri.endswith("/") else output_uri + "/"
+    out_prefix = output_folder(output_uri)
     folder = input_uri.rsplit("/", 1)[0] + "/"
-    temp_prefix = f"{out_prefix}_temporary/{job_name}-{attempt}/"
-    kms = storage.kms_for(out_prefix, kms_key_arn, "jobOutput.s3DataDestination.path")
+    temp_prefix = f"{temporary_folder(output_uri)}{job_name}-{attempt}/"
+    kms = storage.kms_for(out_prefix, kms_key_arn, OUTPUT_MEMBER)
     planned = []
     for o in objects:
         relative = o.uri[len(folder):] if o.uri.startswith(folder) else o.uri.rsplit("/", 1)[1]
@@ -95,14 +104,53 @@ def error_line(record: Record, message: str, *, wrap_input: bool = True) -> str:
                       ensure_ascii=False)
 
 
-def publish(storage: Storage, planned: list[Planned]) -> None:
-    """Move every finished temporary output to its final name, then drop the temporary folder."""
+def output_folder(output_uri: str) -> str:
+    return output_uri if output_uri.endswith("/") else output_uri + "/"
+
+
+def temporary_folder(output_uri: str) -> str:
+    """The folder under the output where every batch job writing there keeps its temporaries."""
+    return f"{output_folder(output_uri)}{TEMPORARY}/"
+
+
+def check_destinations(storage: Storage, planned: list[Planned]) -> None:
+    """Refuse, before anything is written, outputs whose final or temporary location passes
+    through a symbolic link (the moves check again when they publish)."""
     for p in planned:
-        storage.move(p.temp_uri, p.final_uri)
-    discard(storage, planned)
+        storage.check_confined(p.final_uri, OUTPUT_MEMBER)
+        storage.check_confined(p.temp_uri, OUTPUT_MEMBER)
 
 
-def discard(storage: Storage, planned: list[Planned]) -> None:
-    """Remove this attempt's temporary folder (a rerun starts from nothing)."""
-    if planned:
-        storage.remove(planned[0].temp_root)
+def publish(storage: Storage, planned: list[Planned]) -> None:
+    """Move every finished temporary output to its final name (``clear_temporaries`` then
+    removes what is left of the temporary folders). If one cannot be published, the ones
+    already published are removed again: the output appears whole or not at all."""
+    check_destinations(storage, planned)
+    done: list[Planned] = []
+    try:
+        for p in planned:
+            storage.move(p.temp_uri, p.final_uri, OUTPUT_MEMBER)
+            done.append(p)
+    except BaseException:
+        for p in done:
+            try:
+                storage.remove(p.final_uri, OUTPUT_MEMBER)
+            except Exception:  # the job fails with the first error; this one would hide it
+                pass
+        raise
+
+
+def clear_temporaries(storage: Storage, output_uri: str, job_name: str) -> None:
+    """Remove every attempt's temporary folder of this job, and ``_temporary/`` once empty.
+
+    Other jobs writing to the same output keep theirs: only ``<job name>-<attempt>`` folders are
+    removed (job names are unique, and a name followed by ``-<digits>`` cannot be another job's
+    attempt folder, whose name would end in ``-<digits>-<digits>``). A symbolic link on the way
+    is refused, and nothing beyond it is touched.
+    """
+    folder = temporary_folder(output_uri)
+    attempt_folder = re.compile(re.escape(job_name) + r"-[0-9]+")
+    for name in storage.children(folder, OUTPUT_MEMBER):
+        if attempt_folder.fullmatch(name):
+            storage.remove(f"{folder}{name}/", OUTPUT_MEMBER)
+    storage.remove_empty_folder(folder, OUTPUT_MEMBER)

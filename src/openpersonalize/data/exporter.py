@@ -12,12 +12,15 @@ arrays (8 bytes per exported row).
 
 Whole or not at all: on the embedded store each part is written under a temporary name and
 renamed when every part is complete; on S3 an object only appears when its upload completes, and
-parts already written are deleted if a later one fails.
+parts already written are deleted if a later one fails. The output folder is the job's own, so a
+job started again after its process died first removes what the dead attempt left there
+(temporaries, and parts it had written or published); a failed job leaves no empty folder.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -34,6 +37,9 @@ from .rows import Dataset
 log = logging.getLogger("openpersonalize.export")
 
 PART_BYTES = 1 << 30
+MEMBER = "jobOutput.s3DataDestination.path"
+_TEMPORARY = re.compile(r"\.part-[0-9]{5}\.csv\.[0-9a-f]{8}\.tmp")
+_PART = re.compile(r"part-[0-9]{5}\.csv")
 _NEEDS_QUOTES = r'[,"\\\n\r]'
 
 
@@ -101,7 +107,7 @@ class PartFiles:
     def _open(self) -> None:
         final = f"{self.folder}part-{len(self.written):05d}.csv"
         temp = final if self.st.uses_s3 else f"{self.folder}.part-{len(self.written):05d}.csv.{self.token}.tmp"
-        self.fh = self.st.write_object(temp, "jobOutput.s3DataDestination.path", kms_key_arn=self.kms)
+        self.fh = self.st.write_object(temp, MEMBER, kms_key_arn=self.kms)
         self.written.append((temp, final))
         self.fh.write(self.header)
         self.size = len(self.header)
@@ -124,16 +130,47 @@ class PartFiles:
         self.close_part()
         for temp, final in self.written:
             if temp != final:
-                self.st.move(temp, final)
+                self.st.move(temp, final, MEMBER)
         return len(self.written)
 
     def discard(self) -> None:
+        """Remove every part this attempt wrote or published, and the job's folder if that leaves
+        it empty. Never raises: the job has failed already, with its own reason."""
         try:
             self.close_part()
         except Exception:
             pass
-        for temp, _final in self.written:
-            self.st.remove(temp)
+        try:
+            for temp, final in self.written:  # a failure while publishing leaves parts of both
+                self.st.remove(temp, MEMBER)
+                if final != temp:
+                    self.st.remove(final, MEMBER)
+            self.st.remove_empty_folder(self.folder, MEMBER)
+        except Exception as exc:
+            log.warning("export: parts under %s could not be removed: %s", self.folder, exc)
+
+
+def clear_earlier_attempts(st, folder: str, attempt: int) -> None:
+    """Remove what an earlier attempt of this job left in its folder: temporary parts (and, when
+    this is not the first attempt, the parts it wrote or published, which this attempt writes
+    again). The folder is named after the job, so nothing in it belongs to anyone else."""
+    stale = [n for n in st.children(folder, MEMBER)
+             if _TEMPORARY.fullmatch(n) or (attempt > 1 and _PART.fullmatch(n))]
+    for name in stale:
+        st.remove(folder + name, MEMBER)
+
+
+def discard_attempts(settings, doc: dict) -> None:
+    """Remove what every attempt of the export job ``doc`` wrote, without running it: for a job
+    that ends without its body running again (failed after too many interrupted attempts)."""
+    path = doc["jobOutput"]["s3DataDestination"]["path"]
+    folder = (path if path.endswith("/") else path + "/") + doc["jobName"] + "/"
+    st = storage(settings)
+    try:
+        clear_earlier_attempts(st, folder, attempt=2)
+        st.remove_empty_folder(folder, MEMBER)
+    except Exception as exc:
+        log.warning("export: parts under %s could not be removed: %s", folder, exc)
 
 
 def _newest_entities(ds: Dataset) -> tuple[dict, dict]:
@@ -191,12 +228,13 @@ def run_export(job: JobContext) -> dict:
     folder = (path if path.endswith("/") else path + "/") + doc["jobName"] + "/"
     st = storage(job.settings)
     try:
-        st.check_bucket(folder, "jobOutput.s3DataDestination.path")
+        st.check_bucket(folder, MEMBER)
+        clear_earlier_attempts(st, folder, job.attempt)
     except InvalidInputException as exc:
         raise JobFailed(exc.message) from None
     header = (",".join(f.name for f in ds.arrow_schema) + "\n").encode()
     kms = destination.get("kmsKeyArn")
-    if kms and st.uses_s3 and not st.kms_for(folder, kms, "jobOutput.s3DataDestination.path"):
+    if kms and st.uses_s3 and not st.kms_for(folder, kms, MEMBER):
         log.warning("export %s: the S3 store refused SSE-KMS with %s; writing without it",
                     doc["datasetExportJobArn"], kms)
         kms = None

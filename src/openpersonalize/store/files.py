@@ -11,8 +11,12 @@ Every ``s3://bucket/key`` in an API call (import data, export and batch paths) r
 
 A location never escapes its root. Keys with ``..`` or ``.`` segments, empty segments (``//``),
 backslashes or control characters are refused, and on the embedded store a path that passes
-through a symbolic link is refused too (checked when the object is actually touched, since a link
-can appear after the call). All refusals are ``InvalidInputException`` naming the member.
+through a symbolic link is refused too, by every operation (read, write, move, remove, list and
+the folders a write creates), before it touches anything: paths are walked one folder at a time
+without following links, so a link that appears after the check cannot redirect the operation
+either. A listing never descends into a link, so it never names what lies beyond one. All
+refusals are ``InvalidInputException`` naming the member and the s3:// location; other errors of
+the embedded store name s3:// locations too, never the data folder's own paths.
 
 The data root (``data_root`` setting; default ``<data_dir>/data``) is where dataset rows live as
 Parquet; it may itself be an ``s3://`` prefix.
@@ -20,9 +24,13 @@ Parquet; it may itself be an ``s3://`` prefix.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
+import shutil
+import stat
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +45,42 @@ _URI = re.compile(r"s3://(?P<bucket>[A-Za-z0-9][A-Za-z0-9.\-_]{0,254})(?:/(?P<ke
 _BAD_KEY_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
-def _refuse(member: str, uri: str, rule: str) -> InvalidInputException:
+def _refuse(member: str, uri: str, rule: str, kind: type = InvalidInputException) -> InvalidInputException:
     shown = uri if len(uri) <= 200 else uri[:200] + "..."
-    return InvalidInputException(f"Invalid {member}: '{shown}' {rule}")
+    return kind(f"Invalid {member}: '{shown}' {rule}")
+
+
+class LinkRefused(InvalidInputException):
+    """A location passes through a symbolic link on the embedded store."""
+
+
+class NotAFolder(InvalidInputException):
+    """A location needs a folder where the embedded store has an object."""
+
+
+class _Vanished(Exception):
+    """A folder was removed while a path was being created under it."""
+
+
+# Folders are opened one at a time, never through a link; files never through a link either, and
+# without blocking on a pipe someone put in a bucket folder.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _location(parts: list[str]) -> str:
+    """The s3:// location of a bucket folder's path parts (how errors name it)."""
+    return "s3://" + "/".join(parts)
+
+
+def _located(exc: OSError, parts: list[str]) -> OSError:
+    """The same OS error, naming the s3:// location rather than a path of the data folder."""
+    return OSError(exc.errno, exc.strerror or str(exc), _location(parts))
+
+
+def _link_rule(link: str, uri: str) -> str:
+    where = "is a symbolic link" if link.rstrip("/") == uri.rstrip("/") else f"passes through a symbolic link ({link})"
+    return f"{where}; locations must stay inside their bucket folder."
 
 
 def split_uri(uri: str, member: str = "path") -> tuple[str, str]:
@@ -116,17 +157,188 @@ class Storage:
         path = self.local_root / bucket / key if key else self.local_root / bucket
         return self.local, str(path)
 
-    # -- confinement on the embedded store -----------------------------------------------
+    # -- the embedded store, one folder at a time ----------------------------------------
+    #
+    # Every local operation walks from the root to its target one folder at a time, opening each
+    # folder relative to the one before with O_NOFOLLOW. A symbolic link anywhere on the way is
+    # refused before anything is created, written, moved or deleted, and a link put in place
+    # between the check and the operation cannot redirect it: the operation works on the folder
+    # already opened, never on a path that is looked up again. Errors name s3:// locations, never
+    # the data folder's own paths.
 
-    def confine(self, fs, path: str, member: str, uri: str) -> None:
-        """Refuse a local path that resolves outside the embedded root (symbolic links)."""
-        if fs is not self.local:
+    def _parts(self, uri: str, member: str) -> list[str]:
+        bucket, key = split_uri(uri, member)
+        return [bucket, *(s for s in key.split("/") if s)]
+
+    def _open_root(self, create: bool) -> int:
+        if create:
+            self.local_root.mkdir(parents=True, exist_ok=True)
+        return os.open(self.local_root, _DIR_FLAGS)
+
+    def _open_folder(self, parts: list[str], uri: str, member: str, *, create: bool = False) -> int:
+        """A descriptor of the folder ``parts`` under the root, created if ``create`` (links refused).
+
+        A missing folder is ``FileNotFoundError`` naming its location when not ``create``.
+        """
+        for _ in range(3):  # a folder another job removed while we created under it: start again
+            try:
+                return self._walk(parts, uri, member, create)
+            except _Vanished:
+                continue
+        return self._walk(parts, uri, member, create)
+
+    def _walk(self, parts: list[str], uri: str, member: str, create: bool) -> int:
+        try:
+            fd = self._open_root(create)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "No such bucket", _location(parts[:1])) from None
+        try:
+            for i, name in enumerate(parts):
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise FileNotFoundError(errno.ENOENT, "No such folder", _location(parts[:i + 1])) from None
+                    try:
+                        os.mkdir(name, 0o777, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    except FileNotFoundError:  # the folder we stand in was removed meanwhile
+                        raise _Vanished() from None
+                    except OSError as exc:
+                        raise _located(exc, parts[:i + 1]) from None
+                    try:
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError as exc:
+                        self._explain(fd, name, parts[:i + 1], uri, member, exc)
+                except OSError as exc:
+                    self._explain(fd, name, parts[:i + 1], uri, member, exc)
+                os.close(fd)
+                fd = child
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _explain(self, parent_fd: int, name: str, parts: list[str], uri: str, member: str,
+                 exc: OSError) -> typing.NoReturn:
+        """Raise the reason ``name`` (in ``parent_fd``) could not be opened: a link or a
+        non-folder is refused; anything else is the OS error, named by its location."""
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        here = _location(parts)
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise _refuse(member, uri, _link_rule(here, uri), LinkRefused) from None
+        if st is not None and not stat.S_ISDIR(st.st_mode) and len(parts) < len(self._parts(uri, member)):
+            raise _refuse(member, uri, f"needs {here} to be a folder, and it is an object.", NotAFolder) from None
+        raise _located(exc, parts) from None
+
+    def _open_local(self, uri: str, member: str, *, write: bool):
+        """A file object for an object on the embedded store (created or emptied when ``write``)."""
+        parts = self._parts(uri, member)
+        if len(parts) < 2:
+            raise _refuse(member, uri, "names a bucket, not an object.")
+        folder = self._open_folder(parts[:-1], uri, member, create=write)
+        flags = (os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY) | _FILE_FLAGS
+        try:
+            try:
+                fd = os.open(parts[-1], flags, 0o666, dir_fd=folder)
+            except OSError as exc:
+                self._explain(folder, parts[-1], parts, uri, member, exc)
+        finally:
+            os.close(folder)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a pipe, a device
+                raise _refuse(member, uri, "is not an object: it is a folder or a special file.")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "wb" if write else "rb")
+
+    def _entry(self, parts: list[str], uri: str, member: str, *, create: bool = False
+               ) -> tuple[int, os.stat_result | None]:
+        """``(descriptor of the parent folder, lstat of the last part or None if it is absent)``;
+        a link as the last part is refused."""
+        folder = self._open_folder(parts[:-1], uri, member, create=create)
+        try:
+            st = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return folder, None
+        except OSError as exc:
+            os.close(folder)
+            raise _located(exc, parts) from None
+        if stat.S_ISLNK(st.st_mode):
+            os.close(folder)
+            raise _refuse(member, uri, _link_rule(_location(parts), uri), LinkRefused)
+        return folder, st
+
+    def _list_local(self, bucket: str, key: str, member: str, uri: str,
+                    suffixes: tuple[str, ...]) -> list[ObjectInfo]:
+        parent = key.rsplit("/", 1)[0] if "/" in key else ""
+        start = [bucket, *(s for s in parent.split("/") if s)]
+        try:
+            fd = self._open_folder(start, uri, member)
+        except (FileNotFoundError, NotADirectoryError, NotAFolder):  # nothing can be there
+            return []
+        found: list[tuple[str, int]] = []
+
+        def relevant(rel: str) -> bool:  # rel names the key's objects, or a folder on the way
+            return rel.startswith(key) or key.startswith(rel + "/")
+
+        def walk(folder: int, prefix: str) -> None:
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError as exc:
+                raise _refuse(member, uri, f"cannot be read: {exc.strerror}.") from None
+            for e in entries:
+                rel = f"{prefix}/{e.name}" if prefix else e.name
+                if not relevant(rel):
+                    continue
+                if e.is_symlink():  # refused, and never followed: nothing beyond it is named
+                    raise _refuse(member, uri, _link_rule(f"s3://{bucket}/{rel}", uri), LinkRefused)
+                if e.is_dir(follow_symlinks=False):
+                    if (rel + "/").startswith(key) or key.startswith(rel + "/"):
+                        try:
+                            child = os.open(e.name, _DIR_FLAGS, dir_fd=folder)
+                        except OSError as exc:
+                            self._explain(folder, e.name, [bucket, *rel.split("/")], uri, member, exc)
+                        try:
+                            walk(child, rel)
+                        finally:
+                            os.close(child)
+                elif e.is_file(follow_symlinks=False) and rel.startswith(key):
+                    size = e.stat(follow_symlinks=False).st_size
+                    if not size and rel != key:
+                        continue  # an empty object named exactly is kept, so that it can be reported
+                    if suffixes and not rel.lower().endswith(suffixes):
+                        continue
+                    found.append((rel, size))
+
+        try:
+            walk(fd, parent)
+        finally:
+            os.close(fd)
+        base = self.local_root / bucket
+        return [ObjectInfo(uri=f"s3://{bucket}/{rel}", path=str(base / rel), size=size)
+                for rel, size in sorted(found)]
+
+    def check_confined(self, uri: str, member: str = "path") -> None:
+        """Refuse a location whose existing part passes through a symbolic link (embedded store).
+
+        For checks made before a job starts; every operation checks again when it runs."""
+        split_uri(uri, member)
+        if self.uses_s3:
             return
-        root = self.local_root
-        resolved = Path(os.path.realpath(path))
-        if resolved != Path(os.path.abspath(path)) or not resolved.is_relative_to(root):
-            raise _refuse(member, uri, "passes through a symbolic link; locations must stay "
-                                       "inside their bucket folder.")
+        try:
+            os.close(self._open_folder(self._parts(uri, member), uri, member))
+        except LinkRefused:
+            raise
+        except (OSError, NotAFolder):
+            pass  # the rest does not exist yet, or is an object: no link on the way
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -135,41 +347,41 @@ class Storage:
 
         S3 prefix rules: ``s3://b/data`` also matches ``s3://b/data_old/x``; a trailing ``/``
         keeps to the folder. Zero-byte objects and folder markers are skipped. With
-        ``suffixes`` only keys ending in one of them (case-insensitive) are kept.
+        ``suffixes`` only keys ending in one of them (case-insensitive) are kept. On the
+        embedded store a symbolic link among the matches (or on the way to them) is refused and
+        never followed.
         """
         bucket, key = split_uri(uri, member)
-        fs, path = self.filesystem(uri, member)
+        if not self.uses_s3:
+            return self._list_local(bucket, key, member, uri, suffixes)
+        fs = self.s3
         base_uri = f"s3://{bucket}/"
-        if self.uses_s3:
-            bucket_path = bucket
-        else:
-            bucket_path = str(self.local_root / bucket)
-            self.confine(fs, bucket_path, member, uri)
         parent = key.rsplit("/", 1)[0] if "/" in key else ""
-        start = f"{bucket_path}/{parent}".rstrip("/")
+        start = f"{bucket}/{parent}".rstrip("/")
         try:
             found = fs.find(start, detail=True, withdirs=False)
         except (FileNotFoundError, NotADirectoryError):
             found = {}
         except PermissionError as exc:
-            raise _refuse(member, uri, f"cannot be read: {exc}.") from None
+            raise _refuse(member, uri, f"cannot be read: {exc.strerror or 'access denied'}.") from None
         out = []
         for fpath, info in sorted(found.items()):
-            rel = fpath[len(bucket_path) + 1:] if fpath.startswith(bucket_path + "/") else None
+            rel = fpath[len(bucket) + 1:] if fpath.startswith(bucket + "/") else None
             if rel is None or not rel.startswith(key) or rel.endswith("/"):
                 continue
             if info.get("type") == "directory" or (not info.get("size") and rel != key):
                 continue  # an empty object named exactly is kept, so that it can be reported
             if suffixes and not rel.lower().endswith(suffixes):
                 continue
-            if fs is self.local:
-                self.confine(fs, fpath, member, base_uri + rel)
             out.append(ObjectInfo(uri=base_uri + rel, path=fpath, size=int(info["size"])))
         return out
 
-    def open_input(self, obj: ObjectInfo, mode: str = "rb"):
-        fs, _ = self.filesystem(obj.uri)
-        return fs.open(obj.path, mode)
+    def open_input(self, obj: ObjectInfo, mode: str = "rb", member: str = "path"):
+        """A readable binary file for a listed object."""
+        if not self.uses_s3:
+            return self._open_local(obj.uri, member, write=False)
+        fs, path = self.filesystem(obj.uri, member)
+        return fs.open(path, mode)
 
     def write_object(self, uri: str, member: str = "path", *, kms_key_arn: str | None = None):
         """A writable binary file for ``uri`` (buckets are folders on the embedded store).
@@ -177,29 +389,150 @@ class Storage:
         On S3 the object appears only when the file is closed, whole; ``kms_key_arn`` asks for
         SSE-KMS encryption with that key.
         """
+        if not self.uses_s3:
+            return self._open_local(uri, member, write=True)
         fs, path = self.filesystem(uri, member)
-        if fs is self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.confine(fs, os.path.dirname(path), member, uri)
-            self.confine(fs, path, member, uri)
-            return fs.open(path, "wb")
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn} if kms_key_arn else {}
         return fs.open(path, "wb", **extra)
 
-    def move(self, src_uri: str, dst_uri: str) -> None:
+    def move(self, src_uri: str, dst_uri: str, member: str = "path") -> None:
         """Publish ``src`` under ``dst`` (rename locally, copy then delete on S3)."""
-        fs, src = self.filesystem(src_uri)
-        _, dst = self.filesystem(dst_uri)
-        if fs is self.local:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)  # a key's folders may not exist yet
-        fs.mv(src, dst)
-
-    def remove(self, uri: str) -> None:
-        fs, path = self.filesystem(uri)
+        if self.uses_s3:
+            fs, src = self.filesystem(src_uri, member)
+            _, dst = self.filesystem(dst_uri, member)
+            fs.mv(src, dst)
+            return
+        sp, dp = self._parts(src_uri, member), self._parts(dst_uri, member)
+        if len(sp) < 2 or len(dp) < 2:
+            raise _refuse(member, dst_uri if len(dp) < 2 else src_uri, "names a bucket, not an object.")
+        src_folder, st = self._entry(sp, src_uri, member)
         try:
-            fs.rm(path, recursive=True)
+            if st is None:
+                raise FileNotFoundError(errno.ENOENT, "No such object", src_uri)
+            if not stat.S_ISREG(st.st_mode):
+                raise _refuse(member, src_uri, "is not an object: it is a folder or a special file.")
+            dst_folder, dst_st = self._entry(dp, dst_uri, member, create=True)
+            try:
+                if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+                    raise _refuse(member, dst_uri, "is a folder; an object cannot replace it.")
+                try:
+                    os.rename(sp[-1], dp[-1], src_dir_fd=src_folder, dst_dir_fd=dst_folder)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise _located(exc, dp) from None
+                    self._copy_across(src_folder, sp[-1], dst_folder, dp[-1], dst_uri)
+            finally:
+                os.close(dst_folder)
+        finally:
+            os.close(src_folder)
+
+    @staticmethod
+    def _copy_across(src_folder: int, src: str, dst_folder: int, dst: str, dst_uri: str) -> None:
+        """A move between two file systems (a bucket folder can be a mount point): copy, then delete."""
+        try:
+            fin = os.open(src, os.O_RDONLY | _FILE_FLAGS, dir_fd=src_folder)
+            with os.fdopen(fin, "rb") as a:
+                fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FILE_FLAGS, 0o666, dir_fd=dst_folder)
+                with os.fdopen(fout, "wb") as b:
+                    shutil.copyfileobj(a, b, 1 << 20)
+            os.unlink(src, dir_fd=src_folder)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, dst_uri) from None
+
+    def remove(self, uri: str, member: str = "path") -> None:
+        """Delete an object, or a folder with everything in it (nothing if absent).
+
+        On the embedded store a link on the way, or as the target, is refused; links inside a
+        removed folder are removed themselves, never followed."""
+        if self.uses_s3:
+            fs, path = self.filesystem(uri, member)
+            try:
+                fs.rm(path, recursive=True)
+            except FileNotFoundError:
+                pass
+            return
+        parts = self._parts(uri, member)
+        if len(parts) < 2:
+            raise _refuse(member, uri, "names a whole bucket, which is never removed.")
+        try:
+            folder, st = self._entry(parts, uri, member)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            if st is None:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=folder)  # descriptor-based: never follows a link
+            else:
+                os.unlink(parts[-1], dir_fd=folder)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, uri) from None
+        finally:
+            os.close(folder)
+
+    def remove_empty_folder(self, uri: str, member: str = "path") -> bool:
+        """Remove the folder ``uri`` if it holds nothing (S3 has no folders: nothing to do).
+        True if the folder is gone (or was never there)."""
+        if self.uses_s3:
+            return True
+        parts = self._parts(uri, member)
+        if len(parts) < 2:
+            return False
+        try:
+            folder, st = self._entry(parts, uri, member)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        try:
+            if st is None:
+                return True
+            if not stat.S_ISDIR(st.st_mode):
+                return False
+            os.rmdir(parts[-1], dir_fd=folder)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise OSError(exc.errno, exc.strerror, uri) from None
+        finally:
+            os.close(folder)
+
+    def children(self, folder_uri: str, member: str = "path") -> list[str]:
+        """The names directly under a folder (objects and folders; none if it is absent).
+
+        On the embedded store, links are listed by name and never followed."""
+        if self.uses_s3:
+            fs, path = self.filesystem(folder_uri.rstrip("/") + "/", member)
+            try:
+                return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)})
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        parts = self._parts(folder_uri, member)
+        try:
+            folder = self._open_folder(parts, folder_uri, member)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        try:
+            with os.scandir(folder) as it:
+                return sorted(e.name for e in it)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, folder_uri) from None
+        finally:
+            os.close(folder)
+
+    def folder_exists(self, uri: str, member: str = "path") -> bool:
+        """Whether the folder ``uri`` exists on the embedded store (always False on S3, which
+        has none)."""
+        if self.uses_s3:
+            return False
+        try:
+            os.close(self._open_folder(self._parts(uri, member), uri, member))
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def kms_for(self, folder_uri: str, kms_key_arn: str | None, member: str = "path") -> str | None:
         """``kms_key_arn`` if writes under ``folder_uri`` can use SSE-KMS, else None.
