@@ -1,5 +1,11 @@
 """What every control-plane family shares: the request context, ARNs, resource kinds, lookups,
-paginated lists, and the rules about statuses and names.
+paginated lists, and the rules about statuses, names and quotas.
+
+A create's uniqueness and quota rules are :data:`Rule` functions. Each is checked once early,
+where its error has its place among the create's other checks, and again by ``create_row``
+inside the store transaction that inserts the resource, holding the store's ``create:<kind>``
+lock (``Store.serialised``): of concurrent creates, the ones that get there after the winners
+fail that check as a sequential call would, with the same exception and message.
 
 The context carries the process's ``ProcessState`` (state.py): runtime and event calls read
 through it, and control operations that delete or change a campaign, recommender, filter,
@@ -14,6 +20,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..config import Settings
@@ -138,9 +145,65 @@ def require_active(row: Row, what: str | None = None) -> None:
             f"{what or 'Resource'} {row.arn} is not in ACTIVE state (it is {row.status}).")
 
 
-def check_name_free(ctx: Context, arn: str) -> None:
-    if ctx.store.get(arn) is not None:
-        raise ResourceAlreadyExistsException.for_arn(arn)
+#: A uniqueness or quota rule of a create: raises the AWS exception when the new resource would
+#: break it. Called with no argument (it reads on its own) for the early check, and with the
+#: connection of the create's serialised transaction by ``create_row``. Collected by ``Rules``.
+Rule = Callable[..., None]
+
+
+def name_free(ctx: Context, arn: str) -> Rule:
+    """The name, part of the ARN, is not taken (names are unique per resource type)."""
+    def rule(conn=None) -> None:
+        if ctx.store.get(arn, conn=conn) is not None:
+            raise ResourceAlreadyExistsException.for_arn(arn)
+    return rule
+
+
+def quota(ctx: Context, segment: str, limit: int, message: str, **filters) -> Rule:
+    """Fewer than ``limit`` resources of the kind match ``filters`` (``Store.count``'s)."""
+    def rule(conn=None) -> None:
+        if ctx.store.count(segment, conn=conn, **filters) >= limit:
+            raise LimitExceededException(message)
+    return rule
+
+
+def pending_jobs(ctx: Context, segment: str, limit: int | None = None) -> Rule:
+    limit = ctx.settings.max_pending_jobs if limit is None else limit
+    return quota(ctx, segment, limit, f"More than {limit} resources with PENDING or IN_PROGRESS status.",
+                 statuses=(CREATE_PENDING, CREATE_IN_PROGRESS, "PENDING", "IN_PROGRESS"))
+
+
+class Rules:
+    """A create's uniqueness and quota rules, in the order a sequential call checks them.
+
+    ``check`` checks rules at once, where their errors have their place among the create's
+    other checks; ``create_row`` checks them all again, in order, in the serialised transaction
+    that inserts. When an early check fails after earlier rules passed, a concurrent create may
+    have committed in between: the rules so far are checked again together, serialised, and the
+    first that fails now is raised, so that the caller gets what a sequential call would."""
+
+    def __init__(self, ctx: Context, segment: str):
+        self.ctx, self.segment = ctx, segment
+        self._rules: list[Rule] = []
+
+    def check(self, *rules: Rule) -> None:
+        for rule in rules:
+            self._rules.append(rule)
+            try:
+                rule()
+            except (ResourceAlreadyExistsException, LimitExceededException, ResourceInUseException):
+                if len(self._rules) == 1:
+                    raise
+                with self.ctx.store.serialised(f"create:{self.segment}") as conn:
+                    for again in self._rules:
+                        again(conn)  # raises the first rule that fails now, if one does
+
+    def add(self, *rules: Rule) -> None:
+        """Rules already checked by the caller's own code: checked again at insert only."""
+        self._rules.extend(rules)
+
+    def __iter__(self):
+        return iter(list(self._rules))
 
 
 def check_tags(ctx: Context, tags: list[dict] | None) -> dict:
@@ -151,30 +214,28 @@ def check_tags(ctx: Context, tags: list[dict] | None) -> dict:
     return {t["tagKey"]: t["tagValue"] for t in tags}
 
 
-def create_row(ctx: Context, segment: str, arn: str, name: str, doc: dict, *, group_arn: str | None = None,
-               parent_arn: str | None = None, tags: list[dict] | None = None) -> dict:
-    """Insert a new resource; the document gets its ARN member and timestamps."""
+def create_row(ctx: Context, segment: str, arn: str, name: str, doc: dict, *, rules: Iterable[Rule] = (),
+               group_arn: str | None = None, parent_arn: str | None = None,
+               tags: list[dict] | None = None) -> dict:
+    """Insert a new resource; the document gets its ARN member and timestamps.
+
+    ``rules`` are checked again, in order, in the transaction that inserts, which holds the
+    ``create:<segment>`` lock: a rule about resources of this kind cannot be broken by a
+    concurrent create, in this process or another."""
     kind = KINDS[segment]
     tag_map = check_tags(ctx, tags)
     stamp = now()
     doc = {kind.arn_member: arn, **doc, "creationDateTime": stamp, "lastUpdatedDateTime": stamp}
     try:
-        ctx.store.insert(arn=arn, kind=segment, name=name, doc=doc, status=doc.get("status"),
-                         group_arn=group_arn, parent_arn=parent_arn, tags=tag_map, job=kind.job)
-    except Conflict:
+        with ctx.store.serialised(f"create:{segment}") as conn:
+            for rule in rules:
+                rule(conn)
+            ctx.store.insert(arn=arn, kind=segment, name=name, doc=doc, status=doc.get("status"),
+                             group_arn=group_arn, parent_arn=parent_arn, tags=tag_map, job=kind.job,
+                             conn=conn)
+    except Conflict:  # the ARN is taken by a resource that no rule names
         raise ResourceAlreadyExistsException.for_arn(arn) from None
     return doc
-
-
-def check_quota(count: int, limit: int, message: str) -> None:
-    if count >= limit:
-        raise LimitExceededException(message)
-
-
-def check_pending_jobs(ctx: Context, segment: str, limit: int | None = None) -> None:
-    limit = ctx.settings.max_pending_jobs if limit is None else limit
-    busy = ctx.store.count(segment, statuses=(CREATE_PENDING, CREATE_IN_PROGRESS, "PENDING", "IN_PROGRESS"))
-    check_quota(busy, limit, f"More than {limit} resources with PENDING or IN_PROGRESS status.")
 
 
 def describe(ctx: Context, arn: str, segment: str) -> dict:

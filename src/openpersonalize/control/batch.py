@@ -13,12 +13,13 @@ from ..recipes.registry import (
 from .base import (
     CREATE_PENDING,
     Context,
-    check_name_free,
-    check_pending_jobs,
+    Rules,
     create_row,
     describe,
     invalid,
     list_page,
+    name_free,
+    pending_jobs,
     require,
     require_active,
 )
@@ -61,7 +62,8 @@ def _chosen(version, served: ServedRecipe) -> str:
 class BatchInferenceJobOperations:
     def create_batch_inference_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("batch-inference-job", p["jobName"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "batch-inference-job")
+        rules.check(name_free(ctx, arn))
         version, served = _active_version(ctx, p["solutionVersionArn"])
         name = _chosen(version, served)
         can = served.capabilities
@@ -94,14 +96,14 @@ class BatchInferenceJobOperations:
             raise invalid("numResults", num, "must be from 1 to 500.")
         _check_locations(p)
         _check_filter(ctx, p.get("filterArn"), version.group_arn)
-        check_pending_jobs(ctx, "batch-inference-job")
+        rules.check(pending_jobs(ctx, "batch-inference-job"))
         doc = {"jobName": p["jobName"], "solutionVersionArn": version.arn, "filterArn": p.get("filterArn"),
                "numResults": num, "jobInput": p["jobInput"], "jobOutput": p["jobOutput"],
                "roleArn": p["roleArn"], "batchInferenceJobConfig": p.get("batchInferenceJobConfig"),
                "batchInferenceJobMode": mode, "themeGenerationConfig": p.get("themeGenerationConfig"),
                "status": CREATE_PENDING}
-        create_row(ctx, "batch-inference-job", arn, p["jobName"], doc, group_arn=version.group_arn,
-                   parent_arn=version.arn, tags=p.get("tags"))
+        create_row(ctx, "batch-inference-job", arn, p["jobName"], doc, rules=rules,
+                   group_arn=version.group_arn, parent_arn=version.arn, tags=p.get("tags"))
         return {"batchInferenceJobArn": arn}
 
     def describe_batch_inference_job(self, ctx: Context, p: dict) -> dict:
@@ -114,7 +116,8 @@ class BatchInferenceJobOperations:
 class BatchSegmentJobOperations:
     def create_batch_segment_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("batch-segment-job", p["jobName"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "batch-segment-job")
+        rules.check(name_free(ctx, arn))
         version, served = _active_version(ctx, p["solutionVersionArn"])
         if served.capabilities.segment_queries_per_file is None:
             raise invalid("solutionVersionArn", version.arn, f"uses {_chosen(version, served)}; "
@@ -124,12 +127,12 @@ class BatchSegmentJobOperations:
             raise invalid("numResults", num, "must be from 1 to 5000000.")
         _check_locations(p)
         _check_filter(ctx, p.get("filterArn"), version.group_arn)
-        check_pending_jobs(ctx, "batch-segment-job")
+        rules.check(pending_jobs(ctx, "batch-segment-job"))
         doc = {"jobName": p["jobName"], "solutionVersionArn": version.arn, "filterArn": p.get("filterArn"),
                "numResults": num, "jobInput": p["jobInput"], "jobOutput": p["jobOutput"],
                "roleArn": p["roleArn"], "status": CREATE_PENDING}
-        create_row(ctx, "batch-segment-job", arn, p["jobName"], doc, group_arn=version.group_arn,
-                   parent_arn=version.arn, tags=p.get("tags"))
+        create_row(ctx, "batch-segment-job", arn, p["jobName"], doc, rules=rules,
+                   group_arn=version.group_arn, parent_arn=version.arn, tags=p.get("tags"))
         return {"batchSegmentJobArn": arn}
 
     def describe_batch_segment_job(self, ctx: Context, p: dict) -> dict:

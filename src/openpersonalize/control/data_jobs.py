@@ -10,13 +10,14 @@ from .base import (
     CREATE_PENDING,
     IN_FLIGHT,
     Context,
-    check_name_free,
-    check_pending_jobs,
-    check_quota,
+    Rules,
     create_row,
     describe,
     invalid,
     list_page,
+    name_free,
+    pending_jobs,
+    quota,
     require,
     require_active,
 )
@@ -34,7 +35,8 @@ def check_s3_path(member: str, value: str) -> str:
 class DatasetImportJobOperations:
     def create_dataset_import_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("dataset-import-job", p["jobName"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "dataset-import-job")
+        rules.check(name_free(ctx, arn))
         dataset = require(ctx, p["datasetArn"], "dataset")
         require_active(dataset, "Dataset")
         check_s3_path("dataSource.dataLocation", p["dataSource"].get("dataLocation") or "")
@@ -51,16 +53,20 @@ class DatasetImportJobOperations:
             raise InvalidInputException(
                 "Invalid publishAttributionMetricsToS3: 'true' needs a metric attribution in dataset group "
                 f"{dataset.group_arn}.")
-        busy = ctx.store.query("dataset-import-job", parent_arn=dataset.arn, statuses=IN_FLIGHT, limit=1)
-        if busy:
-            raise ResourceInUseException(
-                f"Dataset {dataset.arn} already has an import job in progress: {busy[0].arn}.")
-        check_pending_jobs(ctx, "dataset-import-job")
+
+        def one_in_progress(conn=None) -> None:
+            busy = ctx.store.query("dataset-import-job", parent_arn=dataset.arn, statuses=IN_FLIGHT, limit=1,
+                                   conn=conn)
+            if busy:
+                raise ResourceInUseException(
+                    f"Dataset {dataset.arn} already has an import job in progress: {busy[0].arn}.")
+
+        rules.check(one_in_progress, pending_jobs(ctx, "dataset-import-job"))
         doc = {"jobName": p["jobName"], "datasetArn": dataset.arn, "dataSource": p["dataSource"],
                "roleArn": p.get("roleArn"), "status": CREATE_PENDING, "importMode": mode,
                "publishAttributionMetricsToS3": p.get("publishAttributionMetricsToS3", False)}
-        create_row(ctx, "dataset-import-job", arn, p["jobName"], doc, group_arn=dataset.group_arn,
-                   parent_arn=dataset.arn, tags=p.get("tags"))
+        create_row(ctx, "dataset-import-job", arn, p["jobName"], doc, rules=rules,
+                   group_arn=dataset.group_arn, parent_arn=dataset.arn, tags=p.get("tags"))
         return {"datasetImportJobArn": arn}
 
     def describe_dataset_import_job(self, ctx: Context, p: dict) -> dict:
@@ -73,19 +79,20 @@ class DatasetImportJobOperations:
 class DatasetExportJobOperations:
     def create_dataset_export_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("dataset-export-job", p["jobName"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "dataset-export-job")
+        rules.check(name_free(ctx, arn))
         dataset = require(ctx, p["datasetArn"], "dataset")
         require_active(dataset, "Dataset")
         if dataset.doc["datasetType"] in ("ACTIONS", "ACTION_INTERACTIONS"):
             raise invalid("datasetArn", dataset.arn, "is an Actions or Action_Interactions dataset, "
                           "which cannot be exported.")
         check_s3_path("jobOutput.s3DataDestination.path", p["jobOutput"]["s3DataDestination"]["path"])
-        check_pending_jobs(ctx, "dataset-export-job")
+        rules.check(pending_jobs(ctx, "dataset-export-job"))
         doc = {"jobName": p["jobName"], "datasetArn": dataset.arn,
                "ingestionMode": p.get("ingestionMode") or "PUT", "roleArn": p["roleArn"],
                "status": CREATE_PENDING, "jobOutput": p["jobOutput"]}
-        create_row(ctx, "dataset-export-job", arn, p["jobName"], doc, group_arn=dataset.group_arn,
-                   parent_arn=dataset.arn, tags=p.get("tags"))
+        create_row(ctx, "dataset-export-job", arn, p["jobName"], doc, rules=rules,
+                   group_arn=dataset.group_arn, parent_arn=dataset.arn, tags=p.get("tags"))
         return {"datasetExportJobArn": arn}
 
     def describe_dataset_export_job(self, ctx: Context, p: dict) -> dict:
@@ -98,16 +105,16 @@ class DatasetExportJobOperations:
 class DataDeletionJobOperations:
     def create_data_deletion_job(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("data-deletion-job", p["jobName"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "data-deletion-job")
+        rules.check(name_free(ctx, arn))
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
         check_s3_path("dataSource.dataLocation", p["dataSource"].get("dataLocation") or "")
-        pending = ctx.store.count("data-deletion-job", group_arn=group.arn, statuses=("PENDING",))
-        check_quota(pending, 5, "More than 5 data deletion jobs with PENDING status in dataset group "
-                                f"{group.arn}.")
+        rules.check(quota(ctx, "data-deletion-job", 5, "More than 5 data deletion jobs with PENDING status "
+                          f"in dataset group {group.arn}.", group_arn=group.arn, statuses=("PENDING",)))
         doc = {"jobName": p["jobName"], "datasetGroupArn": group.arn, "dataSource": p["dataSource"],
                "roleArn": p["roleArn"], "status": "PENDING"}
-        create_row(ctx, "data-deletion-job", arn, p["jobName"], doc, group_arn=group.arn,
+        create_row(ctx, "data-deletion-job", arn, p["jobName"], doc, rules=rules, group_arn=group.arn,
                    tags=p.get("tags"))
         return {"dataDeletionJobArn": arn}
 

@@ -12,12 +12,13 @@ from .base import (
     ACTIVE,
     IN_FLIGHT,
     Context,
-    check_name_free,
-    check_quota,
+    Rules,
     create_row,
     describe,
     list_page,
+    name_free,
     now,
+    quota,
     require,
     require_active,
 )
@@ -26,13 +27,14 @@ from .base import (
 class DatasetGroupOperations:
     def create_dataset_group(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("dataset-group", p["name"])
-        check_name_free(ctx, arn)
-        check_quota(ctx.store.count("dataset-group"), ctx.settings.max_dataset_groups,
-                    f"Cannot create a dataset group. More than {ctx.settings.max_dataset_groups} "
-                    "dataset groups exist. Please delete some and try again.")
+        limit = ctx.settings.max_dataset_groups
+        rules = Rules(ctx, "dataset-group")
+        rules.check(name_free(ctx, arn),
+                    quota(ctx, "dataset-group", limit, f"Cannot create a dataset group. More than {limit} "
+                          "dataset groups exist. Please delete some and try again."))
         doc = {"name": p["name"], "status": ACTIVE, "roleArn": p.get("roleArn"),
                "kmsKeyArn": p.get("kmsKeyArn"), "domain": p.get("domain")}
-        create_row(ctx, "dataset-group", arn, p["name"], doc, tags=p.get("tags"))
+        create_row(ctx, "dataset-group", arn, p["name"], doc, rules=rules, tags=p.get("tags"))
         return {"datasetGroupArn": arn, "domain": p.get("domain")}
 
     def describe_dataset_group(self, ctx: Context, p: dict) -> dict:
@@ -67,12 +69,13 @@ class DatasetGroupOperations:
 class SchemaOperations:
     def create_schema(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("schema", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "schema")
+        rules.check(name_free(ctx, arn))
         parse_schema(p["schema"])
-        check_quota(ctx.store.count("schema"), ctx.settings.max_schemas,
-                    f"Cannot create a schema. More than {ctx.settings.max_schemas} schemas exist.")
+        limit = ctx.settings.max_schemas
+        rules.check(quota(ctx, "schema", limit, f"Cannot create a schema. More than {limit} schemas exist."))
         doc = {"name": p["name"], "schema": p["schema"], "domain": p.get("domain")}
-        create_row(ctx, "schema", arn, p["name"], doc)
+        create_row(ctx, "schema", arn, p["name"], doc, rules=rules)
         return {"schemaArn": arn}
 
     def describe_schema(self, ctx: Context, p: dict) -> dict:
@@ -105,15 +108,20 @@ class DatasetOperations:
                 f"but dataset group {group.arn} has domain {domain or 'none'}; they must match.")
         check_for_dataset(parse_schema(schema_row.doc["schema"]), dataset_type, domain)
         arn = ctx.arn("dataset", group.name, dataset_type)
-        if ctx.store.get(arn) is not None:
-            raise ResourceAlreadyExistsException(
-                f"Another resource with Arn {arn} already exists: dataset group {group.arn} "
-                f"already has a {dataset_type} dataset.")
+
+        def one_per_type(conn=None) -> None:  # the ARN names the group and the type
+            if ctx.store.get(arn, conn=conn) is not None:
+                raise ResourceAlreadyExistsException(
+                    f"Another resource with Arn {arn} already exists: dataset group {group.arn} "
+                    f"already has a {dataset_type} dataset.")
+
+        rules = Rules(ctx, "dataset")
+        rules.check(one_per_type)
         doc = {"name": p["name"], "datasetGroupArn": group.arn, "datasetType": dataset_type,
                "schemaArn": schema_row.arn, "status": ACTIVE}
         if dataset_type == "ACTION_INTERACTIONS":
             doc["trackingId"] = str(uuid.uuid4())
-        create_row(ctx, "dataset", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
+        create_row(ctx, "dataset", arn, p["name"], doc, rules=rules, group_arn=group.arn, tags=p.get("tags"))
         return {"datasetArn": arn}
 
     def describe_dataset(self, ctx: Context, p: dict) -> dict:

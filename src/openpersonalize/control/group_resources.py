@@ -9,19 +9,21 @@ from ..errors import (
     InvalidNextTokenException,
     ResourceAlreadyExistsException,
     ResourceInUseException,
+    ResourceNotFoundException,
 )
-from ..filters.lifecycle import check_new_filter
+from ..filters.lifecycle import check_group_fields, check_new_filter
 from .base import (
     ACTIVE,
     CREATE_PENDING,
     IN_FLIGHT,
     Context,
-    check_name_free,
-    check_quota,
+    Rules,
     create_row,
     describe,
     invalid,
     list_page,
+    name_free,
+    quota,
     require,
     require_active,
     short_id,
@@ -33,18 +35,24 @@ class EventTrackerOperations:
     def create_event_tracker(self, ctx: Context, p: dict) -> dict:
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
-        for tracker in ctx.store.query("event-tracker"):
-            if tracker.name == p["name"]:
-                raise ResourceAlreadyExistsException(
-                    f"Another resource with name {p['name']} already exists: {tracker.arn}.")
-            if tracker.group_arn == group.arn:
-                raise ResourceAlreadyExistsException(
-                    f"Dataset group {group.arn} already has an event tracker: {tracker.arn}.")
+
+        def name_free_one_per_group(conn=None) -> None:  # the ARN is random: neither is in it
+            for tracker in ctx.store.query("event-tracker", conn=conn):
+                if tracker.name == p["name"]:
+                    raise ResourceAlreadyExistsException(
+                        f"Another resource with name {p['name']} already exists: {tracker.arn}.")
+                if tracker.group_arn == group.arn:
+                    raise ResourceAlreadyExistsException(
+                        f"Dataset group {group.arn} already has an event tracker: {tracker.arn}.")
+
+        rules = Rules(ctx, "event-tracker")
+        rules.check(name_free_one_per_group)
         arn = ctx.arn("event-tracker", short_id())
         tracking_id = str(uuid.uuid4())
         doc = {"name": p["name"], "accountId": ctx.account, "trackingId": tracking_id,
                "datasetGroupArn": group.arn, "status": ACTIVE}
-        create_row(ctx, "event-tracker", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
+        create_row(ctx, "event-tracker", arn, p["name"], doc, rules=rules, group_arn=group.arn,
+                   tags=p.get("tags"))
         return {"eventTrackerArn": arn, "trackingId": tracking_id}
 
     def describe_event_tracker(self, ctx: Context, p: dict) -> dict:
@@ -62,19 +70,25 @@ class EventTrackerOperations:
 class FilterOperations:
     def create_filter(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("filter", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "filter")
+        rules.check(name_free(ctx, arn))
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
         expression = p["filterExpression"]
         limit = ctx.settings.max_filters_per_group
-        check_quota(ctx.store.count("filter", group_arn=group.arn), limit,
-                    f"Cannot create a filter. More than {limit} filters in dataset group {group.arn}.")
+        rules.check(quota(ctx, "filter", limit, f"Cannot create a filter. More than {limit} filters in "
+                          f"dataset group {group.arn}.", group_arn=group.arn))
         # Grammar, static rules and field references are checked now; the job compiles the
         # filter against the schemas as they are when it runs, and ends ACTIVE or CREATE FAILED.
-        check_new_filter(ctx.store, group.arn, expression)
+        info = check_new_filter(ctx.store, group.arn, expression)
+
+        def fields_within_limit(conn=None) -> None:  # the distinct fields of the group's filters
+            check_group_fields(ctx.store.on(conn), group.arn, info)
+
+        rules.add(fields_within_limit)
         doc = {"name": p["name"], "datasetGroupArn": group.arn, "filterExpression": expression,
                "status": CREATE_PENDING}
-        create_row(ctx, "filter", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
+        create_row(ctx, "filter", arn, p["name"], doc, rules=rules, group_arn=group.arn, tags=p.get("tags"))
         return {"filterArn": arn}
 
     def describe_filter(self, ctx: Context, p: dict) -> dict:
@@ -111,20 +125,25 @@ def _check_metrics(metrics: list[dict], member: str) -> None:
 class MetricAttributionOperations:
     def create_metric_attribution(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("metric-attribution", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "metric-attribution")
+        rules.check(name_free(ctx, arn))
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
-        existing = ctx.store.query("metric-attribution", group_arn=group.arn, limit=1)
-        if existing:
-            raise ResourceAlreadyExistsException(
-                f"Dataset group {group.arn} already has a metric attribution: {existing[0].arn}.")
+
+        def one_per_group(conn=None) -> None:
+            existing = ctx.store.query("metric-attribution", group_arn=group.arn, limit=1, conn=conn)
+            if existing:
+                raise ResourceAlreadyExistsException(
+                    f"Dataset group {group.arn} already has a metric attribution: {existing[0].arn}.")
+
+        rules.check(one_per_group)
         _check_metrics(p["metrics"], "metrics")
         destination = (p["metricsOutputConfig"].get("s3DataDestination") or {}).get("path")
         if destination:
             check_s3_path("metricsOutputConfig.s3DataDestination.path", destination)
         doc = {"name": p["name"], "datasetGroupArn": group.arn,
                "metricsOutputConfig": p["metricsOutputConfig"], "status": ACTIVE, "_metrics": p["metrics"]}
-        create_row(ctx, "metric-attribution", arn, p["name"], doc, group_arn=group.arn)
+        create_row(ctx, "metric-attribution", arn, p["name"], doc, rules=rules, group_arn=group.arn)
         return {"metricAttributionArn": arn}
 
     def describe_metric_attribution(self, ctx: Context, p: dict) -> dict:
@@ -151,16 +170,23 @@ class MetricAttributionOperations:
     def update_metric_attribution(self, ctx: Context, p: dict) -> dict:
         if not p.get("metricAttributionArn"):
             raise InvalidInputException("Invalid metricAttributionArn: it is required.")
-        row = require(ctx, p["metricAttributionArn"], "metric-attribution")
-        metrics = [m for m in row.doc.get("_metrics") or [] if m["metricName"] not in (p.get("removeMetrics") or [])]
-        metrics += p.get("addMetrics") or []
-        _check_metrics(metrics, "addMetrics")
-        if len(metrics) > 10:
-            raise invalid("addMetrics", len(metrics), "would give more than 10 metrics.")
-        changes = {"_metrics": metrics}
-        if p.get("metricsOutputConfig"):
-            changes["metricsOutputConfig"] = p["metricsOutputConfig"]
-        ctx.store.update_doc(row.arn, changes)
+        require(ctx, p["metricAttributionArn"], "metric-attribution")
+        # Read, check and write as one step: concurrent updates neither lose each other's metrics
+        # nor together pass the unique-name and ten-metric rules.
+        with ctx.store.serialised(f"update:{p['metricAttributionArn']}") as conn:
+            row = ctx.store.get(p["metricAttributionArn"], conn=conn)
+            if row is None:
+                raise ResourceNotFoundException.for_arn(p["metricAttributionArn"])
+            removed = p.get("removeMetrics") or []
+            metrics = [m for m in row.doc.get("_metrics") or [] if m["metricName"] not in removed]
+            metrics += p.get("addMetrics") or []
+            _check_metrics(metrics, "addMetrics")
+            if len(metrics) > 10:
+                raise invalid("addMetrics", len(metrics), "would give more than 10 metrics.")
+            changes = {"_metrics": metrics}
+            if p.get("metricsOutputConfig"):
+                changes["metricsOutputConfig"] = p["metricsOutputConfig"]
+            ctx.store.update_doc(row.arn, changes, conn=conn)
         return {"metricAttributionArn": row.arn}
 
     def delete_metric_attribution(self, ctx: Context, p: dict) -> dict:

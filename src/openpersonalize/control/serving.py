@@ -11,13 +11,14 @@ from .base import (
     CREATE_PENDING,
     IN_FLIGHT,
     Context,
-    check_name_free,
-    check_quota,
+    Rules,
     create_row,
     describe,
     invalid,
     list_page,
+    name_free,
     now,
+    quota,
     require,
     require_active,
 )
@@ -78,19 +79,20 @@ def check_exploration(member: str, exploration: dict) -> None:
 class CampaignOperations:
     def create_campaign(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("campaign", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "campaign")
+        rules.check(name_free(ctx, arn))
         config = p.get("campaignConfig") or {}
         solution_arn, recipe_arn = _resolve_version(ctx, p["solutionVersionArn"], config)
         _check_campaign_config(recipe_arn, config)
         solution = require(ctx, solution_arn, "solution")
-        active = ctx.store.count("campaign", group_arn=solution.group_arn, statuses=(ACTIVE,) + IN_FLIGHT)
         limit = ctx.settings.max_campaigns_per_group
-        check_quota(active, limit, f"Cannot create a campaign. More than {limit} resources in ACTIVE "
-                                   "state. Please delete some and try again.")
+        rules.check(quota(ctx, "campaign", limit, f"Cannot create a campaign. More than {limit} resources "
+                          "in ACTIVE state. Please delete some and try again.",
+                          group_arn=solution.group_arn, statuses=(ACTIVE,) + IN_FLIGHT))
         doc = {"name": p["name"], "solutionVersionArn": p["solutionVersionArn"],
                "minProvisionedTPS": p.get("minProvisionedTPS", 1), "campaignConfig": config,
                "status": ACTIVE}
-        create_row(ctx, "campaign", arn, p["name"], doc, group_arn=solution.group_arn,
+        create_row(ctx, "campaign", arn, p["name"], doc, rules=rules, group_arn=solution.group_arn,
                    parent_arn=solution_arn, tags=p.get("tags"))
         return {"campaignArn": arn}
 
@@ -133,7 +135,8 @@ class CampaignOperations:
 class RecommenderOperations:
     def create_recommender(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("recommender", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "recommender")
+        rules.check(name_free(ctx, arn))
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
         domain = group.doc.get("domain")
@@ -151,12 +154,13 @@ class RecommenderOperations:
         if config.get("itemExplorationConfig"):
             check_exploration("recommenderConfig.itemExplorationConfig", config["itemExplorationConfig"])
         limit = ctx.settings.max_recommenders_per_group
-        check_quota(ctx.store.count("recommender", group_arn=group.arn), limit,
-                    f"Cannot create a recommender. More than {limit} recommenders in the dataset group.")
+        rules.check(quota(ctx, "recommender", limit, f"Cannot create a recommender. More than {limit} "
+                          "recommenders in the dataset group.", group_arn=group.arn))
         config.setdefault("minRecommendationRequestsPerSecond", 1)
         doc = {"name": p["name"], "datasetGroupArn": group.arn, "recipeArn": recipe.arn,
                "recommenderConfig": config, "status": CREATE_PENDING}
-        create_row(ctx, "recommender", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
+        create_row(ctx, "recommender", arn, p["name"], doc, rules=rules, group_arn=group.arn,
+                   tags=p.get("tags"))
         return {"recommenderArn": arn}
 
     def describe_recommender(self, ctx: Context, p: dict) -> dict:

@@ -12,12 +12,13 @@ from .base import (
     CREATE_PENDING,
     IN_FLIGHT,
     Context,
-    check_name_free,
-    check_quota,
+    Rules,
     create_row,
     invalid,
     list_page,
+    name_free,
     now,
+    quota,
     require,
     require_active,
     short_id,
@@ -122,7 +123,8 @@ def _check_hpo(recipe: Recipe | None, hpo: dict) -> None:
 class SolutionOperations:
     def create_solution(self, ctx: Context, p: dict) -> dict:
         arn = ctx.arn("solution", p["name"])
-        check_name_free(ctx, arn)
+        rules = Rules(ctx, "solution")
+        rules.check(name_free(ctx, arn))
         group = require(ctx, p["datasetGroupArn"], "dataset-group")
         require_active(group, "Dataset group")
         auto_ml = p.get("performAutoML", False)
@@ -140,15 +142,16 @@ class SolutionOperations:
         if p.get("performIncrementalUpdate") and (recipe is None or not capabilities(recipe.name).incremental_update):
             raise invalid("performIncrementalUpdate", "true",
                           f"is supported only by {', '.join(INCREMENTAL_RECIPES)}.")
-        check_quota(ctx.store.count("solution", group_arn=group.arn), ctx.settings.max_solutions_per_group,
-                    f"Cannot create a solution. More than {ctx.settings.max_solutions_per_group} "
-                    "solutions in the dataset group. Please delete some and try again.")
+        limit = ctx.settings.max_solutions_per_group
+        rules.check(quota(ctx, "solution", limit, f"Cannot create a solution. More than {limit} solutions "
+                          "in the dataset group. Please delete some and try again.", group_arn=group.arn))
         doc = {"name": p["name"], "performHPO": p.get("performHPO", False), "performAutoML": auto_ml,
                "performAutoTraining": p.get("performAutoTraining", True),
                "performIncrementalUpdate": p.get("performIncrementalUpdate", False),
                "recipeArn": p.get("recipeArn"), "datasetGroupArn": group.arn,
                "eventType": p.get("eventType"), "solutionConfig": config, "status": ACTIVE}
-        create_row(ctx, "solution", arn, p["name"], doc, group_arn=group.arn, tags=p.get("tags"))
+        create_row(ctx, "solution", arn, p["name"], doc, rules=rules, group_arn=group.arn,
+                   tags=p.get("tags"))
         return {"solutionArn": arn}
 
     def describe_solution(self, ctx: Context, p: dict) -> dict:
@@ -225,16 +228,17 @@ class SolutionVersionOperations:
                 raise invalid("trainingMode", "UPDATE", f"needs an ACTIVE FULL version of {solution.arn}.")
         elif mode == "AUTOTRAIN":
             raise invalid("trainingMode", mode, "is used only by automatic training; give FULL or UPDATE.")
-        busy = ctx.store.count("solution-version", statuses=IN_FLIGHT)
         limit = ctx.settings.max_pending_solution_versions
-        check_quota(busy, limit, f"More than {limit} resources with PENDING or IN_PROGRESS status.")
+        rules = Rules(ctx, "solution-version")
+        rules.check(quota(ctx, "solution-version", limit, f"More than {limit} resources with PENDING or "
+                          "IN_PROGRESS status.", statuses=IN_FLIGHT))
         arn = f"{solution.arn}/{short_id()}"
         doc = {key: solution.doc.get(key) for key in (
             "solutionArn", "performHPO", "performAutoML", "performIncrementalUpdate", "recipeArn",
             "eventType", "datasetGroupArn", "solutionConfig")}
         doc.update({"name": p.get("name"), "trainingMode": "AUTOTRAIN" if automatic else mode,
                     "trainingType": "AUTOMATIC" if automatic else "MANUAL", "status": CREATE_PENDING})
-        create_row(ctx, "solution-version", arn, p.get("name") or arn.rsplit("/", 1)[1], doc,
+        create_row(ctx, "solution-version", arn, p.get("name") or arn.rsplit("/", 1)[1], doc, rules=rules,
                    group_arn=solution.group_arn, parent_arn=solution.arn, tags=p.get("tags"))
         return {"solutionVersionArn": arn}
 

@@ -7,6 +7,8 @@ need different handling:
 - how the engine is created: SQLite needs WAL and a busy timeout to share a file between threads
   and processes; PostgreSQL needs a connection pool sized for the worker threads;
 - whether this process must serialise its own writes: SQLite has one writer per file;
+- how a transaction takes a named lock that serialises it against every other holder, in any
+  process (``Store.serialised``, which keeps names and quotas true under concurrent creates);
 - how a job is claimed exactly once: PostgreSQL locks the candidate row, SQLite relies on the
   conditional UPDATE that follows;
 - how an insert ignores a duplicate key without aborting the transaction;
@@ -18,7 +20,9 @@ table definitions are shared by every store in the process and cannot ask a stor
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Insert, Integer, Select, Table, create_engine, event
+import hashlib
+
+from sqlalchemy import BigInteger, Insert, Integer, Select, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
@@ -40,6 +44,12 @@ class Dialect:
     commits_in_id_order: bool
 
     def create_engine(self, url: str) -> Engine:
+        raise NotImplementedError
+
+    def serialise(self, conn, key: str) -> None:
+        """Run first in a transaction: make it wait for, and then exclude, every other transaction
+        that took ``key``, in any process, until it ends. Its later statements see every row
+        committed before it got the lock."""
         raise NotImplementedError
 
     def claim_candidates(self, stmt: Select) -> Select:
@@ -83,6 +93,14 @@ class SQLiteDialect(Dialect):
 
         return engine
 
+    def serialise(self, conn, key: str) -> None:
+        # One lock serves every key: the database's write lock, taken by the first statement
+        # (the driver would begin a deferred transaction only at the first write, after the
+        # reads the lock must cover). In WAL mode readers go on meanwhile; another process's
+        # writer waits for it through the busy timeout. Within this process, Store's write lock
+        # already queues the writers, so this is what holds against other processes.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     def claim_candidates(self, stmt: Select) -> Select:
         # No row locks in SQLite. In this process the write lock orders claimers; against other
         # processes the conditional UPDATE (rowcount 1 or nothing) is what makes a claim exclusive.
@@ -103,6 +121,16 @@ class PostgresDialect(Dialect):
         # covers the request threads plus the job runner's threads of one process.
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
+    def serialise(self, conn, key: str) -> None:
+        # A transaction-scoped advisory lock on a 64-bit hash of the key (a collision between
+        # two keys only serialises more than needed), released at commit or rollback, after the
+        # commit is visible. At READ COMMITTED each later statement of the holder takes a new
+        # snapshot, so it sees what the previous holder committed; it is set here because at
+        # REPEATABLE READ or SERIALIZABLE (a server's default may be either) the snapshot would
+        # be the one taken before the lock was granted.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_id(key)})
+
     def claim_candidates(self, stmt: Select) -> Select:
         # Lock the row found; concurrent claimers skip it and take the next job instead of
         # queueing behind this transaction.
@@ -111,6 +139,10 @@ class PostgresDialect(Dialect):
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         # A failed INSERT would abort the whole PostgreSQL transaction; ON CONFLICT does not.
         return _counted(postgresql.insert(table).on_conflict_do_nothing())
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}

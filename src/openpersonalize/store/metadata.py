@@ -5,13 +5,18 @@ list operations filter on, and ``doc``, the resource as its Describe call return
 the whole description in one document means a new member of the model needs no migration, and the
 list summaries are projections of it.
 
+A rule that reads before it writes (a quota: count, then insert; one event tracker per dataset
+group: look, then insert) runs inside :meth:`Store.serialised`: a transaction that holds a named
+lock from its first statement, so that every writer holding the same lock, in this process or any
+other, reads what the previous one committed and writes before the next one reads.
+
 Jobs have a second row in ``jobs``: the queue the runner claims from. Claiming finds the oldest
 claimable job and takes it with a conditional UPDATE, so that with several workers each job runs
 exactly once; on PostgreSQL the row found is also locked (``FOR UPDATE SKIP LOCKED``) so that
 concurrent claimers take different jobs.
 
 The code here is the same for both backends; what differs (engine setup, write serialisation, the
-claim's row lock) is in ``dialects.py``.
+named locks, the claim's row lock) is in ``dialects.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -116,6 +122,7 @@ class Store:
         # With one writer per database (SQLite), waiting on our own lock avoids "database is locked".
         self._write_lock = threading.RLock() if self.dialect.serialises_writes else None
         self._recent: dict[str, tuple[float, Row | None]] = {}  # get_recent's copies
+        self._open = threading.local()  # .depth: this thread's open transactions
 
     @property
     def is_sqlite(self) -> bool:
@@ -130,12 +137,41 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator:
         blocking("writing the store")
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
+        depth = getattr(self._open, "depth", 0)
+        self._open.depth = depth + 1
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        with self._write_lock, self.engine.begin() as conn:
+        finally:
+            self._open.depth = depth
+
+    @contextmanager
+    def serialised(self, key: str) -> Iterator:
+        """A transaction (``with store.serialised(key) as conn``) that holds the lock ``key`` from
+        its first statement to its end. Holders of the same key, in this process or any other
+        using the database, run one after another, and each one's reads on ``conn`` see every
+        row its predecessors committed: a rule checked on ``conn`` still holds when its insert
+        on ``conn`` commits. Reads from outside are not held up. Not to be nested in another
+        transaction of this store.
+
+        The control plane takes ``create:<kind>`` around the checks and the insert of each
+        create, so that names and quotas hold under concurrency."""
+        if getattr(self._open, "depth", 0):
+            # On SQLite it would wait for the database lock that this thread's own open
+            # transaction may hold.
+            raise RuntimeError("Store.serialised() inside another transaction of the same store")
+        with self.transaction() as conn:
+            self.dialect.serialise(conn, key)
             yield conn
+
+    def on(self, conn) -> "StoreReads":
+        """The store's reads (``get``, ``query``, ``count``) on ``conn`` (on a connection of their
+        own when None): for code that takes a store and must read inside a transaction."""
+        return StoreReads(self, conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -232,14 +268,7 @@ class Store:
               parent_arn: str | None = None, statuses: tuple[str, ...] | None = None,
               after: tuple[float, str] | None = None, limit: int | None = None, conn=None) -> list[Row]:
         """Resources of a kind, newest first (ties broken by ARN), optionally after a position."""
-        kinds = (kind,) if isinstance(kind, str) else kind
-        stmt = select(resources).where(resources.c.kind.in_(kinds))
-        if group_arn is not None:
-            stmt = stmt.where(resources.c.group_arn == group_arn)
-        if parent_arn is not None:
-            stmt = stmt.where(resources.c.parent_arn == parent_arn)
-        if statuses is not None:
-            stmt = stmt.where(resources.c.status.in_(statuses))
+        stmt = _matching(select(resources), kind, group_arn, parent_arn, statuses)
         if after is not None:
             created, arn = after
             stmt = stmt.where(or_(resources.c.created < created,
@@ -252,8 +281,14 @@ class Store:
         with self.connect() as c:
             return [Row.from_mapping(m) for m in c.execute(stmt).mappings()]
 
-    def count(self, kind: str | tuple[str, ...], **filters) -> int:
-        return len(self.query(kind, **filters))
+    def count(self, kind: str | tuple[str, ...], *, group_arn: str | None = None,
+              parent_arn: str | None = None, statuses: tuple[str, ...] | None = None, conn=None) -> int:
+        """How many resources ``query`` would return with these filters."""
+        stmt = _matching(select(func.count()).select_from(resources), kind, group_arn, parent_arn, statuses)
+        if conn is not None:
+            return int(conn.execute(stmt).scalar_one())
+        with self.connect() as c:
+            return int(c.execute(stmt).scalar_one())
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -329,3 +364,32 @@ class Store:
             result = conn.execute(update(jobs).where(jobs.c.state.in_(("running", "cancel")))
                                   .values(heartbeat=0.0))
             return result.rowcount
+
+
+def _matching(stmt, kind: str | tuple[str, ...], group_arn: str | None, parent_arn: str | None,
+              statuses: tuple[str, ...] | None):
+    kinds = (kind,) if isinstance(kind, str) else kind
+    stmt = stmt.where(resources.c.kind.in_(kinds))
+    if group_arn is not None:
+        stmt = stmt.where(resources.c.group_arn == group_arn)
+    if parent_arn is not None:
+        stmt = stmt.where(resources.c.parent_arn == parent_arn)
+    if statuses is not None:
+        stmt = stmt.where(resources.c.status.in_(statuses))
+    return stmt
+
+
+class StoreReads:
+    """A store's reads on one connection (:meth:`Store.on`)."""
+
+    def __init__(self, store: Store, conn):
+        self.store, self.conn = store, conn
+
+    def get(self, arn: str) -> Row | None:
+        return self.store.get(arn, conn=self.conn)
+
+    def query(self, kind, **filters) -> list[Row]:
+        return self.store.query(kind, conn=self.conn, **filters)
+
+    def count(self, kind, **filters) -> int:
+        return self.store.count(kind, conn=self.conn, **filters)
