@@ -205,8 +205,11 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
         # The same answers as model.recommend(history, K), scored in blocks by matrix products.
         lists = []
         trim = getattr(model, "trim_lists", None)  # the user's own items, as many as a list holds
-        for start in range(0, len(split.histories), 512):
-            hists = split.histories[start:start + 512]
+        # At most 512 users, and at most 16 million scores (64 MB), per product: a million-item
+        # catalogue would otherwise hold 2 GB of scores, and a blend several copies of them.
+        rows = max(1, min(512, (1 << 24) // max(model.n_items, 1)))
+        for start in range(0, len(split.histories), rows):
+            hists = split.histories[start:start + rows]
             S = model.scores_for_histories(hists)
             if trim is not None:
                 idx, _ = topk_rows(S, 2 * K)
