@@ -185,6 +185,7 @@ def solution_metrics(protocol: str, fit: Callable[[TrainingData], Model], data: 
     if not len(split.users):
         return {}
     model = fit(split.train)
+    split = scored_sample(split, model.n_items, seed)
     lists = recommend_lists(model, protocol, split, seed)
     weights = None
     if event_weights is not None:
@@ -195,6 +196,21 @@ def solution_metrics(protocol: str, fit: Callable[[TrainingData], Model], data: 
     if protocol == "trending":
         out["trend_prediction_accuracy"] = trend_accuracy(model, data)
     return out
+
+
+METRIC_CELLS = 3_000_000_000  # scores computed for the metrics at most: every held-out user up to
+# 300,000 items; past that a seeded sample of them (3,000 at a million items)
+
+
+def scored_sample(split: HoldOut, n_items: int, seed: int) -> HoldOut:
+    """The held-out users the metrics score: all of them, or on a huge catalogue a seeded sample
+    whose scores fit METRIC_CELLS (the model was still trained without all of them)."""
+    most = max(1000, METRIC_CELLS // max(n_items, 1))
+    if len(split.users) <= most:
+        return split
+    keep = np.sort(np.random.default_rng(seed + 2).choice(len(split.users), most, replace=False))
+    return HoldOut(split.train, split.users[keep], [split.histories[k] for k in keep],
+                   [split.truths[k] for k in keep], [split.truth_events[k] for k in keep])
 
 
 def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> list[list[int]]:

@@ -46,6 +46,7 @@ META_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # meta_weight candidates (HRNN-Metadata, HR
 METADATA_RECIPES = ("aws-hrnn-metadata", "aws-hrnn-coldstart")
 DAY = 86400.0
 VALIDATION_USERS = 3000  # users scored per candidate when choosing
+VALIDATION_CELLS = 300_000_000  # ... but at most this many scores per candidate (fewer users on huge catalogues)
 BLOCK_CELLS = 1 << 24  # validation scores held at once (64 MB of float32)
 MIN_VALIDATION_USERS = 30
 
@@ -306,8 +307,9 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         rest = data.subset(~last)
         truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
         rng = np.random.default_rng(settings.seed)
-        if len(truth_user) > VALIDATION_USERS:
-            pick = np.sort(rng.choice(len(truth_user), VALIDATION_USERS, replace=False))
+        users = max(MIN_VALIDATION_USERS * 10, min(VALIDATION_USERS, VALIDATION_CELLS // max(data.n_items, 1)))
+        if len(truth_user) > users:
+            pick = np.sort(rng.choice(len(truth_user), users, replace=False))
             truth_user, truth_item = truth_user[pick], truth_item[pick]
         arrays, meta, X = self.fit_core(rest, params, settings)
         arrays["hist_indptr"], arrays["hist_items"] = histories(rest)
