@@ -250,10 +250,18 @@ class PersonalizationModel(CollaborativeModel):
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         S = super().scores_for_histories(hists)
         policy = self._repeat_policy()
-        if policy is not None:
-            for k, h in enumerate(hists):
-                items, weights = policy.weights_of(h, -1, self.arrays["hist_indptr"], self.arrays["hist_items"])
-                policy.adjust(S[k], items, weights, policy.share)
+        if policy is not None and hists:
+            # Each history's distinct items, weighted by times had x the item's weight (as
+            # weights_of does for an ad-hoc history), all rows at once.
+            lengths = [len(h) for h in hists]
+            rows = np.repeat(np.arange(len(hists), dtype=np.int64), lengths)
+            items = np.concatenate([np.asarray(h, dtype=np.int64) for h in hists]) if sum(lengths) \
+                else np.empty(0, np.int64)
+            valid = items >= 0
+            keys, counts = np.unique(rows[valid] * self.n_items + items[valid], return_counts=True)
+            rows, items = keys // self.n_items, keys % self.n_items
+            weights = counts * np.asarray(policy.item_weight, dtype=np.float64)[items]
+            policy.adjust_block(S, rows, items, weights, np.full(len(hists), policy.share))
         return S
 
     def recommend(self, user: int | np.ndarray, n: int, exclude: np.ndarray | None = None,

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scoring import row_log_normalisers
+from .scoring import row_log_normalisers, stable_order
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
 USER_PRIOR = 5.0  # a user's repeat share is shrunk towards the overall one by this many interactions
@@ -72,7 +72,7 @@ class RepeatProfile:
         return self.share < MIN_SHARE
 
 
-SAMPLE_INTERACTIONS = 1_000_000  # above this, a sample of users first tells whether there are repeats at all
+SAMPLE_INTERACTIONS = 250_000  # above this, a sample of users first tells whether there are repeats at all
 
 
 def _without_repeats(n_users: int, n_items: int, n_hist: int, share: float) -> RepeatProfile:
@@ -98,13 +98,19 @@ def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
             share = _share(sample)
             if share < MIN_SHARE / 2:
                 return _without_repeats(n_users, n_items, len(hist_items), share)
-    order = np.lexsort((data.timestamp, data.user))
+    ts = data.timestamp
+    if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: radix-order users only
+        order = stable_order(data.user)
+    else:
+        order = np.lexsort((ts, data.user))
     user, item = data.user[order].astype(np.int64), data.item[order].astype(np.int64)
     types = data.event_type[order]
     pair = user * max(n_items, 1) + item
     # Is each interaction's pair seen before (in time order within the user)? Stable-sort by pair:
-    # within a pair, time order is kept, so all but the first of each run are repeats.
-    by_pair = np.argsort(pair, kind="stable")
+    # within a pair, time order is kept, so all but the first of each run are repeats. (Two
+    # stable 16-bit radix sorts, by item then by user, instead of a merge sort of the pairs.)
+    by_item = stable_order(item)
+    by_pair = by_item[stable_order(user[by_item])]
     sorted_pair = pair[by_pair]
     first_of_run = np.r_[True, sorted_pair[1:] != sorted_pair[:-1]]
     repeat = np.empty(len(pair), dtype=bool)
