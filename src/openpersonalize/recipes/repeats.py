@@ -107,10 +107,9 @@ def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
     types = data.event_type[order]
     pair = user * max(n_items, 1) + item
     # Is each interaction's pair seen before (in time order within the user)? Stable-sort by pair:
-    # within a pair, time order is kept, so all but the first of each run are repeats. (Two
-    # stable 16-bit radix sorts, by item then by user, instead of a merge sort of the pairs.)
-    by_item = stable_order(item)
-    by_pair = by_item[stable_order(user[by_item])]
+    # within a pair, time order is kept, so all but the first of each run are repeats. (The
+    # pairs are already grouped by user, so numpy's stable sort merges short runs: fast.)
+    by_pair = np.argsort(pair, kind="stable")
     sorted_pair = pair[by_pair]
     first_of_run = np.r_[True, sorted_pair[1:] != sorted_pair[:-1]]
     repeat = np.empty(len(pair), dtype=bool)
