@@ -74,15 +74,7 @@ class CollaborativeModel(Model):
 
     def item_weights(self):
         """B: a dense array (EASE) or a CSR matrix (neighbourhood EASE), items x items."""
-        if self.meta["backend"] == "ease":
-            return self.arrays["B"]
-        B = self.__dict__.get("_B")
-        if B is None:
-            a = self.arrays
-            B = self.__dict__["_B"] = sp.csr_matrix(
-                (np.asarray(a["B_data"]), np.asarray(a["B_indices"]), np.asarray(a["B_indptr"])),
-                shape=(self.n_items, self.n_items))
-        return B
+        return self.arrays["B"] if self.meta["backend"] == "ease" else stored_csr(self, "B")
 
     def _times_weights(self, X: sp.csr_matrix) -> np.ndarray:
         """Dense float32 ``X @ B`` for weighted history rows ``X``."""
@@ -319,20 +311,8 @@ class PersonalizationModel(CollaborativeModel):
         for a whole block at once."""
         users = np.asarray(users, dtype=np.int64)
         known = (users >= 0) & (users < self.n_users)
-        H = self.history_matrix(np.where(known, users, -1))
-        rows = np.repeat(np.arange(len(users)), idx.shape[1])
-        seen = np.asarray(H[rows, np.maximum(idx, 0).ravel()] != 0).reshape(idx.shape) & (idx >= 0)
-        repeat = np.array([policy.probability(int(u)) for u in users]) if len(users) else np.zeros(0)
-        caps = np.array([policy.cap(n, r) for r in repeat], dtype=np.int64).reshape(-1, 1)
-        keep = ~seen | (np.cumsum(seen, axis=1) <= caps)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :n]  # kept positions first, in rank order
-        kept = np.take_along_axis(keep, order, axis=1)
-        out_i = np.where(kept, np.take_along_axis(idx, order, axis=1), -1)
-        out_p = np.where(kept, np.take_along_axis(probs, order, axis=1), np.nan).astype(np.float32)
-        if out_i.shape[1] < n:
-            out_i = np.pad(out_i, ((0, 0), (0, n - out_i.shape[1])), constant_values=-1)
-            out_p = np.pad(out_p, ((0, 0), (0, n - out_p.shape[1])), constant_values=np.nan)
-        return out_i.astype(np.int64), out_p
+        caps = [policy.cap(n, policy.probability(int(u))) for u in users]
+        return trim_block(self.history_matrix(np.where(known, users, -1)), idx, probs, caps, n)
 
     def trim_lists(self, idx: np.ndarray, hists: list[np.ndarray], n: int) -> np.ndarray:
         """Rows of ``idx`` (top items for ad-hoc ``hists``, best first) cut to ``n`` as
@@ -340,12 +320,13 @@ class PersonalizationModel(CollaborativeModel):
         policy = self._repeat_policy()
         if policy is None or policy.excludes:
             return np.asarray(idx)[:, :n]
-        out = np.full((len(hists), n), -1, dtype=np.int64)
-        for r, h in enumerate(hists):
-            seen = np.unique(np.asarray(h, dtype=np.int64))
-            keep = policy.trim(idx[r], seen, policy.cap(n, policy.share), n)
-            out[r, :len(keep)] = np.asarray(idx[r])[keep]
-        return out
+        lengths = [len(h) for h in hists]
+        items = np.concatenate([np.asarray(h, dtype=np.int64) for h in hists]) if sum(lengths) \
+            else np.empty(0, np.int64)
+        H = sp.csr_matrix((np.ones(len(items), np.float32), (np.repeat(np.arange(len(hists)), lengths), items)),
+                          shape=(len(hists), self.n_items))
+        idx = np.asarray(idx)
+        return trim_block(H, idx, np.zeros(idx.shape, np.float32), [policy.cap(n, policy.share)] * len(hists), n)[0]
 
     def _cold_rows_as_single_requests(self, users: np.ndarray, idx: np.ndarray, mask, exclude_seen: bool) -> None:
         """Users without history get the popularity list, full of ties; pick among tied items
@@ -511,6 +492,34 @@ def tune_l2(X: sp.csr_matrix, candidates: list[float], seed: int, dropout: float
         if score > best_score:
             best, best_score = l2, score
     return float(best)
+
+
+def trim_block(H: sp.csr_matrix, idx: np.ndarray, probs: np.ndarray, caps, n: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``idx`` / ``probs`` (best first, -1 pads) cut to ``n`` once each row's history
+    items (the nonzeros of ``H``'s row) beyond its cap are skipped; -1 / NaN pad."""
+    rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+    seen = np.asarray(H[rows, np.maximum(idx, 0).ravel()] != 0).reshape(idx.shape) & (idx >= 0)
+    keep = ~seen | (np.cumsum(seen, axis=1) <= np.asarray(caps, dtype=np.int64).reshape(-1, 1))
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :n]  # kept positions first, in rank order
+    kept = np.take_along_axis(keep, order, axis=1)
+    out_i = np.where(kept, np.take_along_axis(idx, order, axis=1), -1)
+    out_p = np.where(kept, np.take_along_axis(probs, order, axis=1), np.nan).astype(np.float32)
+    if out_i.shape[1] < n:
+        out_i = np.pad(out_i, ((0, 0), (0, n - out_i.shape[1])), constant_values=-1)
+        out_p = np.pad(out_p, ((0, 0), (0, n - out_p.shape[1])), constant_values=np.nan)
+    return out_i.astype(np.int64), out_p
+
+
+def stored_csr(model: Model, name: str) -> sp.csr_matrix:
+    """The items x items CSR matrix a model saved as ``<name>_data``, ``_indices``, ``_indptr``,
+    built once per loaded model (the arrays stay memory-mapped)."""
+    cache = model.__dict__.setdefault("_csr", {})
+    if name not in cache:
+        a = model.arrays
+        cache[name] = sp.csr_matrix((np.asarray(a[f"{name}_data"]), np.asarray(a[f"{name}_indices"]),
+                                     np.asarray(a[f"{name}_indptr"])), shape=(model.n_items, model.n_items))
+    return cache[name]
 
 
 def without_rows(X: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:

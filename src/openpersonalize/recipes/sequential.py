@@ -34,7 +34,8 @@ import scipy.sparse as sp
 
 from .base import HyperParameters, Model, TrainingData, TrainingSettings, model_class
 from .features import metadata_embedding
-from .factorization import USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel
+from .factorization import (USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel,
+                            stored_csr)
 from .scoring import histories, interaction_matrix, topk_rows
 
 WINDOW = 10  # most recent history items whose transitions count
@@ -167,13 +168,7 @@ class SequentialModel(PersonalizationModel):
     """The collaborative model's scores blended with transition scores from the newest items."""
 
     def transition_matrix(self) -> sp.csr_matrix:
-        T = self.__dict__.get("_T")
-        if T is None:
-            a = self.arrays
-            T = self.__dict__["_T"] = sp.csr_matrix(
-                (np.asarray(a["T_data"]), np.asarray(a["T_indices"]), np.asarray(a["T_indptr"])),
-                shape=(self.n_items, self.n_items))
-        return T
+        return stored_csr(self, "T")
 
     def _sequence_scores(self, hists: list[np.ndarray]) -> np.ndarray:
         R = recent_rows(hists, self.n_items, float(self.meta["seq_decay"]))
