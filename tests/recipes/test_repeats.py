@@ -61,20 +61,46 @@ def seen_share(model, data: TrainingData, users, n: int = 25) -> float:
 
 def test_measure_finds_no_repeats_in_distinct_data(distinct):
     model = train("aws-user-personalization", distinct, {}, seed="arn:test", settings=EASE).model
-    profile = measure(distinct, model.arrays["hist_indptr"], model.arrays["hist_items"])
+    profile = measure(distinct)
     assert profile.share < MIN_SHARE and profile.excludes
 
 
 def test_measure_recovers_the_generated_repeat_share(staples):
     cat, data, _ = staples
     model = train("aws-user-personalization", data, {}, seed="arn:test", settings=EASE).model
-    profile = measure(data, model.arrays["hist_indptr"], model.arrays["hist_items"])
+    profile = measure(data)
     assert 0.5 <= profile.share <= 0.7, profile.share
     assert model.meta["repeat_share"] == pytest.approx(profile.share)
     # Staples (bought eight times as eagerly) weigh more than the rest among a user's items.
     u = 0
     start, end = model.arrays["hist_indptr"][u], model.arrays["hist_indptr"][u + 1]
     assert np.asarray(model.arrays["repeat_pair_weight"][start:end]).max() > 1.0
+
+
+def test_pair_weights_line_up_with_the_histories(staples):
+    """Each history entry's weight is its (user, item)'s times had x the item's weight x the
+    event type weight of its latest interaction, entry by entry, counted here the slow way."""
+    from openpersonalize.recipes.scoring import histories
+
+    _, data, _ = staples
+    data = data.subset(np.random.default_rng(3).permutation(data.n_interactions)[:4000])  # rows out of time order
+    profile = measure(data)
+    indptr, items = histories(data)
+    latest_type, had = {}, {}
+    for k in np.lexsort((np.arange(data.n_interactions), data.timestamp)):
+        pair = (int(data.user[k]), int(data.item[k]))
+        had[pair] = had.get(pair, 0) + 1
+        latest_type[pair] = int(data.event_type[k])
+    ratios = {}
+    for u in range(data.n_users):
+        for j in range(indptr[u], indptr[u + 1]):
+            pair = (u, int(items[j]))
+            expected = had[pair] * profile.item_weight[pair[1]]
+            ratios.setdefault(latest_type[pair], []).append(profile.pair_weight[j] / expected)
+    # What is left once times had and the item weight are divided out is one factor per event type.
+    for t, values in ratios.items():
+        np.testing.assert_allclose(values, values[0], rtol=1e-5, err_msg=str(data.event_types[t]))
+    assert len(profile.pair_weight) == len(items)
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -162,13 +188,12 @@ def test_big_data_is_sampled_first_and_measured_whole_when_it_repeats(distinct, 
     """Above SAMPLE_INTERACTIONS a sample of users decides whether there are repeats at all; data
     with repeats is still measured whole, so the profile is the same as without sampling."""
     from openpersonalize.recipes import repeats
-    from openpersonalize.recipes.scoring import histories
 
     _, data, _ = staples
-    whole = measure(data, *histories(data))
+    whole = measure(data)
     monkeypatch.setattr(repeats, "SAMPLE_INTERACTIONS", 1000)
-    sampled = measure(data, *histories(data))
+    sampled = measure(data)
     assert sampled.share == pytest.approx(whole.share)
     np.testing.assert_allclose(sampled.pair_weight, whole.pair_weight)
-    quick = measure(distinct, *histories(distinct))
+    quick = measure(distinct)
     assert quick.excludes and quick.share < MIN_SHARE

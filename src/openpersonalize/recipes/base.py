@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,6 +107,22 @@ class TrainingData:
     def n_interactions(self) -> int:
         return len(self.user)
 
+    @cached_property
+    def pair_runs(self) -> PairRuns:
+        """The interactions by user then time, grouped by (user, item) pair: computed once per
+        data, since the model's histories and the repeat measurement both need it (two sorts of
+        every interaction)."""
+        ts = self.timestamp
+        if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: order users only
+            order = stable_order(self.user)
+        else:
+            order = np.lexsort((ts, self.user))
+        key = self.user[order].astype(np.int64) * max(self.n_items, 1) + self.item[order]
+        by_key = np.argsort(key, kind="stable")  # pairs are grouped by user already: short runs merge fast
+        sorted_key = key[by_key]
+        first = np.r_[True, sorted_key[1:] != sorted_key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+        return PairRuns(order, key, by_key, first)
+
     def weights(self) -> np.ndarray:
         """Per-interaction weights (ones when no weighting was applied)."""
         if self.weight is None:
@@ -185,6 +202,31 @@ class TrainingData:
                    items=items_table, item_columns=item_columns or ColumnRoles(),
                    users=users_table, user_columns=user_columns or ColumnRoles(),
                    actions=actions, action_interactions=action_interactions)
+
+
+@dataclass(frozen=True)
+class PairRuns:
+    """:attr:`TrainingData.pair_runs`: positions below are into ``order``."""
+
+    order: np.ndarray  # interaction indices by user, then time (stable: input order within a time)
+    key: np.ndarray  # user * n_items + item of each, in that order
+    by_key: np.ndarray  # positions sorted by key, stably: within a pair, in time order
+    first: np.ndarray  # over key[by_key]: True where a pair's run starts
+
+    @property
+    def last(self) -> np.ndarray:
+        """Over key[by_key]: True at the latest interaction of each pair."""
+        return np.r_[self.first[1:], True] if len(self.first) else self.first
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integers below 2**32, as two 16-bit
+    radix passes (numpy radix-sorts 16-bit keys; wider ones fall back to a slower merge sort)."""
+    keys = np.asarray(keys)
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if not len(keys) or int(keys.max()) < 0x10000:
+        return low
+    return low[np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")]
 
 
 def _lookup(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:

@@ -674,7 +674,7 @@ class CollaborativeAlgorithm(Algorithm):
         with threadpool_limits(1, "blas"):  # many tiny solves: threads only get in the way
             meta["temperature"] = _temperature(model, settings.seed)  # of the raw scores, before the repeat policy
         if issubclass(self.model_cls, PersonalizationModel):
-            profile = measure(data, arrays["hist_indptr"], arrays["hist_items"])
+            profile = measure(data)
             arrays["repeat_user_share"], arrays["repeat_item_weight"] = profile.user_share, profile.item_weight
             arrays["repeat_pair_weight"] = profile.pair_weight
             meta["repeat_share"] = profile.share

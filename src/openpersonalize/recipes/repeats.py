@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scoring import row_log_normalisers, stable_order
+from .scoring import row_log_normalisers
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
 USER_PRIOR = 5.0  # a user's repeat share is shrunk towards the overall one by this many interactions
@@ -80,16 +80,19 @@ def _without_repeats(n_users: int, n_items: int, n_hist: int, share: float) -> R
                          np.ones(n_hist, np.float32))
 
 
-def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
-    """The repeat profile of ``data`` (TrainingData); ``indptr`` / ``hist_items`` are the model's
-    per-user histories (distinct items, ordered by their latest interaction).
+def measure(data) -> RepeatProfile:
+    """The repeat profile of ``data`` (TrainingData), its per-pair weights aligned with
+    ``scoring.histories(data)`` (the model's per-user histories: distinct items, ordered by their
+    latest interaction).
 
     Big data sets are first measured on a sample of users: when that shows (almost) no repeats,
     the per-user, per-item and per-pair weights are never used, so they are not computed (two
     sorts of every interaction saved on a ratings-like data set)."""
     n_users, n_items = data.n_users, data.n_items
+    runs = data.pair_runs
+    n_pairs = int(runs.first.sum())
     if data.n_interactions == 0:
-        return _without_repeats(n_users, n_items, len(hist_items), 0.0)
+        return _without_repeats(n_users, n_items, n_pairs, 0.0)
     if data.n_interactions > SAMPLE_INTERACTIONS:
         rng = np.random.default_rng(0)
         users = rng.random(n_users) < SAMPLE_INTERACTIONS / data.n_interactions
@@ -97,25 +100,15 @@ def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
         if sample.n_interactions:
             share = _share(sample)
             if share < MIN_SHARE / 2:
-                return _without_repeats(n_users, n_items, len(hist_items), share)
-    ts = data.timestamp
-    if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: radix-order users only
-        order = stable_order(data.user)
-    else:
-        order = np.lexsort((ts, data.user))
-    user, item = data.user[order].astype(np.int64), data.item[order].astype(np.int64)
-    types = data.event_type[order]
-    pair = user * max(n_items, 1) + item
-    # Is each interaction's pair seen before (in time order within the user)? Stable-sort by pair:
-    # within a pair, time order is kept, so all but the first of each run are repeats. (The
-    # pairs are already grouped by user, so numpy's stable sort merges short runs: fast.)
-    by_pair = np.argsort(pair, kind="stable")
-    sorted_pair = pair[by_pair]
-    first_of_run = np.r_[True, sorted_pair[1:] != sorted_pair[:-1]]
-    repeat = np.empty(len(pair), dtype=bool)
+                return _without_repeats(n_users, n_items, n_pairs, share)
+    # Is each interaction's pair seen before (in time order within the user)? Within a pair's
+    # run (data.pair_runs), all but the first are repeats.
+    order, by_pair, first_of_run = runs.order, runs.by_key, runs.first
+    user, item, types = data.user[order].astype(np.int64), data.item[order].astype(np.int64), data.event_type[order]
+    repeat = np.empty(len(order), dtype=bool)
     repeat[by_pair] = ~first_of_run
     # The interaction after each one in its pair (for the per-event-type rate): a run's next element.
-    followed = np.zeros(len(pair), dtype=bool)
+    followed = np.zeros(len(order), dtype=bool)
     followed[by_pair[:-1]] = ~first_of_run[1:]
 
     per_user = np.bincount(user, minlength=n_users).astype(np.float64)
@@ -137,18 +130,18 @@ def measure(data, indptr: np.ndarray, hist_items: np.ndarray) -> RepeatProfile:
     type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
     type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
 
-    # Per (user, item) of the histories: times had, and the type of its latest interaction.
+    # Per (user, item) of the histories: times had, and the type of its latest interaction. The
+    # histories keep each pair's latest interaction in (user, time) order, so a pair's entry is
+    # the rank of that interaction's position among the kept ones.
     run_starts = np.flatnonzero(first_of_run)
-    counts = np.diff(np.r_[run_starts, len(pair)])
-    last = by_pair[np.r_[run_starts[1:], len(pair)] - 1]  # the latest interaction of each pair
-    pair_keys = sorted_pair[run_starts]
-    weight_of_pair = counts * type_weight[types[last]] * item_weight[pair_keys % max(n_items, 1)]
-    hist_users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
-    hist_keys = hist_users * max(n_items, 1) + np.asarray(hist_items, dtype=np.int64)
-    found = np.searchsorted(pair_keys, hist_keys)
-    found = np.clip(found, 0, max(len(pair_keys) - 1, 0))
-    known = pair_keys[found] == hist_keys if len(pair_keys) else np.zeros(len(hist_keys), bool)
-    pair_weight = np.where(known, weight_of_pair[found] if len(pair_keys) else 1.0, 1.0).astype(np.float32)
+    counts = np.diff(np.r_[run_starts, len(order)])
+    latest = by_pair[runs.last]  # position of each pair's latest interaction, pairs in key order
+    weight_of_pair = counts * type_weight[types[latest]] * item_weight[item[latest]]
+    kept = np.zeros(len(order), dtype=bool)
+    kept[latest] = True
+    entry = np.cumsum(kept) - 1
+    pair_weight = np.empty(n_pairs, dtype=np.float32)
+    pair_weight[entry[latest]] = weight_of_pair
     return RepeatProfile(share, user_share, item_weight, pair_weight)
 
 

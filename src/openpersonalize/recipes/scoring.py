@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from .base import TrainingData
+from .base import TrainingData, stable_order
 
 
 def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) -> sp.csr_matrix:
@@ -57,32 +57,13 @@ def outside_history_percentiles(lengths: np.ndarray, params) -> np.ndarray | Non
 def histories(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
     """Per user, distinct items ordered by their latest interaction (oldest first) as CSR-style
     (indptr, items)."""
-    ts = data.timestamp
-    if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: order users only
-        order = stable_order(data.user)
-    else:
-        order = np.lexsort((ts, data.user))
-    u, i = data.user[order], data.item[order]
-    # Keep the latest row of each (user, item): the last of its run once sorted stably by pair.
-    key = u.astype(np.int64) * max(data.n_items, 1) + i
-    by_key = np.argsort(key, kind="stable")
-    run_key = key[by_key]
-    keep = np.zeros(len(key), dtype=bool)
-    keep[by_key[np.r_[run_key[1:] != run_key[:-1], True]] if len(key) else by_key] = True
-    u, i = u[keep], i[keep]
+    runs = data.pair_runs
+    keep = np.zeros(len(runs.order), dtype=bool)
+    keep[runs.by_key[runs.last]] = True  # the latest interaction of each (user, item)
+    kept = runs.order[keep]
     indptr = np.zeros(data.n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u, minlength=data.n_users), out=indptr[1:])
-    return indptr, i.astype(np.int32)
-
-
-def stable_order(keys: np.ndarray) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` for non-negative integers below 2**32, as two 16-bit
-    radix passes (numpy radix-sorts 16-bit keys; wider ones fall back to a slower merge sort)."""
-    keys = np.asarray(keys)
-    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    if not len(keys) or int(keys.max()) < 0x10000:
-        return low
-    return low[np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")]
+    np.cumsum(np.bincount(data.user[kept], minlength=data.n_users), out=indptr[1:])
+    return indptr, data.item[kept].astype(np.int32)
 
 
 def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
