@@ -15,6 +15,7 @@ Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -49,6 +50,7 @@ def serve(args) -> int:
     import uvicorn
 
     from .api.app import Service, create_app
+    from .api.connections import fit_file_limit, guarded_protocol
 
     settings = _settings(args)
     _check_executor(settings)
@@ -56,7 +58,14 @@ def serve(args) -> int:
     logging.getLogger("openpersonalize").info(
         "openpersonalize on http://%s:%d (data %s, store %s)", settings.host, settings.port,
         Path(settings.data_dir).resolve(), settings.resolved_store_url())
-    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="warning")
+    fits = fit_file_limit(settings.max_connections)
+    if fits < settings.max_connections:
+        logging.getLogger("openpersonalize").warning(
+            "the open-file limit fits %d connections, not max_connections %d: capping at %d", fits,
+            settings.max_connections, fits)
+        settings = dataclasses.replace(settings, max_connections=fits)
+    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="warning",
+                http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
     return 0
 
 

@@ -34,6 +34,17 @@ class Settings:
     access_keys: str = ""
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 8 * 1024 * 1024
+    #: Open HTTP connections at most (api/connections.py). At the cap, a new connection closes
+    #: the connection that has waited longest without a request; with none waiting, the new one
+    #: is refused (and logged). ``serve`` raises the process's file limit to fit it.
+    max_connections: int = 1000
+    #: Seconds a connection may take to send a request's headers (from connect, or from the
+    #: previous response): slow or silent clients are closed.
+    header_timeout_seconds: float = 10.0
+    #: Seconds a request may take to send its body once the headers are in.
+    body_timeout_seconds: float = 60.0
+    #: Seconds an idle keep-alive connection stays open after a response.
+    keep_alive_seconds: float = 5.0
     #: Number of job worker threads in this process (0: jobs wait for a separate worker).
     workers: int = 1
     #: Seconds between job queue polls when idle.
