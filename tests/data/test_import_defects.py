@@ -54,6 +54,12 @@ DEFECTS = [
      "Dataset import job must contain at least 1000 interactions records (it has 999)."),
     ("wrong number of values", lambda: with_line(1500, b"u1,i1,1600000000\n"),
      "line 1502: found 3 values, but the header has 5 columns."),
+    # A quoted value spanning two lines: errors name the line where the bad record starts.
+    ("bad value after a two-line record", lambda: HEADER + valid_lines(1000)
+     + b'u1,i1,1600000000,"two\nlines",0.5\n' + valid_lines(5) + b"u1,i1,yesterday,click,0.5\n" + valid_lines(10),
+     'line 1009: TIMESTAMP "yesterday" is not a long.'),
+    ("wrong number of values in a two-line record", lambda: with_line(1500, b'u1,i1,"1600000000\nmore"\n'),
+     "line 1502: found 3 values, but the header has 5 columns."),
 ]
 
 

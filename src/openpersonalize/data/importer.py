@@ -231,32 +231,61 @@ def read_header(raw: bytes) -> list[str] | None:
     return [h.strip() for h in header]
 
 
-def diagnose(fh, columns: int, name: str) -> str | None:
-    """Find the first line a CSV cannot be read at, and say why (the slow, exact path)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    state = {"line": 0, "error": None}
+class _Records:
+    """The records of a CSV file object with the line each starts at (a quoted value may span
+    lines), decoded as UTF-8; ``error`` says where decoding failed, if it did."""
 
-    def lines():
-        for raw in fh:
-            state["line"] += 1
+    def __init__(self, fh, name: str):
+        self.fh, self.name, self.line, self.error = fh, name, 0, None
+
+    def _lines(self):
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for raw in self.fh:
+            self.line += 1
             try:
                 yield decoder.decode(raw)
             except UnicodeDecodeError as exc:
-                state["error"] = (f"{name} line {state['line']}: the data is not valid UTF-8 "
-                                  f"(byte 0x{raw[exc.start]:02x} at column {exc.start + 1}).")
+                self.error = (f"{self.name} line {self.line}: the data is not valid UTF-8 "
+                              f"(byte 0x{raw[exc.start]:02x} at column {exc.start + 1}).")
                 return
 
-    reader = csv.reader(lines(), doublequote=True, escapechar="\\", strict=False)
+    def __iter__(self):
+        """(start line, values) of each record after the header; blank lines are skipped, as the
+        bulk reader skips them."""
+        reader = csv.reader(self._lines(), doublequote=True, escapechar="\\", strict=False)
+        header = True
+        while True:
+            start = reader.line_num + 1
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            if header:
+                header = False
+            elif record:
+                yield start, record
+
+
+def diagnose(fh, columns: int, name: str) -> str | None:
+    """Find the first record a CSV cannot be read at, and say why, naming the line it starts at
+    (the slow, exact path)."""
+    records = _Records(fh, name)
     try:
-        for i, record in enumerate(reader):
-            if i == 0 or not record:
-                continue
+        for start, record in records:
             if len(record) != columns:
-                return (f"{name} line {reader.line_num}: found {len(record)} values, but the header "
+                return (f"{name} line {start}: found {len(record)} values, but the header "
                         f"has {columns} columns.")
     except csv.Error as exc:
-        return f"{name} line {state['line']}: the CSV cannot be parsed ({exc})."
-    return state["error"]
+        return f"{name} line {records.line}: the CSV cannot be parsed ({exc})."
+    return records.error
+
+
+def record_line(fh, index: int, name: str) -> int | None:
+    """The line record ``index`` (0 for the first after the header) starts at."""
+    for k, (start, _) in enumerate(_Records(fh, name)):
+        if k == index:
+            return start
+    return None
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -324,7 +353,7 @@ class CsvImport:
             try:
                 reader = pcsv.open_csv(fh, read_options=read, parse_options=PARSE, convert_options=convert)
                 for batch in reader:
-                    self._block(batch, pairs, name)
+                    self._block(batch, pairs, name, obj, self.rows - before)
                     self.job.progress(done_bytes + min(fh.tell(), obj.size), total_bytes)
             except pa.ArrowInvalid as exc:
                 if "Empty CSV" in str(exc):
@@ -340,8 +369,16 @@ class CsvImport:
         return (f"{name}: the CSV cannot be read after record {self.rows} "
                 f"({str(exc).splitlines()[0]}).")
 
-    def _block(self, batch: pa.RecordBatch, pairs: list[tuple[int, str]], name: str) -> None:
-        base = self.rows
+    def _line_of(self, obj: ObjectInfo, index: int, name: str) -> int:
+        """The line data record ``index`` starts at: counted again from the file (only for the
+        message of a failing import), since a quoted value may span lines."""
+        with storage(self.settings).open_input(obj) as fh:
+            found = record_line(fh, index, name)
+        return found if found is not None else index + 2
+
+    def _block(self, batch: pa.RecordBatch, pairs: list[tuple[int, str]], name: str, obj: ObjectInfo,
+               base: int) -> None:
+        """One block of records, ``base`` of this file's records before it."""
         arrays = {}
         for pos, (_, field_name) in enumerate(pairs):
             def where(i, value, _base=base):
@@ -349,8 +386,8 @@ class CsvImport:
             try:
                 arrays[field_name] = self.converters[field_name](batch.column(pos), where)
             except BadValue as bad:
-                raise JobFailed(f"{name} line {base + bad.index + 2}: {field_name} {_quote(bad.value)} "
-                                f"{bad.rule}.") from None
+                raise JobFailed(f"{name} line {self._line_of(obj, base + bad.index, name)}: {field_name} "
+                                f"{_quote(bad.value)} {bad.rule}.") from None
         out = pa.record_batch([arrays[f.name] for f in self.ds.arrow_schema], schema=self.ds.arrow_schema)
         if self.ds.id_column and self.job.doc.get("importMode") == "INCREMENTAL":
             self.new_ids.append(pc.unique(out.column(self.ds.id_column)))
