@@ -58,6 +58,9 @@ class Settings:
     job_isolation: str = "process"
     #: Extra modules to import (comma-separated) that register job bodies: plugins.
     job_modules: str = ""
+    #: Longest batch input line, in bytes: a longer one gets a per-line error without being
+    #: held in memory, and the job goes on.
+    batch_max_line_bytes: int = 1024 * 1024
     #: Theme generator for THEME_GENERATION batch jobs: "builtin" or "module:callable".
     theme_generator: str = "builtin"
     #: Automatic training (performAutoTraining): on/off, delay before a solution's first automatic

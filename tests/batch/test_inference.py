@@ -42,6 +42,24 @@ def test_user_personalization_lines_in_order_with_errors(lab):
     assert np.mean(shares) > 0.7
 
 
+def test_an_over_long_line_gets_its_error_and_the_job_goes_on(lab):
+    """A 3 MB line (the limit, batch_max_line_bytes, is 1 MiB by default) is not read whole: it
+    gets a per-line error naming its size, and the lines around it are scored."""
+    users = [str(u) for u in lab.cat.user_ids[:6]]
+    huge = '{"userId": "' + users[0] + '", "context": {"x": "' + "y" * 3_000_000 + '"}}'
+    lines = [{"userId": u} for u in users[:3]] + [huge] + [{"userId": u} for u in users[3:]]
+    uri = lab.put("long/users.json", lines)
+    job, out = lab.inference("aws-user-personalization", uri, numResults=5)
+    assert job["status"] == "ACTIVE", job
+    rows = lab.output(out + "users.json.out")
+    assert len(rows) == 7
+    assert rows[3]["output"] is None
+    assert rows[3]["error"] == (f"Line 4 has {len(huge) + 1:,} bytes, more than the limit of 1,048,576 bytes "
+                                "(batch_max_line_bytes); it was not read.")
+    assert [r["input"]["userId"] for r in rows[:3] + rows[4:]] == users
+    assert all(len(r["output"]["recommendedItems"]) == 5 for r in rows[:3] + rows[4:])
+
+
 def test_filters_with_placeholders_and_history(lab):
     genre = lab.filter("INCLUDE ItemID WHERE Items.GENRES IN ($G) AND Items.PRICE <= $MAX")
     bought = lab.filter('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")')

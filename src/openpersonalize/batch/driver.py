@@ -118,7 +118,7 @@ def _run(job: JobContext, plan: ShardPlan, storage: Storage) -> None:
     def shards() -> Iterator[tuple[int, bytes]]:
         for k, p in enumerate(planned):
             count = 0
-            for first, data, records in cut(storage, p.source, per_shard):
+            for first, data, records in cut(storage, p.source, per_shard, job.settings.batch_max_line_bytes):
                 count += records
                 if count > plan.records_per_file:
                     raise JobFailed(plan.too_many(p.source.uri))
@@ -176,13 +176,14 @@ class _OutputFiles:
             self.out = None
 
 
-def cut(storage: Storage, obj: ObjectInfo, per_shard: int) -> Iterator[tuple[int, bytes, int]]:
+def cut(storage: Storage, obj: ObjectInfo, per_shard: int, max_line: int) -> Iterator[tuple[int, bytes, int]]:
     """``(first line number, raw lines, records)`` for runs of ``per_shard`` records of ``obj``
-    (blank lines are not records, as ``jsonl.parse_line`` skips them)."""
+    (blank lines are not records, as ``jsonl.parse_line`` skips them; lines over ``max_line``
+    bytes are not read, see ``jsonl.bounded_lines``)."""
     lines: list[bytes] = []
     first, records = 1, 0
     with storage.open_input(obj, member="jobInput.s3DataSource.path") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(jsonl.bounded_lines(f, max_line), start=1):
             lines.append(raw)
             if raw.strip():
                 records += 1

@@ -8,8 +8,10 @@ once no other job is using it: a reader listing the output prefix finds only who
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..jobs.contract import JobContext, JobFailed
@@ -76,12 +78,41 @@ def plan(storage: Storage, input_uri: str, output_uri: str, job_name: str, attem
     return planned
 
 
+TOO_LONG = b"\x00openpersonalize: line too long "  # stands for a line not read whole (bounded_lines)
+
+
+def bounded_lines(f, limit: int) -> Iterator[bytes]:
+    """The lines of a binary file, each held in memory only up to ``limit`` bytes: a longer one
+    is read past and stands as ``TOO_LONG`` + its length and the limit, which
+    :func:`parse_line` turns into that line's error."""
+    reader = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f, 1 << 20)
+    while True:
+        line = reader.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while not line.endswith(b"\n"):
+            line = reader.readline(1 << 20)
+            if not line:
+                break
+            size += len(line)
+        yield TOO_LONG + f"{size} {limit}\n".encode()
+
+
 def parse_line(number: int, raw_bytes: bytes) -> Record | None:
     """The record of input line ``number`` (None for a blank line).
 
-    A line that is not valid UTF-8 JSON, or not a JSON object, becomes a record with ``error``."""
+    A line that is not valid UTF-8 JSON, or not a JSON object, or too long, becomes a record
+    with ``error``."""
     if not raw_bytes.strip():
         return None
+    if raw_bytes.startswith(TOO_LONG):
+        size, limit = raw_bytes[len(TOO_LONG):].split()
+        return Record(number, "", None, f"Line {number} has {int(size):,} bytes, more than the limit of "
+                                        f"{int(limit):,} bytes (batch_max_line_bytes); it was not read.")
     try:
         raw = raw_bytes.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
