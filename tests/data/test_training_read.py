@@ -1,7 +1,7 @@
 """What training reads from a dataset group (data/interactions.py ``load_group``): imported through
 the real server, read back from its data folder. Identical records count once; records that
-share user, item and time but differ elsewhere all count; on data without either, the fast path
-(no row hashing) reads exactly the imported rows, oldest first."""
+share user, item and time but differ elsewhere all count; data without either reads exactly
+the imported rows, oldest first."""
 
 from __future__ import annotations
 
