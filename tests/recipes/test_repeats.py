@@ -60,7 +60,6 @@ def seen_share(model, data: TrainingData, users, n: int = 25) -> float:
 
 
 def test_measure_finds_no_repeats_in_distinct_data(distinct):
-    model = train("aws-user-personalization", distinct, {}, seed="arn:test", settings=EASE).model
     profile = measure(distinct)
     assert profile.share < MIN_SHARE and profile.excludes
 

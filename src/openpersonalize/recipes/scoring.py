@@ -8,7 +8,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from .base import TrainingData, stable_order
+from .base import TrainingData
 
 
 def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) -> sp.csr_matrix:
