@@ -55,6 +55,10 @@ def test_models_travel_through_the_s3_data_root(postgres_url, seaweedfs, tmp_pat
         s3.put_object(Bucket="shared-in", Key="in/users.json", Body=json.dumps({"userId": user}).encode() + b"\n")
         arn = c.create_batch_inference_job(
             jobName="shared-bi", solutionVersionArn=version, numResults=10, roleArn=ROLE,
+            # The campaign explores new items by default (explorationWeight 0.3); a batch job only
+            # when asked. Asked the same, both must give the same list.
+            batchInferenceJobConfig={"itemExplorationConfig": {"explorationWeight": "0.3",
+                                                               "explorationItemAgeCutOff": "30"}},
             jobInput={"s3DataSource": {"path": "s3://shared-in/in/users.json"}},
             jobOutput={"s3DataDestination": {"path": "s3://shared-in/out/"}})["batchInferenceJobArn"]
         assert wait(lambda: c.describe_batch_inference_job(batchInferenceJobArn=arn)["batchInferenceJob"])[
