@@ -69,10 +69,10 @@ class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the deadlines and cap of a :class:`ConnectionGuard`."""
 
     guard: ConnectionGuard
+    _deadline: TimerHandle | None = None  # the pending header or body deadline
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline: TimerHandle | None = None
         if not self.guard.make_room(self, len(self.connections)):
             self.drop()
             return
@@ -87,7 +87,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = self.loop.call_later(seconds, self.drop)
 
     def _disarm(self) -> None:
-        if getattr(self, "_deadline", None) is not None:
+        if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 

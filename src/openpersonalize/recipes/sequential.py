@@ -53,8 +53,9 @@ MIN_VALIDATION_USERS = 30
 
 
 def ordered(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
-    """(user, item) of every interaction, sorted by user then time (stable)."""
-    order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
+    """(user, item) of every interaction, sorted by user then time (stable): the order the
+    model's histories already sorted (``data.pair_runs``)."""
+    order = data.pair_runs.order
     return data.user[order].astype(np.int64), data.item[order].astype(np.int64)
 
 
@@ -292,7 +293,7 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         """(seq_weight, decay) with the best NDCG@10 on each user's newest interaction, the
         models fitted on the rest; and for the metadata recipes the metadata weight. Zeros when
         too few users have three or more interactions."""
-        order = np.lexsort((np.arange(data.n_interactions), data.timestamp, data.user))
+        order = data.pair_runs.order  # by user, then time
         counts = np.bincount(data.user, minlength=data.n_users)
         last = np.zeros(data.n_interactions, dtype=bool)
         ends = np.cumsum(counts)[counts >= 3] - 1
