@@ -80,10 +80,12 @@ def run_sharded(job: JobContext, plan: ShardPlan) -> None:
             _clear(storage, output, name, drop_output=not published and not output_existed)
 
 
-def clear_job_temporaries(settings: Settings, doc: dict) -> None:
-    """Remove every attempt's temporaries of the batch job ``doc`` without running it: for a job
-    that ends without its body running again (failed after too many interrupted attempts)."""
-    _clear(Storage(settings), doc["jobOutput"]["s3DataDestination"]["path"], doc["jobName"], drop_output=False)
+def clear_job_temporaries(job: JobContext) -> None:
+    """Remove every attempt's temporaries of a batch job without running it: the cleanup of a job
+    that ends without succeeding (its process was killed, or it was not started again), and the
+    output folder if that leaves it empty."""
+    _clear(Storage(job.settings), job.doc["jobOutput"]["s3DataDestination"]["path"], job.doc["jobName"],
+           drop_output=True)
 
 
 def _clear(storage: Storage, output: str, name: str, *, drop_output: bool) -> None:
@@ -136,8 +138,11 @@ def _run(job: JobContext, plan: ShardPlan, storage: Storage) -> None:
             done, done_bytes, errors = done + records, done_bytes + size, errors + bad
             job.progress(done, None, bytes_done=done_bytes, bytes_total=total_bytes, errors=errors)
             job.check_cancelled()
+            job.reached("writing")
         files.close()  # files with no record still get their (empty) output
+        job.reached("written")
         jsonl.publish(storage, planned)
+        job.reached("published")
     except BaseException:
         outputs.close()
         files.abandon()

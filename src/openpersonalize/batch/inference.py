@@ -23,7 +23,7 @@ from ..recipes.registry import served_recipe
 from ..recipes.scoring import rounded_scores, score_value
 from ..store.models import load_model, model_arn_of
 from . import jsonl
-from .driver import ShardPlan, job_context, records, run_sharded
+from .driver import ShardPlan, clear_job_temporaries, job_context, records, run_sharded
 from .filtering import LineFilters
 from .themes import ThemeWriter
 
@@ -195,7 +195,7 @@ class Scorer:
         return out
 
 
-@job_body("batch-inference-job", isolated=True)
+@job_body("batch-inference-job", isolated=True, cleanup=clear_job_temporaries)
 def run_batch_inference(job: JobContext) -> dict:
     version = jsonl.active_version(job)
     served = served_recipe(version.doc)

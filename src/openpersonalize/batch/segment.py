@@ -20,7 +20,7 @@ from ..jobs.contract import JobContext, JobFailed, job_body
 from ..recipes.registry import served_recipe
 from ..store.models import load_model, model_arn_of
 from . import jsonl
-from .driver import ShardPlan, job_context, records, run_sharded
+from .driver import ShardPlan, clear_job_temporaries, job_context, records, run_sharded
 from .filtering import GroupView, LineFilters
 
 SHARD_QUERIES = 64  # a segment query scores every user: a few dozen make a shard
@@ -86,7 +86,7 @@ def _segment(model, items: np.ndarray, n: int, users_mask: np.ndarray | None) ->
     return {"recommendedUsers": users, "usersList": users}
 
 
-@job_body("batch-segment-job", isolated=True)
+@job_body("batch-segment-job", isolated=True, cleanup=clear_job_temporaries)
 def run_batch_segment(job: JobContext) -> dict:
     version = jsonl.active_version(job)
     served = served_recipe(version.doc)

@@ -19,7 +19,7 @@ from ..jobs.contract import job_body
 from ..jobs.contract import JobContext, JobFailed
 from ..store.files import storage
 from .importer import PARSE, csv_objects, read_header
-from .rows import Dataset, group_datasets, rewrite_part_without, sweep_parts
+from .rows import Dataset, group_datasets, job_part_token, remove_unpublished_parts, rewrite_part_without, sweep_parts
 
 log = logging.getLogger("openpersonalize.deletion")
 
@@ -57,25 +57,35 @@ def read_user_ids(job: JobContext) -> pa.Array:
     return ids.filter(pc.greater(pc.binary_length(ids), 0))
 
 
-def delete_from_bulk(ds: Dataset, column: str, ids: pa.Array) -> int:
+def delete_from_bulk(job: JobContext, ds: Dataset, column: str, ids: pa.Array) -> int:
     """Rewrite the bulk files holding any of ``ids``; returns the number of rows removed."""
+    token = job_part_token(job.arn, job.attempt)  # names the new files after the job
     for _attempt in range(10):
         state = ds.bulk_state()
         new_parts, removed = [], 0
         for part in state.parts:
-            parts, hits = rewrite_part_without(ds, part, column, ids)
+            parts, hits = rewrite_part_without(ds, part, column, ids, token)
             new_parts.extend(parts)
             removed += hits
         if not removed:
             return 0
+        job.reached("rewritten")
         if ds.records.publish(ds.arn, state.generation, new_parts):
             sweep_parts(ds, new_parts, ds.settings.file_grace_seconds)
             return removed
     raise JobFailed(f"Dataset {ds.arn} changed under the deletion ten times in a row; run it again.")
 
 
-@job_body("data-deletion-job")
+def discard_unpublished(job: JobContext) -> None:
+    """The cleanup of a deletion that did not succeed: rewritten files it never published go."""
+    for ds in group_datasets(job.store, job.settings, job.doc["datasetGroupArn"]).values():
+        remove_unpublished_parts(ds, job.arn)
+
+
+@job_body("data-deletion-job", cleanup=discard_unpublished)
 def run_deletion(job: JobContext) -> dict:
+    """Deleting again is harmless, so an attempt after a crash simply runs the whole deletion
+    (``numDeleted`` then counts what that attempt found)."""
     ids = read_user_ids(job)
     deleted = 0
     if len(ids):
@@ -85,7 +95,10 @@ def run_deletion(job: JobContext) -> dict:
             column = ds.column("USER_ID")
             if column is None:
                 continue
-            deleted += delete_from_bulk(ds, column, ids)
+            if job.attempt > 1:
+                remove_unpublished_parts(ds, job.arn)
+            deleted += delete_from_bulk(job, ds, column, ids)
+            job.reached("published")
             deleted += ds.records.delete_users(ds.arn, id_list)
     log.info("data deletion %s: %d users, %d records deleted", job.arn, len(ids), deleted)
     return {"numDeleted": deleted}

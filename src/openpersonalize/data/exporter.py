@@ -160,12 +160,12 @@ def clear_earlier_attempts(st, folder: str, attempt: int) -> None:
         st.remove(folder + name, MEMBER)
 
 
-def discard_attempts(settings, doc: dict) -> None:
-    """Remove what every attempt of the export job ``doc`` wrote, without running it: for a job
-    that ends without its body running again (failed after too many interrupted attempts)."""
-    path = doc["jobOutput"]["s3DataDestination"]["path"]
-    folder = (path if path.endswith("/") else path + "/") + doc["jobName"] + "/"
-    st = storage(settings)
+def discard_attempts(job: JobContext) -> None:
+    """Remove what every attempt of the export job wrote, without running it: the cleanup of a
+    job that ends without succeeding (its body may never have run again after a crash)."""
+    path = job.doc["jobOutput"]["s3DataDestination"]["path"]
+    folder = (path if path.endswith("/") else path + "/") + job.doc["jobName"] + "/"
+    st = storage(job.settings)
     try:
         clear_earlier_attempts(st, folder, attempt=2)
         st.remove_empty_folder(folder, MEMBER)
@@ -219,7 +219,7 @@ def _rows(ds: Dataset, mode: str) -> Iterator[pa.RecordBatch]:
             yield batch.select(names)
 
 
-@job_body("dataset-export-job")
+@job_body("dataset-export-job", cleanup=discard_attempts)
 def run_export(job: JobContext) -> dict:
     doc = job.doc
     ds = Dataset(job.store, job.settings, doc["datasetArn"])
@@ -252,7 +252,10 @@ def run_export(job: JobContext) -> dict:
             parts.write(_line_bytes(lines))
             rows += len(lines)
             job.progress(rows)
+            job.reached("writing")
+        job.reached("written")
         count = parts.publish()
+        job.reached("published")
     except InvalidInputException as exc:
         parts.discard()
         raise JobFailed(exc.message) from None

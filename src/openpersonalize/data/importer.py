@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -44,7 +43,7 @@ from ..errors import InvalidInputException
 from ..jobs.contract import job_body
 from ..jobs.contract import JobContext, JobFailed
 from ..store.files import ObjectInfo, storage
-from .rows import Dataset, PartWriter, rewrite_part_without, sweep_parts
+from .rows import Dataset, PartWriter, job_part_token, remove_unpublished_parts, rewrite_part_without, sweep_parts
 from .schemas import Field
 
 log = logging.getLogger("openpersonalize.import")
@@ -302,7 +301,7 @@ class CsvImport:
         self.first_name = ""
         self.ignored: list[str] = []
         self.converters: dict[str, Converter] = {}
-        self.writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=uuid.uuid4().hex[:10],
+        self.writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=job_part_token(job.arn, job.attempt),
                                  compression=self.settings.parquet_compression)
         self.new_ids: list[pa.Array] = []
         for f in ds.schema.fields:
@@ -425,10 +424,21 @@ def csv_objects(job: JobContext, location: str) -> list:
     return objects
 
 
-@job_body("dataset-import-job")
+def discard_unpublished(job: JobContext) -> None:
+    """The cleanup of an import that did not succeed: the files its attempts wrote and never
+    published go (published ones belong to the dataset now)."""
+    remove_unpublished_parts(Dataset(job.store, job.settings, job.doc["datasetArn"]), job.arn)
+
+
+@job_body("dataset-import-job", cleanup=discard_unpublished)
 def run_import(job: JobContext) -> dict:
     doc = job.doc
     ds = Dataset(job.store, job.settings, doc["datasetArn"])
+    if job.attempt > 1:  # an earlier attempt died: what it wrote and did not publish goes
+        remove_unpublished_parts(ds, job.arn)
+    # An earlier attempt that died after publishing has added the rows already: this one reads
+    # the files again for the report only, so that an INCREMENTAL import never adds them twice.
+    published = job.attempt > 1 and any(p.get("job") == doc["jobName"] for p in ds.bulk_state().parts)
     location = doc["dataSource"]["dataLocation"]
     objects = csv_objects(job, location)
     total = sum(o.size for o in objects)
@@ -438,21 +448,33 @@ def run_import(job: JobContext) -> dict:
         for obj in objects:
             work.add_file(obj, _display_name(obj, location), done, total)
             done += obj.size
+            job.reached("reading")
         parts = work.writer.close()
     except BaseException:
         work.writer.abort()
         raise
+    job.reached("written")
     try:
         _check_counts(ds, work, job)
+        if published:
+            raise _AlreadyPublished()
         mode = doc.get("importMode") or "FULL"
-        _publish(ds, work, parts, mode, doc["jobName"])
+        _publish(ds, work, parts, mode, doc["jobName"], job_part_token(job.arn, job.attempt))
+    except _AlreadyPublished:
+        for part in parts:
+            ds.root.remove(part["file"])
     except BaseException:
         for part in parts:
             ds.root.remove(part["file"])
         raise
+    job.reached("published")
     report = work.report()
     _write_report(ds, doc, report)
     return {"_report": report}
+
+
+class _AlreadyPublished(Exception):
+    """This import's rows are in the dataset already (published by an attempt that died)."""
 
 
 def _check_counts(ds: Dataset, work: CsvImport, job: JobContext) -> None:
@@ -464,7 +486,7 @@ def _check_counts(ds: Dataset, work: CsvImport, job: JobContext) -> None:
         raise JobFailed("The import has a header but no records.")
 
 
-def _publish(ds: Dataset, work: CsvImport, parts: list[dict], mode: str, job_name: str) -> None:
+def _publish(ds: Dataset, work: CsvImport, parts: list[dict], mode: str, job_name: str, token: str) -> None:
     now = time.time()
     for part in parts:
         part.update(time=now, job=job_name)
@@ -475,7 +497,7 @@ def _publish(ds: Dataset, work: CsvImport, parts: list[dict], mode: str, job_nam
         if mode == "FULL":
             new_parts = list(parts)
         else:
-            kept = _drop_replaced(ds, state.parts, replaced_ids) if replaced_ids is not None else state.parts
+            kept = _drop_replaced(ds, state.parts, replaced_ids, token) if replaced_ids is not None else state.parts
             new_parts = kept + parts
         if ds.records.publish(ds.arn, state.generation, new_parts):
             sweep_parts(ds, new_parts, ds.settings.file_grace_seconds)
@@ -483,11 +505,11 @@ def _publish(ds: Dataset, work: CsvImport, parts: list[dict], mode: str, job_nam
     raise JobFailed("The dataset changed under the import ten times in a row; run the import again.")
 
 
-def _drop_replaced(ds: Dataset, parts: list[dict], ids: pa.Array) -> list[dict]:
+def _drop_replaced(ds: Dataset, parts: list[dict], ids: pa.Array, token: str) -> list[dict]:
     """Older bulk files without the rows whose ID the new import brings (INCREMENTAL entities)."""
     out = []
     for part in parts:
-        out.extend(rewrite_part_without(ds, part, ds.id_column, ids)[0])
+        out.extend(rewrite_part_without(ds, part, ds.id_column, ids, token)[0])
     return out
 
 

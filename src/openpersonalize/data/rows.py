@@ -9,6 +9,7 @@ null for anonymous events) and ``_session_id``.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
@@ -174,6 +175,29 @@ def new_part_name(directory: str, token: str, index: int) -> str:
     return f"{directory}/parts/{int(time.time())}-{token}-{index:05d}.parquet"
 
 
+def _job_key(job_arn: str) -> str:
+    return "j" + hashlib.sha1(job_arn.encode()).hexdigest()[:10]
+
+
+def job_part_token(job_arn: str, attempt: int) -> str:
+    """The token in the names of the bulk files a job writes: it names the job and the attempt,
+    so that a later attempt (or the cleanup after a crash) can find what earlier ones left."""
+    return f"{_job_key(job_arn)}a{attempt}"
+
+
+def remove_unpublished_parts(ds: Dataset, job_arn: str) -> int:
+    """Delete the bulk files any attempt of ``job_arn`` wrote that the dataset does not list (the
+    attempt died or failed before publishing them); returns how many went."""
+    listed = {p["file"] for p in ds.bulk_state().parts}
+    marker = f"-{_job_key(job_arn)}a"
+    removed = 0
+    for rel in list(ds.root.walk_files(f"{ds.dir}/parts")):
+        if marker in rel.rsplit("/", 1)[-1] and rel not in listed:
+            ds.root.remove(rel)
+            removed += 1
+    return removed
+
+
 class PartWriter:
     """Writes record batches into Parquet files of at most ``max_rows`` rows each.
 
@@ -249,16 +273,20 @@ class PartWriter:
                     self._error = self._error or exc
 
 
-def rewrite_part_without(ds: Dataset, part: dict, column: str, values: pa.Array) -> tuple[list[dict], int]:
+def rewrite_part_without(ds: Dataset, part: dict, column: str, values: pa.Array,
+                         token: str | None = None) -> tuple[list[dict], int]:
     """A bulk part with the rows whose ``column`` is in ``values`` removed.
 
     Returns the parts that replace it (the part itself when no row matches; fresh files
-    otherwise, written before anything is published) and how many rows were removed.
+    otherwise, written before anything is published) and how many rows were removed. ``token``
+    begins the new files' names (see ``job_part_token``).
     """
     hits = sum(pc.sum(pc.is_in(b.column(column), value_set=values)).as_py() or 0 for b in ds.iter_part(part))
     if not hits:
         return [part], 0
-    writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=uuid.uuid4().hex[:10],
+    # Each rewrite gets names of its own: a job may rewrite several parts, and write new ones.
+    fresh = uuid.uuid4().hex[:10]
+    writer = PartWriter(ds.root, ds.dir, ds.arrow_schema, token=f"{token}r{fresh}" if token else fresh,
                         compression=ds.settings.parquet_compression)
     try:
         for batch in ds.iter_part(part):

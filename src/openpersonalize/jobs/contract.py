@@ -13,10 +13,19 @@ that says so, so no job is ever left waiting for code that does not exist.
 Heavy bodies (training, batch scoring) register with ``isolated=True``: the runner then runs them
 in a child process (setting ``job_isolation``), so that their Python work never holds the API
 server's interpreter lock, and a stop request can end them at once.
+
+A body that writes output registers a ``cleanup(job)`` too: the runner calls it whenever
+a job of that kind ends without succeeding, so that what any attempt wrote goes even when the body
+itself could not remove it (its process was killed, or it never ran again after a crash).
+
+Bodies mark their stages with :meth:`JobContext.reached`; the fault-injection tests crash the
+process at a named stage through ``OPENPERSONALIZE_CRASH_AT`` (see ``crash_if_asked``).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +37,8 @@ if TYPE_CHECKING:  # annotations only: the contract needs no store or settings c
 
 BODIES: dict[str, Callable[[JobContext], dict | None]] = {}
 ISOLATED: set[str] = set()
+CLEANUPS: dict[str, Callable[[JobContext], None]] = {}
+CRASH_AT = "OPENPERSONALIZE_CRASH_AT"
 
 
 class JobFailed(Exception):
@@ -65,12 +76,33 @@ class JobContext:
         if self._cancel.is_set():
             raise JobCancelled()
 
+    def reached(self, stage: str) -> None:
+        """The body has reached ``stage`` (``written``: output complete under temporary names,
+        ``published`` ...): a point where a crash must leave nothing half-done."""
+        target = os.environ.get(CRASH_AT)
+        if target and self.attempt == 1:
+            crash_if_asked(target, f"{self.kind}:{stage}")
 
-def job_body(kind: str, *, isolated: bool = False):
-    """Register the decorated function as the body of jobs of ``kind``."""
+
+def crash_if_asked(target: str, point: str) -> None:
+    """Crash like a dying machine when ``target`` names ``point``: ``<kind>:<stage>`` kills this
+    process's whole group (the server and its job processes), ``<kind>:<stage>:process`` only the
+    process running the body. For the fault-injection tests only; never set in service."""
+    if target.removesuffix(":process") != point:
+        return
+    if target.endswith(":process"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def job_body(kind: str, *, isolated: bool = False, cleanup: Callable[[JobContext], None] | None = None):
+    """Register the decorated function as the body of jobs of ``kind`` (and ``cleanup`` as what
+    removes every attempt's output when such a job ends without succeeding)."""
 
     def register(fn: Callable) -> Callable:
         BODIES[kind] = fn
+        if cleanup is not None:
+            CLEANUPS[kind] = cleanup
         if isolated:
             ISOLATED.add(kind)
         else:

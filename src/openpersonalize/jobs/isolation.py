@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import logging
 import multiprocessing
+import signal
 import traceback
 
 from .. import jobs_registry  # noqa: F401  (registers the bodies, in the parent and in the spawned child)
@@ -41,7 +42,7 @@ def run_in_child(job) -> dict:
                     kind, payload = parent.recv()
                 except EOFError:
                     proc.join(5)
-                    raise RuntimeError(f"the job process ended without a result (exit code {proc.exitcode})")
+                    raise JobFailed(_died(proc.exitcode)) from None
                 if kind == "progress":
                     job._progress = payload
                 elif kind == "ok":
@@ -55,12 +56,24 @@ def run_in_child(job) -> dict:
                     log.error("job %s failed in its process:\n%s", job.arn, trace)
                     raise RuntimeError(summary)
             elif not proc.is_alive() and not parent.poll(0):
-                raise RuntimeError(f"the job process died (exit code {proc.exitcode})")
+                raise JobFailed(_died(proc.exitcode))
     finally:
         parent.close()
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+
+
+def _died(exitcode: int | None) -> str:
+    """The failure reason of a job whose process ended without a word."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"killed by signal {-exitcode}"
+        hint = " (the system ends the largest process when memory runs out)" if -exitcode == signal.SIGKILL else ""
+        return f"The job's process was {how}{hint}; nothing it wrote was kept. Run the job again."
+    return f"The job's process died (exit code {exitcode}) without a result; nothing it wrote was kept."
 
 
 def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from .. import jobs_registry  # noqa: F401  (registers every job body)
 from ..config import Settings
 from ..store.metadata import Store
-from .contract import BODIES, ISOLATED, STOPPED, STOPPING, JobCancelled, JobContext, JobFailed, status_words
+from .contract import BODIES, CLEANUPS, ISOLATED, STOPPED, STOPPING, JobCancelled, JobContext, JobFailed, status_words
 from .isolation import run_in_child
 
 log = logging.getLogger("openpersonalize.jobs")
@@ -113,6 +113,7 @@ class JobRunner:
             self._finish(arn, {"status": STOPPED})
             return
         if attempt > self.settings.job_max_attempts:
+            self._clean_up(arn, kind, row.doc, attempt)
             self._finish(arn, {"status": words.failed, "failureReason":
                                f"The job was interrupted {attempt - 1} times (the worker running it "
                                "stopped) and was not started again."})
@@ -148,12 +149,27 @@ class JobRunner:
         if current is not None and current.status == STOPPING:
             changes = {"status": STOPPED, "failureReason": None}
         log.info("job %s -> %s in %.2fs", arn, changes["status"], time.time() - started)
+        if changes["status"] != words.done:
+            self._clean_up(arn, kind, row.doc, attempt)
         self._finish(arn, changes)
         if self.on_finished is not None:
             try:
                 self.on_finished(kind, row.group_arn)
             except Exception:  # a cache that could not be dropped is refreshed by its timer
                 log.exception("after job %s", arn)
+
+    def _clean_up(self, arn: str, kind: str, doc: dict, attempt: int) -> None:
+        """Remove what every attempt of a job that did not succeed wrote, before its outcome is
+        recorded (a crash in between runs the job again, which cleans up again). Skipped when
+        another worker has taken the job over: its attempt's files are not ours to remove."""
+        cleanup = CLEANUPS.get(kind)
+        if cleanup is None or self.store.heartbeat(arn, self.worker_id) is None:
+            return
+        try:
+            cleanup(JobContext(arn=arn, kind=kind, doc=doc, store=self.store, settings=self.settings,
+                               attempt=attempt))
+        except Exception:  # the outcome stands; what could not be removed is logged
+            log.exception("cleaning up after job %s", arn)
 
     def _finish(self, arn: str, changes: dict) -> None:
         with self.store.transaction() as conn:

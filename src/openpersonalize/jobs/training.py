@@ -19,7 +19,7 @@ from ..data.schemas import Schema
 from ..recipes.base import ColumnRoles, TooLittleData, TrainingData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
-from ..store.models import load_model, save_model
+from ..store.models import load_model, remove_model, save_model
 from .contract import job_body
 from .contract import JobContext, JobFailed
 
@@ -114,7 +114,13 @@ def _previous_full(job: JobContext) -> str | None:
     return full[0].arn if full else None
 
 
-@job_body("solution-version", isolated=True)
+def discard_model(job: JobContext) -> None:
+    """The cleanup of a training that did not succeed: a model its attempts saved (whole or in
+    part) goes."""
+    remove_model(job.settings, job.arn)
+
+
+@job_body("solution-version", isolated=True, cleanup=discard_model)
 def train_solution_version(job: JobContext) -> dict:
     started = time.time()
     doc = job.doc
@@ -131,6 +137,7 @@ def train_solution_version(job: JobContext) -> dict:
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
     data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
     del group
+    job.reached("read")
     read = time.time()
     job.check_cancelled()
     job.progress(1, 3, stage="training")
@@ -162,7 +169,9 @@ def train_solution_version(job: JobContext) -> dict:
     _, recipe_arn, result = best
     trained = time.time()
     job.progress(2, 3, stage="saving the model")
+    job.reached("trained")
     save_model(job.settings, job.arn, result.model)
+    job.reached("saved")
     log.info("%s: %d interactions read in %.1fs, trained (with metrics) in %.1fs, saved in %.1fs; %s", job.arn,
              data.n_interactions, read - started, trained - read, time.time() - trained,
              result.tuned_params.get("algorithm"))
