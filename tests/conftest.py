@@ -18,7 +18,7 @@ from tests.servers import reset_store, running_server
 
 CREDENTIALS = dict(region_name="us-east-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="secret")
 # No retries: a test must see the first answer, and never wait on backoff.
-CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60)
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60)  # no retries
 
 
 @pytest.fixture(scope="session")

@@ -108,3 +108,10 @@ class UnrecognizedClientException(ServiceError):
 class InvalidSignatureException(ServiceError):
     code = "InvalidSignatureException"
     status = 403
+
+
+class IncompleteSignatureException(ServiceError):
+    """AWS's answer to an Authorization header that is not a whole SigV4 signature."""
+
+    code = "IncompleteSignatureException"
+    status = 400

@@ -106,6 +106,9 @@ def parse_properties(text: str | None, member: str, schema: Schema, reserved: se
         props = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _bad(member, text, f"is not valid JSON ({exc.msg} at column {exc.colno}).") from None
+    except RecursionError:
+        raise _bad(member, text, "nests arrays or objects too deeply to be read; properties are a flat "
+                   "JSON object of field names and values.") from None
     if not isinstance(props, dict):
         raise _bad(member, text, "must be a JSON object of field names and values.")
     by_key = {}

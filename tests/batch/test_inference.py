@@ -47,17 +47,19 @@ def test_an_over_long_line_gets_its_error_and_the_job_goes_on(lab):
     gets a per-line error naming its size, and the lines around it are scored."""
     users = [str(u) for u in lab.cat.user_ids[:6]]
     huge = '{"userId": "' + users[0] + '", "context": {"x": "' + "y" * 3_000_000 + '"}}'
-    lines = [{"userId": u} for u in users[:3]] + [huge] + [{"userId": u} for u in users[3:]]
+    deep = '{"userId": "' + users[0] + '", "context": ' + "[" * 5_000 + "]" * 5_000 + "}"
+    lines = [{"userId": u} for u in users[:3]] + [huge, deep] + [{"userId": u} for u in users[3:]]
     uri = lab.put("long/users.json", lines)
     job, out = lab.inference("aws-user-personalization", uri, numResults=5)
     assert job["status"] == "ACTIVE", job
     rows = lab.output(out + "users.json.out")
-    assert len(rows) == 7
-    assert rows[3]["output"] is None
+    assert len(rows) == 8
+    assert rows[3]["output"] is None and rows[4]["output"] is None
     assert rows[3]["error"] == (f"Line 4 has {len(huge) + 1:,} bytes, more than the limit of 1,048,576 bytes "
                                 "(batch_max_line_bytes); it was not read.")
-    assert [r["input"]["userId"] for r in rows[:3] + rows[4:]] == users
-    assert all(len(r["output"]["recommendedItems"]) == 5 for r in rows[:3] + rows[4:])
+    assert rows[4]["error"] == "Line 5 nests arrays or objects too deeply to be read."
+    assert [r["input"]["userId"] for r in rows[:3] + rows[5:]] == users
+    assert all(len(r["output"]["recommendedItems"]) == 5 for r in rows[:3] + rows[5:])
 
 
 def test_filters_with_placeholders_and_history(lab):

@@ -20,9 +20,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ..errors import (
+    IncompleteSignatureException,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
-    ServiceError,
     UnrecognizedClientException,
 )
 
@@ -31,13 +31,6 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 _PARTS = ("Credential", "Signature", "SignedHeaders")
 # The region goes into every ARN the request creates, so it must look like one.
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-
-
-class IncompleteSignatureException(ServiceError):
-    """AWS's answer to an Authorization header that is not a whole SigV4 signature."""
-
-    code = "IncompleteSignatureException"
-    status = 400
 
 
 def _parse(authorization: str | None) -> dict[str, str]:

@@ -122,6 +122,8 @@ def parse_line(number: int, raw_bytes: bytes) -> Record | None:
         obj_ = json.loads(raw)
     except json.JSONDecodeError as exc:
         return Record(number, raw, None, f"Line {number} is not valid JSON: {exc.msg} at column {exc.colno}.")
+    except RecursionError:
+        return Record(number, raw, None, f"Line {number} nests arrays or objects too deeply to be read.")
     if isinstance(obj_, dict):
         return Record(number, raw, obj_)
     return Record(number, raw, None, f"Line {number} is not a JSON object.")

@@ -58,6 +58,9 @@ def parse_schema(text: str) -> Schema:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _bad(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}).") from None
+    except RecursionError:
+        raise _bad("the document nests arrays or objects too deeply to be read (an Avro schema nests a "
+                   "few levels).") from None
     if not isinstance(doc, dict):
         raise _bad("the document must be a JSON object with \"type\": \"record\".")
     if doc.get("type") != "record":

@@ -22,6 +22,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ..errors import InvalidInputException
 
 MAX_LENGTH = 2500
+#: Deepest nesting of parentheses read: real expressions nest a few levels; the parser and every
+#: walk of the tree recurse once per level, so a deeper expression is refused before parsing.
+MAX_NESTING = 64
 
 # Every terminal is a regex ending in \b where it is a word, so that "WHER" or "INCLUDES" is one
 # unexpected token rather than a keyword followed by garbage, and so that a field called "TYPE" or
@@ -405,9 +408,12 @@ def parse_filter(text: str) -> Filter:
     if len(text) > MAX_LENGTH:
         raise InvalidInputException(f"Invalid filterExpression: it is {len(text)} characters long; "
                                     f"the limit is {MAX_LENGTH}.")
+    _check_nesting(text)
     try:
         tree = _parser().parse(text)
         expressions = _ToAst(text).transform(tree)
+    except RecursionError:
+        raise _error(text, f"it nests too deeply to be read (at most {MAX_NESTING} levels of parentheses)") from None
     except UnexpectedInput as exc:
         raise syntax_error(text, exc) from None
     except VisitError as exc:
@@ -416,6 +422,22 @@ def parse_filter(text: str) -> Filter:
             raise _error(text, f"{p.what} at {_position(text, p.pos)}; {p.rule}") from None
         raise
     return Filter(expressions=_with_texts(expressions, text), source=text)
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse parentheses nested deeper than MAX_NESTING (quoted values do not count)."""
+    depth, quoted = 0, False
+    for pos, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise _error(text, f"parentheses nest deeper than {MAX_NESTING} levels at {_position(text, pos)}")
+        elif ch == ")":
+            depth -= 1
 
 
 def _with_texts(expressions: tuple[Expression, ...], text: str) -> tuple[Expression, ...]:
