@@ -64,33 +64,3 @@ def test_restart_keeps_everything_and_runs_queued_jobs(tmp_path):
         assert c.describe_solution_version(solutionVersionArn=stopped)["solutionVersion"]["status"] == "CREATE STOPPED"
     finally:
         second.stop()
-
-
-def test_import_report_from_the_cli(server, personalize, unique):
-    import json as _json
-
-    from tests.conftest import ITEMS_SCHEMA
-
-    group = personalize.create_dataset_group(name=unique("rep"))["datasetGroupArn"]
-    schema = personalize.create_schema(name=unique("s"), schema=_json.dumps(ITEMS_SCHEMA))["schemaArn"]
-    ds = personalize.create_dataset(name=unique("d"), schemaArn=schema, datasetGroupArn=group,
-                                    datasetType="Items")["datasetArn"]
-    folder = server.data_dir / "s3" / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "items.csv").write_text(",ITEM_ID,GENRES,PRICE,CREATION_TIMESTAMP\n0,i1,Comedy,abc,1700000000\n"
-                                      "1,i2,Drama,3.5,1700000000\n")
-    job = personalize.create_dataset_import_job(jobName=unique("imp"), datasetArn=ds,
-                                                dataSource={"dataLocation": "s3://reports/items.csv"})[
-        "datasetImportJobArn"]
-    deadline = time.time() + 60
-    while personalize.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"]["status"] \
-            not in ("ACTIVE", "CREATE FAILED") and time.time() < deadline:
-        time.sleep(0.1)
-    env = {**os.environ, "OPENPERSONALIZE_DATA_DIR": str(server.data_dir)}
-    out = subprocess.run([sys.executable, "-m", "openpersonalize.cli", "import-report", job], env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    report = _json.loads(out.stdout)
-    assert report["status"] == "ACTIVE"
-    text = _json.dumps(report["report"])
-    assert "PRICE" in text and report["report"]["ignoredColumns"]

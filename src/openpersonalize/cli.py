@@ -3,13 +3,16 @@
     openpersonalize serve    the API on one port, with job workers in the same process
     openpersonalize worker   job workers only, sharing the store of a ``serve`` process
     openpersonalize demo     the whole batch path through boto3 on generated data
-    openpersonalize cp       copy a local file into an embedded bucket (s3://bucket/key)
-    openpersonalize jobs     the job queue: running jobs, their progress and workers
+    openpersonalize cp       copy files to or from the server's buckets (like aws s3 cp)
+    openpersonalize jobs     the server's jobs: status, reason, progress, time left (--watch)
+    openpersonalize wait ARN wait for a job or resource; non-zero exit with the reason on failure
     openpersonalize import-report ARN   what an import ignored or nulled, per column
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
 
 Every option also reads an ``OPENPERSONALIZE_*`` environment variable (``--data-dir`` from
-``OPENPERSONALIZE_DATA_DIR``); the command line wins.
+``OPENPERSONALIZE_DATA_DIR``); the command line wins. ``cp``, ``jobs``, ``wait`` and
+``import-report`` talk to a running server at ``--endpoint-url`` (client.py), signed with the
+credentials boto3 would use.
 """
 
 from __future__ import annotations
@@ -95,53 +98,25 @@ def demo(args) -> int:
     return run(settings.data_dir, args.port or 18123)
 
 
-def cp(args) -> int:
-    """Copy a local file to an s3:// location of the configured store (embedded or S3)."""
-    from .store.files import Storage
+def _client_command(args) -> int:
+    """Run one of the commands that talk to a running server; their failures are one line."""
+    from . import commands
+    from .client import CommandError, ServerClient
 
-    settings = _settings(args)
-    storage = Storage(settings)
-    with open(args.source, "rb") as src, storage.write_object(args.target, "target") as out:
-        while chunk := src.read(1 << 20):
-            out.write(chunk)
-    print(f"{args.source} -> {args.target}")
-    return 0
-
-
-def jobs(args) -> int:
-    """Print the job queue (running and queued jobs; every job with ``--all``)."""
-    import json
-
-    from .metrics import format_jobs, job_rows
-    from .store.metadata import Store
-
-    settings = _settings(args)
-    store = Store(settings.resolved_store_url())
     try:
-        rows = job_rows(store, None if args.all else ("queued", "running", "cancel"))
-    finally:
-        store.close()
-    if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-    else:
-        sys.stdout.write(format_jobs(rows))
-    return 0
-
-
-def import_report(args) -> int:
-    """What an import job ignored or nulled, per column (AWS accepts such rows; we say so)."""
-    import json
-
-    from .store.metadata import Store
-
-    store = Store(_settings(args).resolved_store_url())
-    row = store.get(args.job_arn)
-    if row is None or row.kind != "dataset-import-job":
-        print(f"no dataset import job {args.job_arn}", file=sys.stderr)
-        return 2
-    print(json.dumps({"status": row.status, "failureReason": row.doc.get("failureReason"),
-                      "report": row.doc.get("_report")}, indent=2))
-    return 0
+        client = ServerClient.from_environment(args.endpoint_url)
+        if args.command == "cp":
+            return commands.cp(client, args.source, args.target, recursive=args.recursive, quiet=args.quiet)
+        if args.command == "jobs":
+            return commands.jobs(client, everything=args.all, as_json=args.json, watch=args.watch)
+        if args.command == "wait":
+            return commands.wait(client, args.arn, timeout=args.timeout)
+        return commands.import_report(client, args.job_arn)
+    except CommandError as exc:
+        print(f"openpersonalize {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def coverage(args) -> int:
@@ -179,25 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     executor(p)
     p.set_defaults(func=worker)
-    p = sub.add_parser("jobs", help="list running and queued jobs with their progress")
-    p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
-    p.add_argument("--store-url", help="SQLAlchemy URL of the metadata store (OPENPERSONALIZE_STORE_URL)")
+    def endpoint(p):
+        p.add_argument("--endpoint-url", help="the server (default: OPENPERSONALIZE_ENDPOINT, AWS_ENDPOINT_URL, "
+                                              "else http://127.0.0.1:8080)")
+
+    p = sub.add_parser("jobs", help="the server's jobs: status, failure reason, progress and time left")
     p.add_argument("--all", action="store_true", help="every job, finished ones too")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=jobs)
+    p.add_argument("--watch", action="store_true", help="progress bars, refreshed until no job runs")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
+    p = sub.add_parser("wait", help="wait for a job or resource to finish; non-zero exit with the reason if it fails")
+    p.add_argument("arn")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most (default 3600)")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
     p = sub.add_parser("demo", help="run the end-to-end demo on generated data")
     p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
     p.add_argument("--port", type=int, help="port of the demo's server (default 18123)")
     p.set_defaults(func=demo)
-    p = sub.add_parser("cp", help="copy a local file to s3://bucket/key")
-    p.add_argument("source")
-    p.add_argument("target")
-    common(p)
-    p.set_defaults(func=cp)
+    p = sub.add_parser("cp", help="copy files to or from the server's buckets, like aws s3 cp")
+    p.add_argument("source", help="a local file or folder, or s3://bucket/key")
+    p.add_argument("target", help="s3://bucket/key (or .../folder/), or a local path")
+    p.add_argument("--recursive", action="store_true", help="copy a folder, or everything under a prefix")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
     p = sub.add_parser("import-report", help="show what an import job ignored or nulled, per column")
     p.add_argument("job_arn")
-    common(p)
-    p.set_defaults(func=import_report)
+    endpoint(p)
+    p.set_defaults(func=_client_command)
     p = sub.add_parser("coverage", help="print the operation coverage table")
     p.set_defaults(func=coverage)
 

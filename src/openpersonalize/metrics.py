@@ -1,36 +1,50 @@
-"""What the job queue is doing, read from the metadata store: for ``GET /metrics`` (Prometheus
-text format) and ``openpersonalize jobs``.
+"""What the server is doing, for ``GET /metrics`` (Prometheus text format, written by
+``prometheus_client``) and ``openpersonalize jobs``.
 
-Describe calls have no member for a job's progress (their shape is AWS's), so progress is shown
-here: every running job's records done and total, as its worker's last heartbeat stored them.
-Every serve process reads the same store, so any of them behind a load balancer gives the whole
-cluster's picture.
+Counted by this process as requests and jobs pass (a Prometheus server adds up the processes):
 
-Metrics (all gauges):
+* ``openpersonalize_requests_total{operation, status}`` and the histogram
+  ``openpersonalize_request_duration_seconds{operation, status}``: every API call, ``operation``
+  named as in boto3's models (``ListDatasetGroups``, ``GetRecommendations``); requests that name
+  no operation count as ``operation="unknown"``.
+* ``openpersonalize_runtime_requests_total{operation, resource, status}``: runtime calls per
+  campaign or recommender ARN.
+* ``openpersonalize_events_received_total{operation}``: events, items, users and actions
+  accepted by PutEvents, PutItems, PutUsers, PutActions and PutActionInteractions.
+* ``openpersonalize_jobs_finished_total{kind, status}`` and the histogram
+  ``openpersonalize_job_duration_seconds{kind, status}``: jobs this process's workers ended.
 
-* ``openpersonalize_jobs{kind, state}``: jobs in the queue table by kind and state (``queued``,
-  ``running``, ``cancel``, ``done``).
-* ``openpersonalize_job_records_done{arn, kind, worker}`` and ``openpersonalize_job_records_total``
-  (when known): progress of each running job.
-* ``openpersonalize_job_heartbeat_age_seconds{arn, kind, worker}``: seconds since the job's
-  worker last renewed its lease; above ``job_lease_seconds`` another worker takes the job over.
-* ``openpersonalize_job_attempts{arn, kind, worker}``: starts of each running job so far.
+Read from the metadata store at each scrape (every server process shares it, so any of them
+gives the whole cluster's queue):
 
-The serving process adds what it holds itself (``ProcessState.metrics``, state.py):
-``openpersonalize_process_deployments``, ``..._deployments_limit``, ``..._loading``,
-``..._models``, ``..._model_bytes`` and ``..._event_tails``; those are of that one process.
+* ``openpersonalize_jobs{kind, state}``: the job queue by kind and state (``queued``,
+  ``running``, ``cancel``, ``done``): its depth is ``state="queued"``.
+* ``openpersonalize_job_records_done{arn, kind, worker}`` and ``..._records_total`` (when known):
+  progress of each running job; ``openpersonalize_job_heartbeat_age_seconds`` (above
+  ``job_lease_seconds`` another worker takes the job over); ``openpersonalize_job_attempts``.
+
+And what this process holds (``ProcessState.sizes``): ``openpersonalize_process_deployments``,
+``..._deployments_limit``, ``..._loading``, ``..._models``, ``..._model_bytes``,
+``..._event_tails``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from .store.metadata import Store, jobs
 
 ACTIVE_STATES = ("queued", "running", "cancel")
+#: Request latencies: the runtime answers in about a millisecond, control calls in a few.
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def job_rows(store: Store, states: tuple[str, ...] | None = ACTIVE_STATES) -> list[dict]:
@@ -54,63 +68,99 @@ def job_counts(store: Store) -> dict[tuple[str, str], int]:
         return {(kind, state): int(n) for kind, state, n in conn.execute(stmt)}
 
 
-def _label(value: object) -> str:
-    text = str(value if value is not None else "")
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _QueueCollector:
+    """The job queue as gauges, read from the store at each scrape."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self):
+        now = time.time()
+        queue = GaugeMetricFamily("openpersonalize_jobs", "Jobs in the queue by kind and state.",
+                                  labels=["kind", "state"])
+        for (kind, state), n in sorted(job_counts(self.store).items()):
+            queue.add_metric([kind, state], n)
+        yield queue
+        labels = ["arn", "kind", "worker"]
+        done = GaugeMetricFamily("openpersonalize_job_records_done", "Records a running job has done.", labels=labels)
+        total = GaugeMetricFamily("openpersonalize_job_records_total", "Records a running job has in all (when known).",
+                                  labels=labels)
+        age = GaugeMetricFamily("openpersonalize_job_heartbeat_age_seconds",
+                                "Seconds since a running job's worker last renewed its lease.", labels=labels)
+        attempts = GaugeMetricFamily("openpersonalize_job_attempts", "How many times a running job has been started.",
+                                     labels=labels)
+        for r in job_rows(self.store, ("running", "cancel")):
+            key = [r["arn"], r["kind"], r["worker"] or ""]
+            progress = r["progress"] or {}
+            if progress.get("done") is not None:
+                done.add_metric(key, progress["done"])
+            if progress.get("total") is not None:
+                total.add_metric(key, progress["total"])
+            if r["heartbeat"]:
+                age.add_metric(key, round(max(0.0, now - r["heartbeat"]), 3))
+            attempts.add_metric(key, r["attempts"])
+        yield from (done, total, age, attempts)
 
 
-def _labels(**labels) -> str:
-    return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
+_PROCESS_GAUGES = (("deployments", "Campaigns and recommenders deployed in this process."),
+                   ("deployments_limit", "runtime_max_deployments: deployments kept at most."),
+                   ("loading", "Deployments loading now."),
+                   ("models", "Model objects alive in this process."),
+                   ("model_bytes", "Bytes of the arrays of those models (memory-mapped)."),
+                   ("event_tails", "Event tails kept for real-time requests."))
 
 
-def render(store: Store, now: float | None = None) -> str:
-    """The metrics in Prometheus text exposition format (version 0.0.4)."""
-    now = time.time() if now is None else now
-    out: list[str] = []
+class _ProcessCollector:
+    """What this process holds, from ``sizes()`` (ProcessState.sizes) at each scrape."""
 
-    def family(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} gauge")
-        out.extend(f"{name}{labels} {value}" for labels, value in samples)
+    def __init__(self, sizes: Callable[[], dict[str, int]]):
+        self.sizes = sizes
 
-    counts = job_counts(store)
-    family("openpersonalize_jobs", "Jobs in the queue by kind and state.",
-           [(_labels(kind=k, state=s), n) for (k, s), n in sorted(counts.items())])
-    running = job_rows(store, ("running", "cancel"))
-    done, total, age, attempts = [], [], [], []
-    for r in running:
-        labels = _labels(arn=r["arn"], kind=r["kind"], worker=r["worker"])
-        progress = r["progress"] or {}
-        if progress.get("done") is not None:
-            done.append((labels, progress["done"]))
-        if progress.get("total") is not None:
-            total.append((labels, progress["total"]))
-        if r["heartbeat"]:
-            age.append((labels, round(max(0.0, now - r["heartbeat"]), 3)))
-        attempts.append((labels, r["attempts"]))
-    family("openpersonalize_job_records_done", "Records a running job has done.", done)
-    family("openpersonalize_job_records_total", "Records a running job has in all (when known).", total)
-    family("openpersonalize_job_heartbeat_age_seconds", "Seconds since a running job's worker last renewed its "
-           "lease.", age)
-    family("openpersonalize_job_attempts", "How many times a running job has been started.", attempts)
-    return "\n".join(out) + "\n"
+    def collect(self):
+        sizes = self.sizes()
+        for key, text in _PROCESS_GAUGES:
+            yield GaugeMetricFamily(f"openpersonalize_process_{key}", text, value=sizes[key])
 
 
-def format_jobs(rows: list[dict], now: float | None = None) -> str:
-    """A plain-text table of job rows for ``openpersonalize jobs``."""
-    now = time.time() if now is None else now
-    header = ("STATE", "KIND", "PROGRESS", "WORKER", "BEAT", "TRY", "ARN")
-    table = [header]
-    for r in rows:
-        progress = r["progress"] or {}
-        if progress.get("done") is None:
-            shown = "-"
-        elif progress.get("total"):
-            shown = f"{progress['done']}/{progress['total']} ({100.0 * progress['done'] / progress['total']:.0f}%)"
-        else:
-            shown = str(progress["done"])
-        beat = f"{now - r['heartbeat']:.0f}s" if r["heartbeat"] and r["state"] != "queued" else "-"
-        table.append((r["state"], r["kind"], shown, r["worker"] or "-", beat, str(r["attempts"]), r["arn"]))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
-                     for row in table) + "\n"
+class Metrics:
+    """The instruments of one server process, in a registry of its own (several services in one
+    process, as in tests, do not mix their counts)."""
+
+    def __init__(self, store: Store | None = None, sizes: Callable[[], dict[str, int]] | None = None):
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = Counter("openpersonalize_requests", "API requests by operation and HTTP status.",
+                                ["operation", "status"], registry=r)
+        self.latency = Histogram("openpersonalize_request_duration_seconds",
+                                 "Time from a request's arrival to its answer, by operation and HTTP status.",
+                                 ["operation", "status"], buckets=REQUEST_BUCKETS, registry=r)
+        self.runtime = Counter("openpersonalize_runtime_requests", "Runtime requests per campaign or recommender.",
+                               ["operation", "resource", "status"], registry=r)
+        self.events = Counter("openpersonalize_events_received",
+                              "Records accepted by PutEvents, PutItems, PutUsers, PutActions and PutActionInteractions.",
+                              ["operation"], registry=r)
+        self.jobs = Counter("openpersonalize_jobs_finished", "Jobs this process's workers ended, by kind and status.",
+                            ["kind", "status"], registry=r)
+        self.job_seconds = Histogram("openpersonalize_job_duration_seconds", "How long jobs ran, by kind and status.",
+                                     ["kind", "status"], buckets=JOB_BUCKETS, registry=r)
+        if store is not None:
+            r.register(_QueueCollector(store))
+        if sizes is not None:
+            r.register(_ProcessCollector(sizes))
+
+    def request(self, operation: str, status: int, seconds: float, resource: str | None = None,
+                records: int = 0) -> None:
+        code = str(status)
+        self.requests.labels(operation, code).inc()
+        self.latency.labels(operation, code).observe(seconds)
+        if resource is not None:
+            self.runtime.labels(operation, resource, code).inc()
+        if records:
+            self.events.labels(operation).inc(records)
+
+    def job_finished(self, kind: str, status: str, seconds: float) -> None:
+        self.jobs.labels(kind, status).inc()
+        self.job_seconds.labels(kind, status).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -236,21 +236,6 @@ class ProcessState:
                 "deployed_model_bytes": sum(map(_model_bytes, deployed.values())),
                 "event_tails": len(records.tails.tails) if records is not None else 0}
 
-    def metrics(self) -> str:
-        """``sizes()`` as Prometheus gauges (text format)."""
-        sizes = self.sizes()
-        gauges = [("deployments", "Campaigns and recommenders deployed in this process."),
-                  ("deployments_limit", "runtime_max_deployments: deployments kept at most."),
-                  ("loading", "Deployments loading now."),
-                  ("models", "Model objects alive in this process."),
-                  ("model_bytes", "Bytes of the arrays of those models (memory-mapped)."),
-                  ("event_tails", "Event tails kept for real-time requests.")]
-        lines = []
-        for key, text in gauges:
-            name = f"openpersonalize_process_{key}"
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {sizes[key]}"]
-        return "\n".join(lines) + "\n"
-
 
 def _model_bytes(model) -> int:
     return sum(int(getattr(a, "nbytes", 0)) for a in (getattr(model, "arrays", None) or {}).values())

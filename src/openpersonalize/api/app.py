@@ -3,11 +3,14 @@ become AWS error bodies.
 
 Control plane: ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>`` (json 1.1).
 Runtime and events: ``POST /<path>`` as their rest-json models declare. One port serves all three,
-plus ``GET /`` (liveness) and ``GET /metrics`` (Prometheus). With access keys configured, only the
-liveness check answers without a signature; ``/metrics`` also takes the configured bearer token.
+plus ``GET /`` or ``/health`` (liveness), ``GET /ready`` (the store answers) and ``GET /metrics``
+(Prometheus, metrics.py). With access keys configured, only liveness and readiness answer
+without a signature, and barely; ``/metrics`` also takes the configured bearer token.
 
 The ``Service`` owns what the process keeps between requests (a ``ProcessState``, state.py) and
-hands it to every call in its ``Context``; ``GET /metrics`` adds its sizes to the job queue's.
+hands it to every call in its ``Context``. Every request is counted in the service's ``Metrics``
+and logged as one line on the ``openpersonalize.requests`` logger (operation, status, error code,
+milliseconds).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hmac
 import json
 import logging
 import sys
+import time
 import uuid
 from contextlib import asynccontextmanager
 
@@ -42,13 +46,22 @@ from ..events import EventOperations
 from ..inline import WouldBlock, inline_only
 from ..jobs.runner import JobRunner
 from ..jobs.scheduler import Scheduler
-from ..metrics import render
+from ..metrics import CONTENT_TYPE, Metrics
 from ..runtime import RuntimeOperations
 from ..state import ProcessState
+from ..store.files import Storage
 from ..store.metadata import Store
 from . import auth, protocol
+from .operator import PREFIX as OPERATOR_PREFIX
+from .operator import OperatorEndpoints
 
 log = logging.getLogger("openpersonalize.api")
+request_log = logging.getLogger("openpersonalize.requests")
+#: Runtime and events operations: the member naming the resource served, and the member whose
+#: records are counted as received.
+RESOURCE_MEMBERS = ("campaignArn", "recommenderArn")
+RECORD_MEMBERS = {"PutEvents": "eventList", "PutItems": "items", "PutUsers": "users", "PutActions": "actions",
+                  "PutActionInteractions": "actionInteractions"}
 JSON_11 = "application/x-amz-json-1.1"
 #: Deepest nesting of arrays and objects read in a request body. The models' inputs nest a handful
 #: of levels; a limit far below the parser's own (about 1,000, where it fails with RecursionError)
@@ -75,13 +88,15 @@ class Service:
         self.settings = settings
         self.store = store or Store(settings.resolved_store_url())
         self.state = ProcessState(settings, self.store)
-        self.runner = JobRunner(self.store, settings, on_finished=self.state.job_finished) \
+        self.metrics = Metrics(self.store, self.state.sizes)
+        self.runner = JobRunner(self.store, settings, on_finished=self.state.job_finished, metrics=self.metrics) \
             if run_jobs and settings.workers > 0 else None
         self.handlers = {
             "personalize": ControlPlane(),
             "personalize-runtime": RuntimeOperations(),
             "personalize-events": EventOperations(),
         }
+        self.operator = OperatorEndpoints(self.store, Storage(settings))
         self.keys = settings.credentials()
         # A bearer token a Prometheus scraper sends for /metrics (it cannot sign with SigV4).
         self.metrics_token = getattr(settings, "metrics_token", "") or ""
@@ -167,23 +182,92 @@ class Api:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.other(scope, receive, send)
-        elif scope["method"] in ("GET", "HEAD") and scope["path"] == "/" and not _has_target(scope):
-            await _send(send, *self.health(), head=scope["method"] == "HEAD")
+        elif scope["method"] in ("GET", "HEAD") and scope["path"] in PROBES and not _has_target(scope):
+            answer = self.health() if scope["path"] != "/ready" else await run_in_threadpool(self.ready)
+            await _send(send, *answer, head=scope["method"] == "HEAD")
+        elif scope["path"].startswith(OPERATOR_PREFIX):
+            await self.operator_call(scope, receive, send)
         else:
             await self.call(scope, receive, send)
 
+    async def operator_call(self, scope, receive, send) -> None:
+        """The operator's endpoints (api/operator.py): signed like the API, answered in JSON or
+        streamed bytes, logged and counted under ``operation="openpersonalize"``."""
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        endpoints, method, path = self.service.operator, scope["method"], scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        answer, sent = None, False
+        try:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            what = endpoints.route(method, path)
+            streamed = what == "put"
+            body = b"" if streamed else await _read_body(receive, headers.get("content-length"),
+                                                           self.service.settings.max_body_bytes)
+            if body is None:
+                return
+            if self.service.keys:
+                auth.verify(method=method, url=str(URL(scope=scope)), headers=headers, body=body,
+                            keys=self.service.keys, unsigned_payload=streamed,
+                            max_skew_seconds=self.service.settings.signature_max_skew_seconds)
+            if what == "get":
+                size, chunks = await run_in_threadpool(endpoints.open, path)
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]})
+                if method != "HEAD":
+                    async for chunk in chunks:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                answer, sent = (200, [], b""), True
+            else:
+                if what == "put":
+                    doc = await endpoints.put(path, receive)
+                    if doc is None:
+                        return
+                elif what == "jobs":
+                    doc = await run_in_threadpool(endpoints.jobs, query)
+                elif what == "import-report":
+                    doc = await run_in_threadpool(endpoints.import_report, query)
+                else:
+                    doc = await run_in_threadpool(endpoints.list, path, query)
+                answer = (200, [(b"content-type", b"application/json")], _json(doc))
+        except ServiceError as exc:
+            answer = _error(None, exc, request_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", method, path)
+            answer = _error(None, ServiceError("We encountered an internal error. Please try again."),
+                            request_id, status=500)
+        if not sent:
+            await _send(send, *answer, head=method == "HEAD")
+        self.service.metrics.request("openpersonalize", answer[0], time.perf_counter() - started)
+        if request_log.isEnabledFor(logging.INFO):
+            error = next((v.decode() for k, v in answer[1] if k == b"x-amzn-errortype"), "-")
+            request_log.info("%s %s - %d %s %.1fms", method, path, answer[0], error,
+                             (time.perf_counter() - started) * 1000.0)
+
     def health(self) -> Answer:
-        """The liveness check, the one answer given without a signature: bare when access keys
-        are configured (the version tells an attacker which weaknesses to try)."""
+        """The liveness check, answered without a signature: bare when access keys are
+        configured (the version tells an attacker which weaknesses to try)."""
         doc = {"service": "openpersonalize"}
         if not self.service.keys:
             doc["version"] = __version__
         return 200, [(b"content-type", b"application/json")], _json(doc)
 
+    def ready(self) -> Answer:
+        """The readiness check: 200 when the metadata store answers, 503 when it does not (the
+        reason is logged, not told: this answers without a signature)."""
+        try:
+            self.service.store.ping()
+        except Exception as exc:
+            log.warning("readiness check: the store does not answer: %s", exc)
+            return 503, [(b"content-type", b"application/json")], _json({"ready": False})
+        return 200, [(b"content-type", b"application/json")], _json({"ready": True})
+
     async def call(self, scope, receive, send) -> None:
         service = self.service
+        started = time.perf_counter()
         request_id = str(uuid.uuid4())
-        op = None
+        op = params = None
         try:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             body = await _read_body(receive, headers.get("content-length"), service.settings.max_body_bytes)
@@ -222,6 +306,24 @@ class Api:
             answer = _error(op, ServiceError("We encountered an internal error. Please try again."),
                             request_id, status=500)
         await _send(send, *answer, head=scope["method"] == "HEAD")
+        self.observe(scope, op, params, answer, time.perf_counter() - started)
+
+    def observe(self, scope, op: protocol.Operation | None, params: dict | None, answer: Answer,
+                seconds: float) -> None:
+        """Count the request and log its line."""
+        status, headers = answer[0], answer[1]
+        name = op.name if op is not None else ("metrics" if scope["path"] == "/metrics" else "unknown")
+        resource = records = None
+        if op is not None and params is not None and status == 200:
+            if op.service == "personalize-runtime":
+                resource = next((params[m] for m in RESOURCE_MEMBERS if params.get(m)), None)
+            elif op.name in RECORD_MEMBERS:
+                records = len(params.get(RECORD_MEMBERS[op.name]) or ())
+        self.service.metrics.request(name, status, seconds, resource, records or 0)
+        if request_log.isEnabledFor(logging.INFO):
+            error = next((v.decode() for k, v in headers if k == b"x-amzn-errortype"), "-")
+            request_log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], op.name if op else "-",
+                             status, error, seconds * 1000.0)
 
     def authenticate(self, scope, headers: dict[str, str], body: bytes, *, metrics: bool) -> None:
         """A valid SigV4 signature, or for the metrics the configured bearer token."""
@@ -236,10 +338,11 @@ class Api:
                     keys=service.keys, max_skew_seconds=service.settings.signature_max_skew_seconds)
 
     async def metrics(self, request_id: str) -> Answer:
-        text = await run_in_threadpool(render, self.service.store)
-        text += self.service.state.metrics()
-        return 200, [(b"x-amzn-requestid", request_id.encode()),
-                     (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], text.encode("utf-8")
+        body = await run_in_threadpool(self.service.metrics.render)
+        return 200, [(b"x-amzn-requestid", request_id.encode()), (b"content-type", CONTENT_TYPE.encode())], body
+
+
+PROBES = ("/", "/health", "/ready")  # answered without a signature
 
 
 def _has_target(scope) -> bool:

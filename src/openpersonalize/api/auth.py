@@ -65,8 +65,11 @@ def verify(
     keys: dict[str, str],
     max_skew_seconds: int,
     now: dt.datetime | None = None,
+    unsigned_payload: bool = False,
 ) -> None:
-    """Raise the AWS authentication error for a request that is not properly signed."""
+    """Raise the AWS authentication error for a request that is not properly signed.
+    ``unsigned_payload``: the body is streamed, and may be signed as ``UNSIGNED-PAYLOAD`` (S3's
+    rule for uploads; the signature then binds the headers only)."""
     authorization = headers.get("authorization")
     if not authorization:
         raise MissingAuthenticationTokenException("Missing Authentication Token")
@@ -80,7 +83,7 @@ def verify(
     if len(cred) != 5 or cred[4] != "aws4_request":
         raise InvalidSignatureException(f"Credential should be scoped to a valid region: '{parts['Credential']}'.")
     signed = [name.lower() for name in parts["SignedHeaders"].split(";")]
-    _check_signed_headers(signed, headers, body)
+    _check_signed_headers(signed, headers, body, unsigned_payload)
     access_key, date, region, service = cred[0], cred[1], cred[2], cred[3]
     if not _REGION.fullmatch(region):
         raise InvalidSignatureException(f"Credential should be scoped to a valid region, not '{_show(region)}'.")
@@ -126,7 +129,7 @@ def verify(
             "Check your AWS Secret Access Key and signing method.")
 
 
-def _check_signed_headers(signed: list[str], headers: dict[str, str], body: bytes) -> None:
+def _check_signed_headers(signed: list[str], headers: dict[str, str], body: bytes, unsigned_payload: bool) -> None:
     """AWS's rules on what a signature must cover, checked before the signature itself."""
     if "host" not in signed:
         raise InvalidSignatureException("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
@@ -136,6 +139,8 @@ def _check_signed_headers(signed: list[str], headers: dict[str, str], body: byte
             f"There were headers present in the request which were not signed: {', '.join(unsigned)}. "
             "Signature Version 4 must cover host and every x-amz-* header of the request.")
     claimed = headers.get("x-amz-content-sha256")
+    if unsigned_payload and claimed == "UNSIGNED-PAYLOAD":
+        return
     # botocore, like AWS, signs the value of this header in place of the body's hash: the signature
     # then binds the body only if the value is the body's hash.
     if claimed is not None and claimed.lower() != hashlib.sha256(body).hexdigest():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,12 +64,15 @@ class JobContext:
     attempt: int
     _cancel: threading.Event = field(default_factory=threading.Event)
     _progress: dict | None = None
+    _since: float | None = None
     _done: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[dict], Any] | None = None  # set in a child process: sends progress to the parent
 
     def progress(self, done: int, total: int | None = None, **extra: Any) -> None:
-        """Record how far the job is; the runner's heartbeat publishes it."""
-        self._progress = {"done": done, "total": total, **extra}
+        """Record how far the job is; the runner's heartbeat publishes it (with ``since``, when
+        progress was first reported, from which the time left is estimated)."""
+        self._since = self._since or time.time()
+        self._progress = {"done": done, "total": total, "since": self._since, **extra}
         if self.on_progress is not None:
             self.on_progress(self._progress)
 

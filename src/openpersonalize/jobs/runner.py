@@ -36,9 +36,10 @@ class JobRunner:
     """Worker threads that run jobs from the store's queue."""
 
     def __init__(self, store: Store, settings: Settings, *, threads: int | None = None,
-                 on_finished: Callable[[str, str | None], None] | None = None):
+                 on_finished: Callable[[str, str | None], None] | None = None, metrics=None):
         """``on_finished(kind, group_arn)`` is called after each job this runner ends (the server
-        process uses it to drop what it cached of the data a job changed)."""
+        process uses it to drop what it cached of the data a job changed); ``metrics`` (a
+        ``metrics.Metrics``) counts the jobs' outcomes and durations."""
         for module in filter(None, (m.strip() for m in settings.job_modules.split(","))):
             importlib.import_module(module)
 
@@ -46,6 +47,7 @@ class JobRunner:
         self.settings = settings
         self.threads = settings.workers if threads is None else threads
         self.on_finished = on_finished
+        self.metrics = metrics
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -148,7 +150,13 @@ class JobRunner:
         current = self.store.get(arn)
         if current is not None and current.status == STOPPING:
             changes = {"status": STOPPED, "failureReason": None}
-        log.info("job %s -> %s in %.2fs", arn, changes["status"], time.time() - started)
+        seconds = time.time() - started
+        if changes.get("failureReason"):
+            log.warning("job %s -> %s in %.2fs: %s", arn, changes["status"], seconds, changes["failureReason"])
+        else:
+            log.info("job %s -> %s in %.2fs", arn, changes["status"], seconds)
+        if self.metrics is not None:
+            self.metrics.job_finished(kind, changes["status"], seconds)
         if changes["status"] != words.done:
             self._clean_up(arn, kind, row.doc, attempt)
         self._finish(arn, changes)

@@ -129,6 +129,11 @@ class Store:
         """An embedded SQLite store, which belongs to the one server process using it."""
         return self.dialect.name == "sqlite"
 
+    def ping(self) -> None:
+        """Raise unless the store answers a query (the readiness check)."""
+        with self.connect() as conn:
+            conn.execute(select(1)).scalar()
+
     def connect(self):
         """A connection for reads (``with store.connect() as c``)."""
         blocking("reading the store")

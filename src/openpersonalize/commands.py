@@ -1,0 +1,234 @@
+"""The commands that talk to a running server (``cp``, ``jobs``, ``wait``, ``import-report``):
+through its endpoint only (client.py), never by opening its store or folder behind its back.
+
+Each returns the process exit code; failures raise ``CommandError`` (one line, exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .client import CommandError, ServerClient
+
+# -- cp -----------------------------------------------------------------------------------------
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise CommandError(f"{uri!r} names no bucket: write s3://bucket/key")
+    return bucket, key
+
+
+def _object_path(bucket: str, key: str) -> str:
+    return f"/openpersonalize/objects/{bucket}/{key}"
+
+
+def cp(client: ServerClient, source: str, target: str, *, recursive: bool = False, quiet: bool = False) -> int:
+    """Copy like ``aws s3 cp``: local to s3:// or s3:// to local; a target ending in ``/`` (or an
+    existing folder) receives the source's name; ``recursive`` copies a folder or a prefix."""
+    up, down = target.startswith("s3://"), source.startswith("s3://")
+    if up == down:
+        raise CommandError("cp copies between a local path and an s3:// location: one of the two must be s3://")
+    say = (lambda line: None) if quiet else print
+    if up:
+        return _upload(client, Path(source), target, recursive, say)
+    return _download(client, source, target, recursive, say)
+
+
+def _upload(client: ServerClient, source: Path, target: str, recursive: bool, say) -> int:
+    bucket, key = _split(target)
+    if not source.exists():
+        raise CommandError(f"the local path {str(source)!r} does not exist")
+    if source.is_dir():
+        if not recursive:
+            raise CommandError(f"{str(source)!r} is a folder: add --recursive to copy what is in it")
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        base = key if not key or key.endswith("/") else key + "/"
+        pairs = [(p, base + p.relative_to(source).as_posix()) for p in files]
+    else:
+        pairs = [(source, key + source.name if not key or key.endswith("/") else key)]
+    for path, object_key in pairs:
+        with open(path, "rb") as fh:
+            client.upload(_object_path(bucket, object_key), fh, path.stat().st_size)
+        say(f"upload: {path} to s3://{bucket}/{object_key}")
+    return 0
+
+
+def _download(client: ServerClient, source: str, target_text: str, recursive: bool, say) -> int:
+    bucket, key = _split(source)
+    target = Path(target_text)
+    if recursive:
+        prefix = key if not key or key.endswith("/") else key + "/"
+        found = client.json(f"/openpersonalize/objects/{bucket}", prefix=prefix)["objects"]
+        pairs = [(o["key"], target / o["key"][len(prefix):]) for o in found]
+    else:
+        if not key or key.endswith("/"):
+            raise CommandError(f"{source!r} is a prefix, not an object: add --recursive to copy what is under it")
+        into_folder = target.is_dir() or target_text.endswith(("/", os.sep))
+        pairs = [(key, target / key.rsplit("/", 1)[-1] if into_folder else target)]
+    for object_key, path in pairs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(path.name + ".part")
+        try:
+            with open(temp, "wb") as out:
+                client.download(_object_path(bucket, object_key), out)
+            temp.replace(path)
+        finally:
+            temp.unlink(missing_ok=True)
+        say(f"download: s3://{bucket}/{object_key} to {path}")
+    return 0
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+OUTCOMES = {"ACTIVE": "succeeded", "COMPLETED": "succeeded", "CREATE FAILED": "failed", "FAILED": "failed",
+            "CREATE STOPPED": "stopped"}
+
+
+def outcome(job: dict) -> str:
+    """queued, running, succeeded, failed or stopped."""
+    if job["state"] == "queued":
+        return "queued"
+    if job["state"] in ("running", "cancel"):
+        return "stopping" if job["state"] == "cancel" else "running"
+    return OUTCOMES.get(job.get("status") or "", (job.get("status") or "done").lower())
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_text(p: dict | None) -> str:
+    if not p or p.get("done") is None:
+        return "-"
+    unit = "B" if p.get("unit") == "bytes" else ""
+    if p.get("total"):
+        text = f"{p['done']:,}/{p['total']:,}{unit} {p.get('percent', 0):.0f}%"
+        if p.get("secondsLeft") is not None:
+            text += f" ~{_duration(p['secondsLeft'])} left"
+        return text
+    return f"{p['done']:,}{unit}"
+
+
+def job_table(jobs: list[dict]) -> str:
+    header = ("STATUS", "KIND", "NAME", "PROGRESS", "WORKER", "TRY", "ARN / REASON")
+    rows = [header]
+    for j in jobs:
+        state = outcome(j)
+        last = j["arn"] + (f"\n    reason: {j['failureReason']}" if state == "failed" and j.get("failureReason") else "")
+        worker = j.get("worker") or "-" if state in ("running", "stopping") else "-"
+        rows.append((state, j["kind"], j.get("name") or "-", progress_text(j.get("progress")), worker,
+                     str(j["attempts"]), last))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows) + "\n"
+
+
+def jobs(client: ServerClient, *, everything: bool = False, as_json: bool = False, watch: bool = False) -> int:
+    if watch:
+        return _watch(client, everything)
+    listed = client.json("/openpersonalize/jobs", all=int(everything))["jobs"]
+    sys.stdout.write(json.dumps(listed, indent=2) + "\n" if as_json else job_table(listed))
+    return 0
+
+
+def _watch(client: ServerClient, everything: bool) -> int:
+    """Progress bars for the running jobs, refreshed every second, until none runs or is queued."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    def view(listed: list[dict]):
+        table = Table(box=None, expand=False)
+        for name in ("status", "kind", "name", "progress", "", "reason"):
+            table.add_column(name)
+        for j in listed:
+            p = j.get("progress") or {}
+            bar = ProgressBar(total=100.0, completed=p.get("percent", 0.0), width=30) if p.get("total") else ""
+            table.add_row(outcome(j), j["kind"], j.get("name") or "-", bar, progress_text(p),
+                          j.get("failureReason") or "" if outcome(j) == "failed" else "")
+        return Group(table)
+
+    with Live(view([]), refresh_per_second=4, transient=False) as live:
+        seen: dict[str, dict] = {}
+        while True:
+            listed = client.json("/openpersonalize/jobs", all=1)["jobs"]
+            active = [j for j in listed if j["state"] != "done"]
+            for j in listed:
+                if j["arn"] in seen or j["state"] != "done":
+                    seen[j["arn"]] = j
+            shown = listed if everything else list(seen.values())
+            live.update(view(shown))
+            if not active:
+                return 0
+            time.sleep(1.0)
+
+
+# -- wait ---------------------------------------------------------------------------------------
+
+DONE = ("ACTIVE", "COMPLETED")
+
+
+def _camel(kebab: str) -> str:
+    head, *rest = kebab.split("-")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def describe_call(arn: str) -> tuple[str, str, str]:
+    """The boto3 method, its ARN parameter and its result key for the resource ``arn`` names."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or not parts[0] == "arn" or "/" not in parts[5]:
+        raise CommandError(f"{arn!r} is not a Personalize ARN (arn:aws:personalize:<region>:<account>:<type>/<name>)")
+    kind = parts[5].split("/")[0]
+    if kind == "solution" and parts[5].count("/") == 2:
+        kind = "solution-version"
+    camel = _camel(kind)
+    return f"describe_{camel_to_snake(camel)}", f"{camel}Arn", camel
+
+
+def camel_to_snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def wait(client: ServerClient, arn: str, *, timeout: float = 3600.0, interval: float = 1.0) -> int:
+    """Poll until the resource is ACTIVE or COMPLETED (exit 0) or failed or stopped (its reason, exit 1)."""
+    method, member, key = describe_call(arn)
+    personalize = client.boto3("personalize")
+    if not hasattr(personalize, method):
+        raise CommandError(f"{arn!r}: resources of this type have no status to wait for")
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        try:
+            doc = getattr(personalize, method)(**{member: arn})[key]
+        except personalize.exceptions.ResourceNotFoundException as exc:
+            raise CommandError(str(exc)) from None
+        status = doc.get("status") or ""
+        if status != last:
+            print(f"{status}  {arn}", flush=True)
+            last = status
+        if status in DONE:
+            return 0
+        if status.endswith(("FAILED", "STOPPED")):
+            print(f"failed: {doc.get('failureReason') or status}", file=sys.stderr)
+            return 1
+        if time.time() > deadline:
+            raise CommandError(f"still {status} after {timeout:.0f} s: {arn}")
+        time.sleep(interval)
+
+
+def import_report(client: ServerClient, arn: str) -> int:
+    print(json.dumps(client.json("/openpersonalize/import-report", arn=arn), indent=2))
+    return 0
