@@ -64,3 +64,18 @@ def test_restart_keeps_everything_and_runs_queued_jobs(tmp_path):
         assert c.describe_solution_version(solutionVersionArn=stopped)["solutionVersion"]["status"] == "CREATE STOPPED"
     finally:
         second.stop()
+
+
+def test_the_readme_aws_cli_example_works_verbatim(server, tmp_path):
+    """The README's AWS CLI block, run as written (only the port is the test server's)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in readme.split("```bash\n")[1:] if "aws personalize" in b).split("```")[0]
+    script = block.replace("http://127.0.0.1:8080", server.endpoint)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["HOME"] = str(tmp_path)  # no ~/.aws of the machine's
+    out = subprocess.run(["bash", "-c", f'aws() {{ "{sys.executable}" -m awscli "$@"; }}\nset -e\n{script}'],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "aws-user-personalization" in out.stdout

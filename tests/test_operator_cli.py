@@ -203,3 +203,45 @@ def test_one_log_line_per_request_and_probes(server, personalize):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(server.endpoint + "/no/such/page", timeout=10)
     assert caught.value.code == 404
+
+
+def serve_once(tmp_path, *args, env: dict | None = None):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OPENPERSONALIZE_")}
+    environ.update({"OPENPERSONALIZE_DATA_DIR": str(tmp_path / "data"), **(env or {})})
+    out = subprocess.run([sys.executable, "-m", "openpersonalize.cli", "serve", *args], env=environ,
+                         capture_output=True, text=True, timeout=60)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_start_up_errors_are_one_line_before_anything_is_announced(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = serve_once(tmp_path, "--port", str(port))
+    assert code == 1 and out.strip() == (f"openpersonalize serve: cannot listen on 127.0.0.1:{port}: Address already "
+                                         "in use (another server runs there? choose a port with --port)")
+    code, out = serve_once(tmp_path, env={"OPENPERSONALIZE_WORKERS": "many"})
+    assert code == 1 and out.strip() == "openpersonalize serve: OPENPERSONALIZE_WORKERS='many' is not a valid whole number"
+    code, out = serve_once(tmp_path, "--store-url", "postgresql+psycopg://me:secret@127.0.0.1:1/db")
+    assert code == 1 and len(out.strip().splitlines()) == 1, out
+    assert out.startswith("openpersonalize serve: the metadata store postgresql+psycopg://me:***@127.0.0.1:1/db "
+                          "cannot be opened") and "secret" not in out
+
+
+def test_json_logs(tmp_path):
+    from tests.conftest import make_client
+    from tests.servers import ServerProcess, free_port
+
+    server = ServerProcess(data_dir=tmp_path, port=free_port(), env={"OPENPERSONALIZE_LOG_FORMAT": "json"})
+    server.start()
+    try:
+        make_client("personalize", server.endpoint).list_recipes()
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    call = next(line for line in lines if line.get("operation") == "ListRecipes")
+    assert call["status"] == 200 and call["error"] == "-" and call["ms"] >= 0

@@ -19,24 +19,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from .config import LOG_FORMAT, Settings
+from .config import Settings
+from .logs import configure as configure_logs
 
 
 def _settings(args) -> Settings:
-    settings = Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
+    """The settings from the environment and the command line; a bad value is one line."""
+    try:
+        settings = _read_settings(args)
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # the SQLite file, local objects, model copies
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"openpersonalize {args.command}: {exc}") from None
+    return settings
+
+
+def _read_settings(args) -> Settings:
+    return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
                                  data_dir=args.data_dir, store_url=args.store_url,
                                  workers=getattr(args, "workers", None),
                                  executor=getattr(args, "executor", None),
                                  ray_address=getattr(args, "ray_address", None),
                                  ray_workers=getattr(args, "ray_workers", None))
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # the SQLite file, local objects, model copies
-    return settings
 
 
 def _check_executor(settings: Settings) -> None:
@@ -50,26 +61,57 @@ def _check_executor(settings: Settings) -> None:
 
 
 def serve(args) -> int:
+    """Check everything that can fail (settings, the port, the executor, the store) before
+    announcing anything; each failure is one line and exit status 1."""
+    import socket
+
     import uvicorn
 
     from .api.app import Service, create_app
     from .api.connections import fit_file_limit, guarded_protocol
 
     settings = _settings(args)
+    try:
+        listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+    except OSError as exc:
+        raise SystemExit(f"openpersonalize serve: cannot listen on {settings.host}:{settings.port}: "
+                         f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (another server runs there? choose a port with --port)"
+                                                    if exc.errno == errno.EADDRINUSE else "")) from None
     _check_executor(settings)
-    service = Service(settings)
+    try:
+        service = Service(settings)
+    except Exception as exc:
+        listener.close()
+        raise SystemExit(f"openpersonalize serve: the metadata store {_shown_url(settings.resolved_store_url())} "
+                         f"cannot be opened: {_first_line(exc)}") from None
     logging.getLogger("openpersonalize").info(
         "openpersonalize on http://%s:%d (data %s, store %s)", settings.host, settings.port,
-        Path(settings.data_dir).resolve(), settings.resolved_store_url())
+        Path(settings.data_dir).resolve(), _shown_url(settings.resolved_store_url()))
     fits = fit_file_limit(settings.max_connections)
     if fits < settings.max_connections:
         logging.getLogger("openpersonalize").warning(
             "the open-file limit fits %d connections, not max_connections %d: capping at %d", fits,
             settings.max_connections, fits)
         settings = dataclasses.replace(settings, max_connections=fits)
-    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_level="warning",
-                http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
+    config = uvicorn.Config(create_app(service), log_level="warning", log_config=None,
+                            http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _shown_url(url: str) -> str:
+    """A store URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 def worker(args) -> int:
@@ -132,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
+        p.add_argument("--log-format", choices=("text", "json"),
+                       help="log lines as text or one JSON object each (OPENPERSONALIZE_LOG_FORMAT, default text)")
         p.add_argument("--data-dir", help="data folder (OPENPERSONALIZE_DATA_DIR, default ./openpersonalize-data)")
         p.add_argument("--store-url", help="SQLAlchemy URL of the metadata store (OPENPERSONALIZE_STORE_URL)")
         p.add_argument("--workers", type=int, help="job worker threads (OPENPERSONALIZE_WORKERS, default 1)")
@@ -188,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=coverage)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    log_format = getattr(args, "log_format", None) or os.environ.get("OPENPERSONALIZE_LOG_FORMAT") or "text"
+    os.environ["OPENPERSONALIZE_LOG_FORMAT"] = log_format  # job processes log the same way
+    configure_logs(log_format)
     return args.func(args)
 
 

@@ -178,9 +178,15 @@ class Settings:
                 continue
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = _coerce(f.type, raw)
+                try:
+                    values[f.name] = _coerce(f.type, raw)
+                except ValueError:
+                    raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {_WORDS[f.type]}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+_WORDS = {"int": "whole number", "float": "number"}
 
 
 def _coerce(type_name: str, raw: str):

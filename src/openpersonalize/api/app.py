@@ -242,8 +242,10 @@ class Api:
         self.service.metrics.request("openpersonalize", answer[0], time.perf_counter() - started)
         if request_log.isEnabledFor(logging.INFO):
             error = next((v.decode() for k, v in answer[1] if k == b"x-amzn-errortype"), "-")
-            request_log.info("%s %s - %d %s %.1fms", method, path, answer[0], error,
-                             (time.perf_counter() - started) * 1000.0)
+            ms = round((time.perf_counter() - started) * 1000.0, 2)
+            request_log.info("%s %s - %d %s %.1fms", method, path, answer[0], error, ms,
+                             extra={"method": method, "path": path, "operation": "openpersonalize",
+                                    "status": answer[0], "error": error, "ms": ms})
 
     def health(self) -> Answer:
         """The liveness check, answered without a signature: bare when access keys are
@@ -322,8 +324,10 @@ class Api:
         self.service.metrics.request(name, status, seconds, resource, records or 0)
         if request_log.isEnabledFor(logging.INFO):
             error = next((v.decode() for k, v in headers if k == b"x-amzn-errortype"), "-")
+            ms = round(seconds * 1000.0, 2)
             request_log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], op.name if op else "-",
-                             status, error, seconds * 1000.0)
+                             status, error, ms, extra={"method": scope["method"], "path": scope["path"],
+                                                       "operation": name, "status": status, "error": error, "ms": ms})
 
     def authenticate(self, scope, headers: dict[str, str], body: bytes, *, metrics: bool) -> None:
         """A valid SigV4 signature, or for the metrics the configured bearer token."""

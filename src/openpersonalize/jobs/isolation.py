@@ -12,11 +12,13 @@ import dataclasses
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import traceback
 
 from .. import jobs_registry  # noqa: F401  (registers the bodies, in the parent and in the spawned child)
-from ..config import LOG_FORMAT, Settings
+from ..config import Settings
+from ..logs import configure as configure_logs
 from ..store.metadata import Store
 from .contract import BODIES, JobCancelled, JobContext, JobFailed
 
@@ -78,7 +80,7 @@ def _died(exitcode: int | None) -> str:
 
 def _child_main(kind: str, arn: str, attempt: int, settings: dict, store_url: str, conn,
                 log_level: int = logging.WARNING) -> None:
-    logging.basicConfig(level=log_level, format=LOG_FORMAT)  # a spawned child starts unconfigured
+    configure_logs(os.environ.get("OPENPERSONALIZE_LOG_FORMAT", "text"), log_level)  # a spawned child starts unconfigured
     for module in filter(None, (m.strip() for m in settings.get("job_modules", "").split(","))):
         importlib.import_module(module)
     store = Store(store_url)

@@ -151,10 +151,12 @@ class JobRunner:
         if current is not None and current.status == STOPPING:
             changes = {"status": STOPPED, "failureReason": None}
         seconds = time.time() - started
+        fields = {"arn": arn, "kind": kind, "status": changes["status"]}
         if changes.get("failureReason"):
-            log.warning("job %s -> %s in %.2fs: %s", arn, changes["status"], seconds, changes["failureReason"])
+            log.warning("job %s -> %s in %.2fs: %s", arn, changes["status"], seconds, changes["failureReason"],
+                        extra=fields)
         else:
-            log.info("job %s -> %s in %.2fs", arn, changes["status"], seconds)
+            log.info("job %s -> %s in %.2fs", arn, changes["status"], seconds, extra=fields)
         if self.metrics is not None:
             self.metrics.job_finished(kind, changes["status"], seconds)
         if changes["status"] != words.done:
