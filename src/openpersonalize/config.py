@@ -131,6 +131,11 @@ class Settings:
     file_grace_seconds: float = 3600.0
     #: Minimum records in an Interactions import job (AWS: 1000).
     min_import_interactions: int = 1000
+    #: Minimum interactions, and users with two or more, that training needs (AWS: 1000 and 25).
+    min_training_interactions: int = 1000
+    min_training_active_users: int = 25
+    #: ``test``: the test profile (TEST_PROFILE), for users' own test suites; empty: AWS's rules.
+    profile: str = ""
     #: Largest total input of a data deletion job, in bytes (AWS: 100 MB).
     max_deletion_input_bytes: int = 100 * 1024 * 1024
 
@@ -172,7 +177,11 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
         """Settings from ``OPENPERSONALIZE_*`` variables, then explicit overrides."""
         environ = os.environ if environ is None else environ
-        values = {}
+        profile = overrides.get("profile") or environ.get(ENV_PREFIX + "PROFILE", "")
+        if profile and profile not in PROFILES:
+            raise ValueError(f"{ENV_PREFIX}PROFILE={profile!r} is not a profile; the profiles are "
+                             f"{', '.join(sorted(PROFILES))}")
+        values = dict(PROFILES.get(profile, {}))
         for f in dataclasses.fields(cls):
             if f.name == "extra":
                 continue
@@ -187,6 +196,26 @@ class Settings:
 
 
 _WORDS = {"int": "whole number", "float": "number"}
+
+#: The test profile (``OPENPERSONALIZE_PROFILE=test``): small generated data trains and imports,
+#: quotas do not get in the way of many tests, nothing runs on a timer. These diverge from AWS on
+#: purpose (docs/testing.md); explicit variables still win.
+TEST_PROFILE = {
+    "min_import_interactions": 1,
+    "min_training_interactions": 10,
+    "min_training_active_users": 2,
+    "max_dataset_groups": 1000,
+    "max_pending_jobs": 1000,
+    "max_pending_solution_versions": 1000,
+    "max_solutions_per_group": 1000,
+    "max_campaigns_per_group": 1000,
+    "max_recommenders_per_group": 1000,
+    "max_filters_per_group": 1000,
+    "auto_training_enabled": False,
+    "model_refresh_seconds": 0.0,
+    "poll_seconds": 0.05,
+}
+PROFILES = {"test": TEST_PROFILE}
 
 
 def _coerce(type_name: str, raw: str):

@@ -302,8 +302,8 @@ def test_minimum_data_is_what_training_enforces(recipe, world, short_of, monkeyp
     rule = can(recipe).minimum_data
     assert refusal(rule, world.data) is None
     if can(recipe).metric_protocol != "item-text":  # trained on interactions: the spec's three minimums
-        assert refusal(rule, short_of["few interactions"]) == checks.FEWER_INTERACTIONS
-        assert refusal(rule, short_of["few active users"]) == checks.FEWER_ACTIVE_USERS
+        assert refusal(rule, short_of["few interactions"]) == checks.FEWER_INTERACTIONS.format(1000)
+        assert refusal(rule, short_of["few active users"]) == checks.FEWER_ACTIVE_USERS.format(25)
         assert refusal(rule, short_of["small active share"]) == checks.FEWER_ACTIVE_SHARE
     refused = 0
     for what, data in short_of.items():

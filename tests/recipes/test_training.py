@@ -33,8 +33,8 @@ def records(users_with_two: int, singles: int, extra: int = 0) -> TrainingData:
 
 
 @pytest.mark.parametrize("data, reason", [
-    (records(30, 0, 900), checks.FEWER_INTERACTIONS),
-    (records(24, 1000), checks.FEWER_ACTIVE_USERS),
+    (records(30, 0, 900), checks.FEWER_INTERACTIONS.format(1000)),
+    (records(24, 1000), checks.FEWER_ACTIVE_USERS.format(25)),
     (records(30, 4000), checks.FEWER_ACTIVE_SHARE),
 ])
 def test_too_little_data_gives_the_spec_reason(data, reason):

@@ -48,7 +48,7 @@ def train_use_case(job: JobContext, arn: str, doc: dict) -> dict:
         raise JobFailed(f"Create failed. {name} needs an Items dataset.")
     schemas = {kind: ds.schema for kind, ds in datasets.items()}
     records_until = datasets["INTERACTIONS"].records.last_id(datasets["INTERACTIONS"].arn)
-    data = training_data(load_group(job.store, job.settings, doc["datasetGroupArn"]), schemas)
+    data = training_data(load_group(job.store, job.settings, doc["datasetGroupArn"]), schemas, settings=job.settings)
     event_type = None
     if wanted:
         # Event types match case-insensitively; train on the data's own spelling.

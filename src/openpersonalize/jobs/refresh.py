@@ -141,7 +141,7 @@ def refresh_model(job: JobContext) -> dict:
         config.pop("hpoConfig", None)
         event_type = target.doc.get("eventType")
         excluded = (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns")
-    data = training_data(load_group(job.store, job.settings, group_arn), schemas, excluded)
+    data = training_data(load_group(job.store, job.settings, group_arn), schemas, excluded, job.settings)
     if event_type:  # the data's own spelling of the event type (they match case-insensitively)
         event_type = next((str(t) for t in data.event_types if str(t).lower() == event_type.lower()), event_type)
     previous = load_model(job.settings, model_arn_of(target)) if mode == "update" else None

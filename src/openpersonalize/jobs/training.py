@@ -16,7 +16,8 @@ import pyarrow as pa
 from ..data.interactions import GroupData, Vocabulary, load_group
 from ..data.rows import data_mark, group_datasets
 from ..data.schemas import Schema
-from ..recipes.base import ColumnRoles, TooLittleData, TrainingData
+from ..config import Settings
+from ..recipes.base import ColumnRoles, Minimums, TooLittleData, TrainingData
 from ..recipes.catalogue import RECIPES_BY_ARN
 from ..recipes.training import train
 from ..store.models import load_model, remove_model, save_model
@@ -59,9 +60,9 @@ def _table(key: str, ids: np.ndarray, vocab: Vocabulary, order_of: np.ndarray) -
     return pa.table(columns)
 
 
-def training_data(group: GroupData, schemas: dict[str, Schema], excluded: dict[str, list[str]] | None = None
-                  ) -> TrainingData:
-    """The recipe engine's view of a dataset group."""
+def training_data(group: GroupData, schemas: dict[str, Schema], excluded: dict[str, list[str]] | None = None,
+                  settings: Settings | None = None) -> TrainingData:
+    """The recipe engine's view of a dataset group (with the settings' minimum-data rules)."""
     excluded = {k.upper(): set(v) for k, v in (excluded or {}).items()}
     ix = group.interactions
     user_ids, user_rank = _sorted(group.users)
@@ -95,7 +96,9 @@ def training_data(group: GroupData, schemas: dict[str, Schema], excluded: dict[s
                 "EVENT_TYPE": pa.array(etypes[np.where(ai.event_type[known] < 0, len(etypes) - 1,
                                                        ai.event_type[known])]),
                 "TIMESTAMP": pa.array(ai.timestamp[known])})
-    return TrainingData(user_ids=user_ids, item_ids=item_ids, user=user.astype(np.int32), item=item.astype(np.int32),
+    minimums = Minimums(settings.min_training_interactions, settings.min_training_active_users) \
+        if settings is not None else Minimums()
+    return TrainingData(minimums=minimums, user_ids=user_ids, item_ids=item_ids, user=user.astype(np.int32), item=item.astype(np.int32),
                         timestamp=timestamp.astype(np.int64), event_type=codes, event_types=np.asarray(types, dtype=str),
                         event_value=value, items=items_table,
                         item_columns=_roles(schemas.get("ITEMS"), excluded.get("ITEMS", set())),
@@ -135,7 +138,8 @@ def train_solution_version(job: JobContext) -> dict:
         if "INTERACTIONS" in datasets else 0
     mark = data_mark(datasets)  # automatic updates compare it
     group = load_group(job.store, job.settings, doc["datasetGroupArn"])
-    data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"))
+    data = training_data(group, schemas, (config.get("trainingDataConfig") or {}).get("excludedDatasetColumns"),
+                         job.settings)
     del group
     job.reached("read")
     read = time.time()

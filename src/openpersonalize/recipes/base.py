@@ -52,6 +52,15 @@ class UnsupportedQuery(Exception):
 
 
 @dataclass(frozen=True)
+class Minimums:
+    """The minimum-data rules training enforces (checks.py): AWS's by default; settings
+    (``min_training_interactions``, ``min_training_active_users``) relax them for tests."""
+
+    interactions: int = 1000
+    active_users: int = 25
+
+
+@dataclass(frozen=True)
 class ColumnRoles:
     """Which metadata columns of an Items (or Users) table train the model, by role."""
 
@@ -94,6 +103,7 @@ class TrainingData:
     user_columns: ColumnRoles = field(default_factory=ColumnRoles)
     actions: Any = None  # pyarrow.Table
     action_interactions: Any = None  # pyarrow.Table
+    minimums: Minimums = field(default_factory=Minimums)
 
     @property
     def n_users(self) -> int:
@@ -135,7 +145,7 @@ class TrainingData:
         return TrainingData(self.user_ids, self.item_ids, self.user[keep], self.item[keep],
                             self.timestamp[keep], self.event_type[keep], self.event_types,
                             self.event_value[keep], w, self.items, self.item_columns, self.users,
-                            self.user_columns, self.actions, self.action_interactions)
+                            self.user_columns, self.actions, self.action_interactions, self.minimums)
 
     def with_items_first(self, first: np.ndarray) -> TrainingData | None:
         """The same data with the item index re-ordered so that ``first`` (a previous model's
@@ -153,7 +163,7 @@ class TrainingData:
         return TrainingData(self.user_ids, self.item_ids[order], self.user, new_code[self.item].astype(self.item.dtype),
                             self.timestamp, self.event_type, self.event_types, self.event_value, self.weight,
                             self.items, self.item_columns, self.users, self.user_columns, self.actions,
-                            self.action_interactions)
+                            self.action_interactions, self.minimums)
 
     def item_table_rows(self) -> np.ndarray:
         """For each item index, its row in ``items`` (-1 when the item has no row)."""

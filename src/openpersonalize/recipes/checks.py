@@ -6,12 +6,10 @@ import numpy as np
 
 from .base import TooLittleData, TrainingData
 
-MIN_INTERACTIONS = 1000
-MIN_ACTIVE_USERS = 25
 MIN_ACTIVE_SHARE = 0.01
 
-FEWER_INTERACTIONS = "Create failed. Dataset has fewer than 1000 interactions."
-FEWER_ACTIVE_USERS = "Create failed. Dataset has fewer than 25 users with at least 2 interactions each."
+FEWER_INTERACTIONS = "Create failed. Dataset has fewer than {} interactions."
+FEWER_ACTIVE_USERS = "Create failed. Dataset has fewer than {} users with at least 2 interactions each."
 FEWER_ACTIVE_SHARE = "Create failed. Fewer than 1 percent of users have at least 2 interactions."
 NO_ACTIONS = "Create failed. Next-Best-Action needs an Actions dataset."
 NO_ITEM_TEXT = ("Create failed. Semantic-Similarity needs an Items dataset with an itemName field "
@@ -21,13 +19,14 @@ NO_ITEM_TEXT = ("Create failed. Semantic-Similarity needs an Items dataset with 
 def enough_interactions(data: TrainingData) -> None:
     """The rule of every interaction-trained recipe: raise TooLittleData with the spec's reason
     when ``data`` (already filtered by event type, value threshold and eventsConfig) is too small."""
-    if data.n_interactions < MIN_INTERACTIONS:
-        raise TooLittleData(FEWER_INTERACTIONS)
+    least = data.minimums
+    if data.n_interactions < least.interactions:
+        raise TooLittleData(FEWER_INTERACTIONS.format(least.interactions))
     per_user = np.bincount(data.user, minlength=data.n_users)
     users = int((per_user > 0).sum())
     active = int((per_user >= 2).sum())
-    if active < MIN_ACTIVE_USERS:
-        raise TooLittleData(FEWER_ACTIVE_USERS)
+    if active < least.active_users:
+        raise TooLittleData(FEWER_ACTIVE_USERS.format(least.active_users))
     if active < MIN_ACTIVE_SHARE * users:
         raise TooLittleData(FEWER_ACTIVE_SHARE)
 
