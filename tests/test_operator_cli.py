@@ -116,6 +116,9 @@ def test_wait_jobs_and_import_report_through_the_endpoint(server, personalize, e
     assert any(line.startswith("failed") and bad in line for line in table)
     assert any("reason: Invalid Data location" in line for line in table)
 
+    code, out, err = cli(server, "jobs", "--all", "--watch", cwd=elsewhere)  # returns once no job runs
+    assert code == 0 and "succeeded" in out and good.rsplit("/", 1)[1] in out, err
+
     code, out, err = cli(server, "import-report", good, cwd=elsewhere)
     assert code == 0, err
     report = json.loads(out)
@@ -124,7 +127,7 @@ def test_wait_jobs_and_import_report_through_the_endpoint(server, personalize, e
 
 
 def test_progress_has_a_total_a_percent_and_time_left():
-    from openpersonalize.api.operator import progress
+    from openpersonalize.api.operator_endpoints import progress
 
     shown = progress({"done": 250, "total": 1000, "since": 100.0, "stage": "scoring"}, now=110.0)
     assert shown == {"done": 250, "total": 1000, "unit": "records", "stage": "scoring", "percent": 25.0,

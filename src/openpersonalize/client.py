@@ -1,5 +1,5 @@
 """The ``openpersonalize`` command's way to a running server: the endpoint, signed requests to
-the operator's endpoints (api/operator.py) and boto3 clients, all with the credentials and region
+the operator's endpoints (api/operator_endpoints.py) and boto3 clients, all with the credentials and region
 boto3 would use.
 
 The endpoint is ``--endpoint-url``, else ``OPENPERSONALIZE_ENDPOINT``, else ``AWS_ENDPOINT_URL``,

@@ -52,8 +52,8 @@ from ..state import ProcessState
 from ..store.files import Storage
 from ..store.metadata import Store
 from . import auth, protocol
-from .operator import PREFIX as OPERATOR_PREFIX
-from .operator import OperatorEndpoints
+from .operator_endpoints import PREFIX as OPERATOR_PREFIX
+from .operator_endpoints import OperatorEndpoints
 from .s3proxy import NOT_ENABLED, S3Proxy, is_s3_request
 
 log = logging.getLogger("openpersonalize.api")
@@ -186,7 +186,7 @@ class Api:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.other(scope, receive, send)
-        elif is_s3_request(scope, self.own_paths):
+        elif is_s3_request(scope, self.own_paths, self.service.s3_proxy is not None):
             await self.s3(scope, receive, send)
         elif scope["method"] in ("GET", "HEAD") and scope["path"] in PROBES and not _has_target(scope):
             answer = self.health() if scope["path"] != "/ready" else await run_in_threadpool(self.ready)
@@ -212,7 +212,7 @@ class Api:
                                 "status": status, "ms": ms})
 
     async def operator_call(self, scope, receive, send) -> None:
-        """The operator's endpoints (api/operator.py): signed like the API, answered in JSON or
+        """The operator's endpoints (api/operator_endpoints.py): signed like the API, answered in JSON or
         streamed bytes, logged and counted under ``operation="openpersonalize"``."""
         started = time.perf_counter()
         request_id = str(uuid.uuid4())

@@ -4,7 +4,8 @@ both ways and untouched (the Host header included, so signatures still verify), 
 server it manages (s3local.py); without it they get an S3-style error saying how to turn it on.
 
 A request is S3's when its signature is scoped to the ``s3`` service (header or presigned URL),
-or when it is unsigned and addressed to none of the Personalize paths.
+or, with ``serve --s3``, when it is unsigned and addressed to none of the Personalize paths
+(without it, such a request is an unknown path: 404).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-autho
               b"transfer-encoding", b"upgrade"}
 
 
-def is_s3_request(scope, own_paths: frozenset[str]) -> bool:
+def is_s3_request(scope, own_paths: frozenset[str], proxying: bool) -> bool:
     authorization = target = None
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -29,6 +30,8 @@ def is_s3_request(scope, own_paths: frozenset[str]) -> bool:
     query = scope.get("query_string", b"")
     if b"X-Amz-Credential=" in query:
         return "/s3/aws4_request" in unquote(query.decode("latin-1"))
+    if not proxying:
+        return False
     path = scope["path"]
     return path != "/" and path not in own_paths and not path.startswith("/openpersonalize/")
 

@@ -79,7 +79,7 @@ class OperatorEndpoints:
                         "status": doc.get("status"), "failureReason": doc.get("failureReason"),
                         "name": doc.get("jobName") or doc.get("name"), "enqueued": r["enqueued"],
                         "heartbeatAge": round(now - r["heartbeat"], 1) if r["heartbeat"] and r["state"] != "done"
-                        else None, "progress": progress(r["progress"], now) if r["state"] != "queued" else None})
+                        else None, "progress": progress(r["progress"], now) if r["state"] in ("running", "cancel") else None})
         return {"jobs": out}
 
     def import_report(self, query: str) -> dict:
