@@ -4,8 +4,11 @@ collectors. Fields passed with ``extra=`` (the request log's ``operation``, ``st
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import time
 
 from .config import LOG_FORMAT
@@ -26,9 +29,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands the record over as it is: QueueHandler would format it first, on the caller's thread."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
+    """Log to standard error in ``fmt``. Records are handed through a queue to a thread that
+    formats and writes them, so that the event loop answering requests never waits on the
+    terminal or a pipe (a request line costs it a few microseconds)."""
+    global _listener
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT))
+    if _listener is not None:
+        _listener.stop()
+    _listener = logging.handlers.QueueListener(queue.SimpleQueue(), handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Handoff(_listener.queue)]
     root.setLevel(level)
+    _listener.start()
+    atexit.register(_flush)
+
+
+def _flush() -> None:
+    """Write what is still queued (at exit)."""
+    if _listener is not None:
+        _listener.stop()

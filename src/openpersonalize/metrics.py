@@ -143,6 +143,7 @@ class Metrics:
                             ["kind", "status"], registry=r)
         self.job_seconds = Histogram("openpersonalize_job_duration_seconds", "How long jobs ran, by kind and status.",
                                      ["kind", "status"], buckets=JOB_BUCKETS, registry=r)
+        self._children: dict[tuple[str, str], tuple] = {}  # labels() takes a lock: once per pair
         if store is not None:
             r.register(_QueueCollector(store))
         if sizes is not None:
@@ -151,8 +152,12 @@ class Metrics:
     def request(self, operation: str, status: int, seconds: float, resource: str | None = None,
                 records: int = 0) -> None:
         code = str(status)
-        self.requests.labels(operation, code).inc()
-        self.latency.labels(operation, code).observe(seconds)
+        children = self._children.get((operation, code))
+        if children is None:
+            children = self._children[(operation, code)] = (self.requests.labels(operation, code),
+                                                             self.latency.labels(operation, code))
+        children[0].inc()
+        children[1].observe(seconds)
         if resource is not None:
             self.runtime.labels(operation, resource, code).inc()
         if records:
