@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -16,13 +18,31 @@ from tests.data.helpers import wait
 from tests.servers import ServerProcess, free_port
 
 
+def weed_processes(folder) -> list[str]:
+    """Command lines of SeaweedFS processes keeping their files under ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "weed" in command and str(folder) in command:
+            found.append(command)
+    return found
+
+
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-s3")
     server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_S3": "true"})
     server.start(timeout=90)
+    assert weed_processes(folder)
     yield server
     server.stop()
+    deadline = time.time() + 10
+    while weed_processes(folder) and time.time() < deadline:  # it ends with the server, however that ends
+        time.sleep(0.2)
+    assert not weed_processes(folder)
 
 
 def aws(server, *args, cwd=None):

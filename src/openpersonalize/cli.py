@@ -114,7 +114,7 @@ def _start_local_s3(settings: Settings, listener):
     from .s3local import LocalS3, S3Unavailable
 
     try:
-        local = LocalS3(Path(settings.data_dir) / "s3-server", access_keys=settings.credentials()).start()
+        local = LocalS3(Path(settings.data_dir) / "s3-server", access_keys=settings.credentials(), tied=True).start()
     except S3Unavailable as exc:
         listener.close()
         raise SystemExit(f"openpersonalize serve --s3: {exc}") from None

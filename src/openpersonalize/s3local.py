@@ -50,12 +50,25 @@ def weed_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGKILL when the parent dies (prctl
+    PR_SET_PDEATHSIG); elsewhere nothing (the parent's cleanup stops the server)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # SIGKILL: SeaweedFS takes its time over SIGTERM, and its parent is gone already.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 class LocalS3:
     """``weed server -s3`` on loopback with its data under ``directory``."""
 
-    def __init__(self, directory: Path, *, access_keys: dict[str, str] | None = None):
+    def __init__(self, directory: Path, *, access_keys: dict[str, str] | None = None, tied: bool = False):
+        """``tied``: the server dies with this process, however it ends (a signal's default
+        action ends a process without running any cleanup)."""
         self.dir = Path(directory)
         self.access_keys = dict(access_keys or {})
+        self.tied = tied
         self.proc: subprocess.Popen | None = None
         self.s3_port = 0
 
@@ -107,7 +120,8 @@ class LocalS3:
             os.chmod(config, 0o600)
             args.append(f"-s3.config={config}")
         log = open(self.dir / "weed.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent if self.tied else None)
         log.close()
         client = self.client()
         deadline = time.time() + timeout
@@ -131,7 +145,7 @@ class LocalS3:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(5)
+            self.proc.wait(3)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
