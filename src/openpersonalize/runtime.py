@@ -7,10 +7,8 @@ answer as AWS does: scores only for the recipes that have them, ``reason`` only 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import random
 import time
 
 import numpy as np
@@ -21,6 +19,15 @@ from .recipes.factorization import Exploration
 from .recipes.registry import capabilities
 from .recipes.scoring import score_value
 from .serving import builtin_exclusion, deployment, filter_mask, history_of, recent_events
+
+
+def _shares(pairs: list[tuple[int, float]], share: float) -> list[tuple[int, float]]:
+    """``(item, score)`` pairs rescaled so that their scores sum to ``share`` (equal parts when the
+    scores sum to nothing)."""
+    total = sum(x for _, x in pairs if math.isfinite(x) and x > 0)
+    if total <= 0:
+        return [(i, share / len(pairs)) for i, _ in pairs]
+    return [(i, share * max(x, 0.0) / total if math.isfinite(x) else 0.0) for i, x in pairs]
 
 
 def _recommendation_id() -> str:
@@ -152,8 +159,8 @@ class RuntimeOperations:
                                     user_index, events,
                                     current_item if current_item is not None and current_item >= 0 else None)
             mask = requested if mask is None else mask & requested
-        idx, scores = self._rank_items(dep, row, user_index, events, current_item, n, mask)
-        reasons = None  # none but for promoted items
+        idx, scores, explored = self._rank_items(dep, row, user_index, events, current_item, n, mask)
+        reasons = [["Exploration"] if int(i) in explored else [] for i in idx] if explored else None
         promoted: dict[int, str] = {}
         if p.get("promotions"):
             idx, scores, reasons, promoted = self._promote(ctx, dep, row, p, user_id, user_index, events,
@@ -161,12 +168,14 @@ class RuntimeOperations:
         return self._answer(ctx, dep, idx, scores, reasons, promoted, columns)
 
     def _rank_items(self, dep, row, user_index, events, current_item, n, mask):
+        """Item indexes and scores, in descending score order, and the set of items exploration
+        placed (empty when the campaign does not explore)."""
         model = dep.model
         can = capabilities(dep.recipe)
         if can.needs_item:
             influence = (row.doc.get("campaignConfig") or {}).get("rankingInfluence")
             extra = {"ranking_influence": influence} if influence and can.ranking_influence else {}
-            return model.similar_items(current_item, n, candidates_mask=mask, **extra)
+            return (*model.similar_items(current_item, n, candidates_mask=mask, **extra), set())
         exploration = None
         if can.exploration:
             config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
@@ -174,7 +183,9 @@ class RuntimeOperations:
                                       age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
         target = history_of(dep, user_index, events) if events else user_index
         kwargs = {"exploration": exploration} if exploration is not None else {}
-        return model.recommend(target, n, candidates_mask=mask, **kwargs)
+        idx, scores = model.recommend(target, n, candidates_mask=mask, **kwargs)
+        explored = exploration.explored if exploration is not None else None
+        return idx, scores, set() if explored is None else set(np.asarray(explored).tolist())
 
     def _promote(self, ctx, dep, row, p, user_id, user_index, events, current_item, n, mask):
         promotion = p["promotions"][0]
@@ -185,25 +196,28 @@ class RuntimeOperations:
         slots = max(1, n * pct // 100)
         promo_mask = filter_mask(ctx.store, ctx.settings, dep, promotion["filterArn"], promotion.get("filterValues"),
                                  user_id, user_index, events, current_item)
-        p_idx, p_scores = self._rank_items(dep, row, user_index, events, current_item, slots, promo_mask)
-        p_idx = [int(i) for i in p_idx if i >= 0][:slots]
+        p_idx, p_scores, _ = self._rank_items(dep, row, user_index, events, current_item, slots, promo_mask)
+        promoted_pairs = [(int(i), float(x)) for i, x in zip(p_idx, p_scores) if i >= 0][:slots]
         allowed = np.ones(dep.model.n_items, bool) if mask is None else np.array(mask, dtype=bool)
-        allowed[p_idx] = False
-        rest_idx, rest_scores = self._rank_items(dep, row, user_index, events, current_item, n - len(p_idx), allowed)
-        rest = [(int(i), float(s)) for i, s in zip(rest_idx, rest_scores) if i >= 0]
-        promoted_pairs = [(i, float(s)) for i, s in zip(p_idx, p_scores)]
-        # Promoted items go to random positions, keeping their relative order (seeded per request).
-        total = len(rest) + len(promoted_pairs)
-        rng = random.Random(hashlib.sha256(f"{row.arn}{user_id}{current_item}".encode()).digest())
-        positions = sorted(rng.sample(range(total), len(promoted_pairs)))
-        merged, pi, ri = [], iter(promoted_pairs), iter(rest)
-        for k in range(total):
-            merged.append((next(pi), True) if k in positions else (next(ri), False))
+        allowed[[i for i, _ in promoted_pairs]] = False
+        rest_idx, rest_scores, explored = self._rank_items(dep, row, user_index, events, current_item,
+                                                           n - len(promoted_pairs), allowed)
+        rest = [(int(i), float(x)) for i, x in zip(rest_idx, rest_scores) if i >= 0]
+        # The list is a mixture: ``pct`` of it drawn from the promoted ranking, the rest from the
+        # plain one. An item's score is its share of the list under that mixture (its score over
+        # its part's total, times that part's share), and the list is in descending order of it,
+        # as the API promises: a promoted item lands where its share puts it (AWS places promoted
+        # items at random positions; docs/runtime.md).
+        share = pct / 100.0 if rest else 1.0
+        mixed = _shares(promoted_pairs, share) + _shares(rest, 1.0 - share)
+        flags = [True] * len(promoted_pairs) + [False] * len(rest)
+        order = sorted(range(len(mixed)), key=lambda k: (-mixed[k][1], k))
         name = promotion.get("name") or "promotion"
-        out_idx = np.array([m[0][0] for m in merged], dtype=np.int64)
-        out_scores = np.array([m[0][1] for m in merged], dtype=np.float64)
-        out_reasons = [["Promoted item"] if m[1] else [] for m in merged]
-        promoted = {m[0][0]: name for m in merged if m[1]}
+        out_idx = np.array([mixed[k][0] for k in order], dtype=np.int64)
+        out_scores = np.array([mixed[k][1] for k in order], dtype=np.float64)
+        out_reasons = [["Promoted item"] if flags[k] else ["Exploration"] if mixed[k][0] in explored else []
+                       for k in order]
+        promoted = {mixed[k][0]: name for k in order if flags[k]}
         return out_idx, out_scores, out_reasons, promoted
 
     def _answer(self, ctx, dep, idx, scores, reasons, promoted, columns) -> dict:

@@ -118,6 +118,29 @@ def test_promotions(lab, personalize, clients, campaigns):
     assert len(out) == 10 and len(promoted) == 3
     assert all("Comedy" in genres(lab, i["itemId"]) and i["reason"] == ["Promoted item"] for i in promoted)
     assert len({i["itemId"] for i in out}) == 10
+    # Descending score order, promotions included: each score is the item's share of the list
+    # under the 30 % / 70 % mixture of the promoted and the plain ranking.
+    scores = [i["score"] for i in out]
+    assert scores == sorted(scores, reverse=True), scores
+    assert abs(sum(i["score"] for i in promoted) - 0.3) < 1e-4 and abs(sum(scores) - 1.0) < 1e-4
+
+
+def test_default_exploration_keeps_the_list_in_score_order(lab, clients):
+    """A campaign with the default exploration (weight 0.3): the list is in descending score order,
+    the scores are probabilities of the exploring policy (summing to at most 1), and fresh items
+    take their share of the list."""
+    rt, _ = clients
+    arn = lab.c.create_campaign(name=lab.name("c"), solutionVersionArn=lab.versions["aws-user-personalization"])[
+        "campaignArn"]
+    try:
+        wait(lambda: lab.c.describe_campaign(campaignArn=arn)["campaign"])
+        for user in ("u0001", "u0002", "u0003"):
+            out = rt.get_recommendations(campaignArn=arn, userId=user, numResults=20)["itemList"]
+            scores = [i["score"] for i in out]
+            assert len(out) == 20 and scores == sorted(scores, reverse=True), scores
+            assert 0 < sum(scores) <= 1.0 + 1e-6
+    finally:
+        lab.c.delete_campaign(campaignArn=arn)
 
 
 def test_runtime_errors(lab, personalize, clients, campaigns):

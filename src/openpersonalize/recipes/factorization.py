@@ -48,13 +48,14 @@ DAY = 86400.0
 ITEM_TO_ITEM = ("ease", "local-ease")  # backends that score a history by item weights B (dense or sparse)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Exploration:
     """Campaign exploration: ``weight`` share of slots for items newer than ``age_cutoff_days``."""
 
     weight: float = 0.3
     age_cutoff_days: float = 30.0
     now: float | None = None  # epoch s; default: the newest training timestamp
+    explored: np.ndarray | None = None  # set by the model: the items exploration placed
 
 
 @model_class
@@ -386,31 +387,42 @@ class PersonalizationModel(CollaborativeModel):
         return cache[key]
 
     def _explore(self, s, hist, n, exclude, mask, ex: Exploration):
+        """The list of the exploring policy: ``weight`` of the slots go to fresh items (ranked by
+        metadata likeness to the history, newest first on ties), the rest to the model's top.
+
+        Each item's score is its probability under that mixture, ``(1 - weight) * p_model +
+        weight * q_fresh``, where ``q_fresh`` spreads the exploring share over every fresh item
+        that may be shown (softmax of its likeness); the list is in descending order of it, as
+        the API promises. ``ex.explored`` receives the items placed by exploration."""
         a = self.arrays
         now = ex.now if ex.now is not None else self.meta["now"]
-        slots = int(round(min(max(ex.weight, 0.0), 1.0) * n))
+        weight = min(max(ex.weight, 0.0), 1.0)
+        slots = int(round(weight * n))
         allowed = np.ones(self.n_items, bool) if mask is None else np.asarray(mask, bool).copy()
         if exclude is not None and len(exclude):
             allowed[np.asarray(exclude)] = False
-        # Fresh items are ranked by metadata likeness to the history, newest first on ties; only
-        # the fresh items that may be shown are scored.
         fresh, age_rank = self._fresh_items(now, ex.age_cutoff_days)
         usable = allowed[fresh]
         candidates = fresh[usable]
         content = np.asarray(a["item_content"])
         profile = content[hist].mean(axis=0) if len(hist) else np.zeros(content.shape[1], np.float32)
-        fresh_score = (content[candidates] @ profile + 1e-3 * age_rank[usable]).astype(np.float32)
-        new_idx = candidates[np.lexsort((candidates, -fresh_score))[:slots]] if slots > 0 \
-            else np.empty(0, np.int64)
+        fresh_score = (content[candidates] @ profile + 1e-3 * age_rank[usable]).astype(np.float64)
+        order = np.lexsort((candidates, -fresh_score))
+        new_idx = candidates[order[:slots]] if slots > 0 else np.empty(0, np.int64)
         allowed[new_idx] = False
         base_idx, _ = topk(s, n - len(new_idx), allowed)
-        # Spread exploration slots evenly through the list instead of bunching them at the end.
-        total = len(base_idx) + len(new_idx)
-        positions = {int((k + 0.5) * total / len(new_idx)) for k in range(len(new_idx))} if len(new_idx) else set()
-        b, e = iter(base_idx), iter(new_idx)
-        merged = [next(e) if pos in positions else next(b) for pos in range(total)]
-        idx = np.asarray(merged, dtype=np.int64)
-        return idx, softmax_of(s[idx], s, self.meta["temperature"])
+        idx = np.concatenate([np.asarray(base_idx, dtype=np.int64), new_idx])
+        p_model = softmax_of(s[idx], s, self.meta["temperature"]).astype(np.float64)
+        q = np.zeros(len(idx))
+        if len(candidates):
+            share = np.exp(fresh_score - fresh_score.max())
+            share /= share.sum()
+            q_of = dict(zip(candidates.tolist(), share.tolist()))
+            q = np.array([q_of.get(int(i), 0.0) for i in idx])
+        mixed = (1.0 - weight) * p_model + weight * q
+        ranked = np.lexsort((np.arange(len(idx)), -mixed))  # descending, ties in list order
+        ex.explored = new_idx
+        return idx[ranked], mixed[ranked].astype(np.float32)
 
 
 def block_rows(n_items: int) -> int:
