@@ -6,6 +6,7 @@
     openpersonalize cp       copy files to or from the server's buckets (like aws s3 cp)
     openpersonalize jobs     the server's jobs: status, reason, progress, time left (--watch)
     openpersonalize wait ARN wait for a job or resource; non-zero exit with the reason on failure
+    openpersonalize compare  attribution sources side by side (A/B), with intervals
     openpersonalize import-report ARN   what an import ignored or nulled, per column
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
 
@@ -180,6 +181,9 @@ def _client_command(args) -> int:
             return commands.jobs(client, everything=args.all, as_json=args.json, watch=args.watch)
         if args.command == "wait":
             return commands.wait(client, args.arn, timeout=args.timeout)
+        if args.command == "compare":
+            return commands.compare(client, args.dataset_group_arn, args.event_type, since=args.since,
+                                    until=args.until, as_json=args.json)
         return commands.import_report(client, args.job_arn)
     except CommandError as exc:
         print(f"openpersonalize {args.command}: {exc}", file=sys.stderr)
@@ -252,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", help="s3://bucket/key (or .../folder/), or a local path")
     p.add_argument("--recursive", action="store_true", help="copy a folder, or everything under a prefix")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
+    p = sub.add_parser("compare", help="attribution sources side by side (A/B): impressions, conversions, "
+                                       "rates with intervals, differences with their significance")
+    p.add_argument("--dataset-group-arn", required=True)
+    p.add_argument("--event-type", required=True, help="the event type that counts as a conversion")
+    p.add_argument("--since", help="first event time: epoch seconds or ISO 8601")
+    p.add_argument("--until", help="last event time: epoch seconds or ISO 8601")
+    p.add_argument("--json", action="store_true")
     endpoint(p)
     p.set_defaults(func=_client_command)
     p = sub.add_parser("import-report", help="show what an import job ignored or nulled, per column")

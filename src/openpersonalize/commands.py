@@ -232,3 +232,54 @@ def wait(client: ServerClient, arn: str, *, timeout: float = 3600.0, interval: f
 def import_report(client: ServerClient, arn: str) -> int:
     print(json.dumps(client.json("/openpersonalize/import-report", arn=arn), indent=2))
     return 0
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def epoch(text: str | None) -> float | None:
+    """Epoch seconds from ``text``: a number, or an ISO 8601 date or time (UTC unless it says)."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"{text!r} is neither epoch seconds nor an ISO 8601 time (2026-12-01T00:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def compare(client: ServerClient, group: str, event_type: str, *, since: str | None = None,
+            until: str | None = None, as_json: bool = False) -> int:
+    query = {"datasetGroupArn": group, "eventType": event_type}
+    for name, value in (("since", epoch(since)), ("until", epoch(until))):
+        if value is not None:
+            query[name] = value
+    doc = client.json("/openpersonalize/compare", **query)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    rows = [("SOURCE", "IMPRESSIONS", "EVENTS", event_type.upper(), "VALUE", "RATE", "95% INTERVAL")]
+    for s in doc["sources"]:
+        rows.append((s["source"], f"{s['impressions']:,}", f"{s['events']:,}", f"{s['conversions']:,}",
+                     f"{s['value']:,.2f}", _percent(s["rate"]), f"{_percent(s['low'])} - {_percent(s['high'])}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))
+    for c in doc["comparisons"]:
+        if c["difference"] is None:
+            continue
+        verdict = "significant" if c["significant"] else "not significant"
+        print(f"{c['b']} - {c['a']}: {100 * c['difference']:+.2f} points "
+              f"(95% {100 * c['low']:+.2f} to {100 * c['high']:+.2f}), p = {c['p']:.3g}: {verdict} at 5%")
+    return 0

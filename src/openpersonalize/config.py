@@ -131,6 +131,8 @@ class Settings:
     parquet_compression: str = "lz4"
     #: Seconds a replaced dataset file is kept for readers that started before the swap.
     file_grace_seconds: float = 3600.0
+    #: Seconds between publications of metric attributions' PutEvents reports (AWS: 15 minutes).
+    metrics_publish_seconds: float = 900.0
     #: Minimum records in an Interactions import job (AWS: 1000).
     min_import_interactions: int = 1000
     #: Minimum interactions, and users with two or more, that training needs (AWS: 1000 and 25).

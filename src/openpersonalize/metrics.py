@@ -23,6 +23,9 @@ gives the whole cluster's queue):
   progress of each running job; ``openpersonalize_job_heartbeat_age_seconds`` (above
   ``job_lease_seconds`` another worker takes the job over); ``openpersonalize_job_attempts``.
 
+``openpersonalize_attribution_value{attribution, metric, event_type, source}``: metric
+attributions' totals (attribution.py), also from the store.
+
 And what this process holds (``ProcessState.sizes``): ``openpersonalize_process_deployments``,
 ``..._deployments_limit``, ``..._loading``, ``..._models``, ``..._model_bytes``,
 ``..._event_tails``.
@@ -122,6 +125,23 @@ class _ProcessCollector:
             yield GaugeMetricFamily(f"openpersonalize_process_{key}", text, value=sizes[key])
 
 
+class _AttributionCollector:
+    """Metric attributions' running totals (attribution.py), read from the store at each scrape."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self):
+        family = GaugeMetricFamily("openpersonalize_attribution_value",
+                                   "Metric attribution totals since the attribution was created, by metric, event "
+                                   "type and attribution source.",
+                                   labels=["attribution", "metric", "event_type", "source"])
+        for row in self.store.query("metric-attribution"):
+            for t in row.doc.get("_totals") or []:
+                family.add_metric([row.arn, t["metric"], t["eventType"], t["source"]], t["value"])
+        yield family
+
+
 class Metrics:
     """The instruments of one server process, in a registry of its own (several services in one
     process, as in tests, do not mix their counts)."""
@@ -146,6 +166,7 @@ class Metrics:
         self._children: dict[tuple[str, str], tuple] = {}  # labels() takes a lock: once per pair
         if store is not None:
             r.register(_QueueCollector(store))
+            r.register(_AttributionCollector(store))
         if sizes is not None:
             r.register(_ProcessCollector(sizes))
 

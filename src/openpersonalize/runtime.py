@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .attribution import source_code
 from .control.base import Context, kind_of_arn
 from .errors import InvalidInputException, ResourceNotFoundException
 from .recipes.factorization import Exploration
@@ -30,10 +31,12 @@ def _shares(pairs: list[tuple[int, float]], share: float) -> list[tuple[int, flo
     return [(i, share * max(x, 0.0) / total if math.isfinite(x) else 0.0) for i, x in pairs]
 
 
-def _recommendation_id() -> str:
-    # AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back.
-    raw = os.urandom(14).hex()
-    return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:22]}-CID-{raw[22:28]}"
+def _recommendation_id(arn: str) -> str:
+    """AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back. The
+    CID part names the campaign or recommender (attribution.source_code), so that events carrying
+    the id are attributed to it."""
+    raw = os.urandom(11).hex()
+    return f"RID-{raw[:2]}-{raw[2:6]}-{raw[6:10]}-{raw[10:22]}-CID-{source_code(arn)}"
 
 
 def _served(ctx: Context, p: dict):
@@ -248,7 +251,7 @@ class RuntimeOperations:
             if with_reason:
                 entry["reason"] = reasons[k] if reasons else []
             out.append(entry)
-        return {"itemList": out, "recommendationId": _recommendation_id()}
+        return {"itemList": out, "recommendationId": _recommendation_id(dep.key)}
 
     def get_personalized_ranking(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
@@ -287,7 +290,7 @@ class RuntimeOperations:
                 entry["reason"] = []
             out.append(entry)
         out += [{"itemId": item} for item, k in zip(inputs, known) if not k]  # unseen items: last, no score
-        return {"personalizedRanking": out, "recommendationId": _recommendation_id()}
+        return {"personalizedRanking": out, "recommendationId": _recommendation_id(dep.key)}
 
     def get_action_recommendations(self, ctx: Context, p: dict) -> dict:
         dep, row = _served(ctx, p)
@@ -310,7 +313,7 @@ class RuntimeOperations:
         ids = model.arrays["action_ids"] if "action_ids" in model.arrays else model.item_ids
         return {"actionList": [{"actionId": str(ids[int(i)]), "score": score_value(float(s))}
                                for i, s in zip(idx, scores) if i >= 0],
-                "recommendationId": _recommendation_id()}
+                "recommendationId": _recommendation_id(dep.key)}
 
 
 __all__ = ["RuntimeOperations", "kind_of_arn"]

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL
 
 from .. import __version__
+from ..attribution import Publisher
 from ..config import Settings
 from ..control import ControlPlane
 from ..control.base import Context
@@ -112,14 +113,18 @@ class Service:
             # An embedded SQLite store belongs to this process alone: jobs it was running when it
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
+        if self.settings.metrics_publish_seconds > 0:
+            self.publisher = Publisher(self.store, self.settings)
+            self.publisher.start()
         if self.settings.auto_training_enabled or self.settings.model_refresh_seconds > 0:
             self.scheduler = Scheduler(self.store, self.settings,
                                        wake=self.runner.wake if self.runner is not None else None)
             self.scheduler.start()
 
     def stop(self) -> None:
-        if getattr(self, "scheduler", None) is not None:
-            self.scheduler.stop()
+        for background in ("scheduler", "publisher"):
+            if getattr(self, background, None) is not None:
+                getattr(self, background).stop()
         if self.runner is not None:
             self.runner.stop()
         self.state.clear()
@@ -249,6 +254,8 @@ class Api:
                     doc = await run_in_threadpool(endpoints.jobs, query)
                 elif what == "import-report":
                     doc = await run_in_threadpool(endpoints.import_report, query)
+                elif what == "compare":
+                    doc = await run_in_threadpool(endpoints.compare, query)
                 else:
                     doc = await run_in_threadpool(endpoints.list, path, query)
                 answer = (200, [(b"content-type", b"application/json")], _json(doc))

@@ -4,6 +4,8 @@ from a running server that the Personalize models have no operation for.
 * ``GET /openpersonalize/jobs[?all=1]``: the job queue with each job's status, failure reason and
   progress (records or bytes done and in all, percent, estimated seconds left).
 * ``GET /openpersonalize/import-report?arn=ARN``: what an import ignored or nulled, per column.
+* ``GET /openpersonalize/compare?datasetGroupArn=ARN&eventType=T[&since=S&until=U]``: attribution
+  sources side by side (attribution.compare): impressions, conversions, rates and differences.
 * ``GET /openpersonalize/objects/<bucket>?prefix=P``: objects under a prefix (key and size).
 * ``PUT /openpersonalize/objects/<bucket>/<key>``: store the body as an object, streamed (the body
   may be far larger than an API call's), published whole when it has all arrived.
@@ -36,11 +38,12 @@ class OperatorEndpoints:
     def __init__(self, store: Store, storage: Storage):
         self.store = store
         self.storage = storage
+        self.settings = storage.settings
 
     def route(self, method: str, path: str) -> str:
         """The endpoint ``path`` names (``jobs``, ``import-report``, ``list``, ``put``, ``get``)."""
         rest = path[len(PREFIX):]
-        if rest in ("jobs", "import-report"):
+        if rest in ("jobs", "import-report", "compare"):
             if method not in ("GET", "HEAD"):
                 raise InvalidInputException(f"{PREFIX}{rest} answers GET, not {method}.")
             return rest
@@ -88,6 +91,26 @@ class OperatorEndpoints:
         if row is None or row.kind != "dataset-import-job":
             raise ResourceNotFoundException(f"No dataset import job {arn!r}.")
         return {"status": row.status, "failureReason": row.doc.get("failureReason"), "report": row.doc.get("_report")}
+
+    def compare(self, query: str) -> dict:
+        from ..attribution import compare
+
+        q = {k: v[0] for k, v in parse_qs(query).items()}
+        group = q.get("datasetGroupArn", "")
+        row = self.store.get(group) if group else None
+        if row is None or row.kind != "dataset-group":
+            raise ResourceNotFoundException(f"No dataset group {group!r}.")
+        if not q.get("eventType"):
+            raise InvalidInputException("Invalid eventType: it is required (the event type that counts as a "
+                                        "conversion, such as purchase).")
+        bounds = {}
+        for name in ("since", "until"):
+            if q.get(name):
+                try:
+                    bounds[name] = float(q[name])
+                except ValueError:
+                    raise InvalidInputException(f"Invalid {name}: {q[name]!r} is not epoch seconds.") from None
+        return compare(self.store, self.settings, group, q["eventType"], **bounds)
 
     def list(self, path: str, query: str) -> dict:
         bucket = unquote(path[len(PREFIX) + len("objects/"):]).strip("/")

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ..errors import InvalidInputException
+from ..attribution import publish_import
 from ..jobs.contract import job_body
 from ..jobs.contract import JobContext, JobFailed
 from ..store.files import ObjectInfo, storage
@@ -470,6 +471,14 @@ def run_import(job: JobContext) -> dict:
     job.reached("published")
     report = work.report()
     _write_report(ds, doc, report)
+    if doc.get("publishAttributionMetricsToS3") and ds.type == "INTERACTIONS" and not published:
+        try:
+            uri = publish_import(job.store, job.settings, ds.row.group_arn, ds, parts)
+        except Exception as exc:  # the data is in; the report is an extra, its failure is logged
+            log.warning("import %s: attribution metrics not published: %s", job.arn, exc)
+        else:
+            if uri:
+                report["attributionMetrics"] = uri
     return {"_report": report}
 
 

@@ -112,10 +112,12 @@ class Dataset:
 
     # -- real-time --------------------------------------------------------------------------
 
-    def iter_put(self, *, batch_rows: int = 5000, until_id: int | None = None) -> Iterator[pa.RecordBatch]:
-        """Real-time rows in arrival order, with the ``_created``/``_user_id``/``_session_id`` columns."""
+    def iter_put(self, *, batch_rows: int = 5000, until_id: int | None = None,
+                 after_id: int = 0) -> Iterator[pa.RecordBatch]:
+        """Real-time rows in arrival order (those with ids in ``(after_id, until_id]``), with the
+        ``_created``/``_user_id``/``_session_id`` columns."""
         schema = pa.schema(list(self.arrow_schema) + [pa.field(n, t) for n, t in PUT_META])
-        for chunk in self.records.iter_rows(self.arn, batch=batch_rows, until_id=until_id):
+        for chunk in self.records.iter_rows(self.arn, batch=batch_rows, until_id=until_id, after_id=after_id):
             columns = {f.name: [] for f in schema}
             for _id, created, user_id, session_id, row in chunk:
                 for f in self.arrow_schema:

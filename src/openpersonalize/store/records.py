@@ -180,7 +180,7 @@ class Records:
             cache.setdefault((dataset_arn, user), {})[(after, limit)] = (now, rows)
         return rows
 
-    def iter_rows(self, dataset_arn: str, batch: int = 5000, until_id: int | None = None
+    def iter_rows(self, dataset_arn: str, batch: int = 5000, until_id: int | None = None, after_id: int = 0
                   ) -> Iterator[list[tuple[int, float, str | None, str | None, dict]]]:
         """Batches of ``(id, created, user_id, session_id, row)`` in insertion order.
 
@@ -189,7 +189,7 @@ class Records:
         """
         if until_id is None:
             until_id = self.last_id(dataset_arn)
-        after = 0
+        after = after_id
         while True:
             stmt = (select(put_records.c.id, put_records.c.created, put_records.c.user_id,
                            put_records.c.session_id, put_records.c.row)
