@@ -46,6 +46,15 @@ class LocalPersonalize:
         self.profile, self.env, self.start_timeout = profile, dict(env or {}), start_timeout
         self.proc: subprocess.Popen | None = None
 
+    @classmethod
+    def at(cls, endpoint: str) -> LocalPersonalize:
+        """The same helpers (``client``, ``put_object``) for a server already running at
+        ``endpoint``; ``stop`` leaves it alone."""
+        server = cls.__new__(cls)
+        server._temporary, server.data_dir, server.proc = False, None, None
+        server.endpoint, server.port = endpoint.rstrip("/"), None
+        return server
+
     def start(self) -> LocalPersonalize:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("OPENPERSONALIZE_")}
         environ.update({"OPENPERSONALIZE_DATA_DIR": str(self.data_dir), "OPENPERSONALIZE_HOST": "127.0.0.1",
@@ -107,6 +116,8 @@ class LocalPersonalize:
         return uri
 
     def log(self) -> str:
+        if self.data_dir is None:
+            return ""
         path = self.data_dir / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
