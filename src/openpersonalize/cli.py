@@ -6,6 +6,7 @@
     openpersonalize cp       copy files to or from the server's buckets (like aws s3 cp)
     openpersonalize jobs     the server's jobs: status, reason, progress, time left (--watch)
     openpersonalize wait ARN wait for a job or resource; non-zero exit with the reason on failure
+    openpersonalize evaluate score versions on the events that came after their training
     openpersonalize compare  attribution sources side by side (A/B), with intervals
     openpersonalize import-report ARN   what an import ignored or nulled, per column
     openpersonalize coverage print the operation coverage table (docs/coverage.md)
@@ -181,6 +182,9 @@ def _client_command(args) -> int:
             return commands.jobs(client, everything=args.all, as_json=args.json, watch=args.watch)
         if args.command == "wait":
             return commands.wait(client, args.arn, timeout=args.timeout)
+        if args.command == "evaluate":
+            return commands.evaluate(client, args.solution_version, since=args.since, until=args.until,
+                                     as_json=args.json)
         if args.command == "compare":
             return commands.compare(client, args.dataset_group_arn, args.event_type, since=args.since,
                                     until=args.until, as_json=args.json)
@@ -256,6 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", help="s3://bucket/key (or .../folder/), or a local path")
     p.add_argument("--recursive", action="store_true", help="copy a folder, or everything under a prefix")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
+    p = sub.add_parser("evaluate", help="score solution versions on the events that arrived after their "
+                                        "training (a time-based hold-out), side by side")
+    p.add_argument("--solution-version", action="append", required=True, metavar="ARN",
+                   help="a version to score (repeat to compare several)")
+    p.add_argument("--since", help="events that arrived after this time (epoch seconds or ISO 8601; default: "
+                                   "when the newest version started training)")
+    p.add_argument("--until", help="events that arrived up to this time")
+    p.add_argument("--json", action="store_true")
     endpoint(p)
     p.set_defaults(func=_client_command)
     p = sub.add_parser("compare", help="attribution sources side by side (A/B): impressions, conversions, "

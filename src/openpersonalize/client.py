@@ -96,7 +96,7 @@ class ServerClient:
 
     def _open(self, method: str, path: str, query: dict, stream=None, size: int = 0):
         parsed = urllib.parse.urlsplit(self.endpoint)
-        target = urllib.parse.quote(path) + ("?" + urllib.parse.urlencode(query) if query else "")
+        target = urllib.parse.quote(path) + ("?" + urllib.parse.urlencode(query, doseq=True) if query else "")
         url = f"{self.endpoint}{target}"
         headers = {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"} if stream is not None else {}
         request = AWSRequest(method=method, url=url, data=b"", headers=headers)

@@ -283,3 +283,31 @@ def compare(client: ServerClient, group: str, event_type: str, *, since: str | N
         print(f"{c['b']} - {c['a']}: {100 * c['difference']:+.2f} points "
               f"(95% {100 * c['low']:+.2f} to {100 * c['high']:+.2f}), p = {c['p']:.3g}: {verdict} at 5%")
     return 0
+
+
+# -- evaluate -----------------------------------------------------------------------------------
+
+SHOWN_METRICS = ("normalized_discounted_cumulative_gain_at_10", "precision_at_10", "mean_reciprocal_rank_at_25",
+                 "coverage")
+
+
+def evaluate(client: ServerClient, versions: list[str], *, since: str | None = None, until: str | None = None,
+             as_json: bool = False) -> int:
+    query: dict = {"solutionVersionArn": versions}
+    for name, value in (("since", epoch(since)), ("until", epoch(until))):
+        if value is not None:
+            query[name] = value
+    doc = client.json("/openpersonalize/evaluate", **query)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{doc['events']:,} events of {doc['usersWithEvents']:,} users since {doc['since']:.0f} (epoch s); "
+          f"ranked by {doc['rankedBy']}")
+    rows = [("VERSION", "RECIPE", "USERS", "NDCG@10", "PRECISION@10", "MRR@25", "COVERAGE")]
+    for v in doc["versions"]:
+        m = v["metrics"]
+        rows.append((v["solutionVersionArn"], str(v["recipe"]).rsplit("/", 1)[-1], f"{v['usersScored']:,}",
+                     *(f"{m[k]:.4f}" if k in m else "-" for k in SHOWN_METRICS)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))
+    return 0

@@ -256,6 +256,8 @@ class Api:
                     doc = await run_in_threadpool(endpoints.import_report, query)
                 elif what == "compare":
                     doc = await run_in_threadpool(endpoints.compare, query)
+                elif what == "evaluate":
+                    doc = await run_in_threadpool(endpoints.evaluate, query)
                 else:
                     doc = await run_in_threadpool(endpoints.list, path, query)
                 answer = (200, [(b"content-type", b"application/json")], _json(doc))

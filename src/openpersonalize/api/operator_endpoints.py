@@ -4,6 +4,8 @@ from a running server that the Personalize models have no operation for.
 * ``GET /openpersonalize/jobs[?all=1]``: the job queue with each job's status, failure reason and
   progress (records or bytes done and in all, percent, estimated seconds left).
 * ``GET /openpersonalize/import-report?arn=ARN``: what an import ignored or nulled, per column.
+* ``GET /openpersonalize/evaluate?solutionVersionArn=A[&solutionVersionArn=B...][&since=S&until=U]``:
+  versions scored on the events that arrived after their training (replay.py).
 * ``GET /openpersonalize/compare?datasetGroupArn=ARN&eventType=T[&since=S&until=U]``: attribution
   sources side by side (attribution.compare): impressions, conversions, rates and differences.
 * ``GET /openpersonalize/objects/<bucket>?prefix=P``: objects under a prefix (key and size).
@@ -43,7 +45,7 @@ class OperatorEndpoints:
     def route(self, method: str, path: str) -> str:
         """The endpoint ``path`` names (``jobs``, ``import-report``, ``list``, ``put``, ``get``)."""
         rest = path[len(PREFIX):]
-        if rest in ("jobs", "import-report", "compare"):
+        if rest in ("jobs", "import-report", "compare", "evaluate"):
             if method not in ("GET", "HEAD"):
                 raise InvalidInputException(f"{PREFIX}{rest} answers GET, not {method}.")
             return rest
@@ -103,14 +105,13 @@ class OperatorEndpoints:
         if not q.get("eventType"):
             raise InvalidInputException("Invalid eventType: it is required (the event type that counts as a "
                                         "conversion, such as purchase).")
-        bounds = {}
-        for name in ("since", "until"):
-            if q.get(name):
-                try:
-                    bounds[name] = float(q[name])
-                except ValueError:
-                    raise InvalidInputException(f"Invalid {name}: {q[name]!r} is not epoch seconds.") from None
-        return compare(self.store, self.settings, group, q["eventType"], **bounds)
+        return compare(self.store, self.settings, group, q["eventType"], **_bounds(parse_qs(query)))
+
+    def evaluate(self, query: str) -> dict:
+        from ..replay import evaluate
+
+        q = parse_qs(query)
+        return evaluate(self.store, self.settings, q.get("solutionVersionArn", []), **_bounds(q))
 
     def list(self, path: str, query: str) -> dict:
         bucket = unquote(path[len(PREFIX) + len("objects/"):]).strip("/")
@@ -163,6 +164,19 @@ class OperatorEndpoints:
                     yield data
 
         return found[0].size, iterate_in_threadpool(chunks())
+
+
+def _bounds(query: dict[str, list[str]]) -> dict[str, float]:
+    """``since`` and ``until`` of a query string, as epoch seconds."""
+    out = {}
+    for name in ("since", "until"):
+        value = (query.get(name) or [""])[0]
+        if value:
+            try:
+                out[name] = float(value)
+            except ValueError:
+                raise InvalidInputException(f"Invalid {name}: {value!r} is not epoch seconds.") from None
+    return out
 
 
 def progress(raw: dict | None, now: float) -> dict | None:
