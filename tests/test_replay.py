@@ -89,3 +89,67 @@ def test_evaluate_refuses_what_it_cannot_score(lab):
                           lab.server.endpoint, "--solution-version", "arn:aws:personalize:us-east-1:0:solution/x/y"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1 and "No solution version" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- explain ------------------------------------------------------------------------------------------
+
+
+def explain(lab, campaign: str, user: str, item: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENPERSONALIZE_", "AWS_"))}
+    out = subprocess.run([sys.executable, "-m", "openpersonalize.cli", "explain", campaign, "--user-id", user,
+                          "--item-id", item, "--json", "--endpoint-url", lab.server.endpoint],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_explanations_name_history_items_by_the_models_own_arithmetic(lab):
+    from openpersonalize.config import Settings
+    from openpersonalize.store.models import load_model
+
+    c, cat = lab.c, lab.cat
+    version = lab.versions["aws-user-personalization"]
+    campaign = c.create_campaign(name="explained", solutionVersionArn=version, campaignConfig={
+        "itemExplorationConfig": {"explorationWeight": "0"}})["campaignArn"]
+    from tests.data.helpers import wait
+    wait(lambda: c.describe_campaign(campaignArn=campaign)["campaign"])
+    runtime = make_client("personalize-runtime", lab.server.endpoint)
+    model = load_model(Settings(data_dir=str(lab.server.data_dir)), version)
+    for u in (1, 3, 5):  # users without later events (those went to even users)
+        user = str(cat.user_ids[u])
+        item = runtime.get_recommendations(campaignArn=campaign, userId=user, numResults=5)["itemList"][0]["itemId"]
+        doc = explain(lab, campaign, user, item)
+        assert doc["rule"] == "model" and doc["contributions"], doc
+        history = {str(cat.item_ids[i]) for i in cat.items[cat.users == u]}
+        named = [x["itemId"] for x in doc["contributions"]]
+        assert set(named) <= history  # only the user's own history explains
+        parts = [x["contribution"] for x in doc["contributions"]]
+        assert parts == sorted(parts, reverse=True)
+        # The model's arithmetic, computed here from its arrays: EASE scores are w . B[history, item].
+        if model.meta["backend"] == "ease":
+            hist = model.history(model.user_position(user))
+            i = int(model.item_index([item])[0])
+            expected = {}
+            for h, w in zip(hist, model._weights(hist)):
+                name = str(model.item_ids[h])
+                expected[name] = expected.get(name, 0.0) + float(w * model.arrays["B"][h, i])
+            for name, part in zip(named, parts):
+                assert abs(expected[name] - part) < 1e-5
+            assert named[0] == max(expected, key=expected.get)
+    c.delete_campaign(campaignArn=campaign)
+
+
+def test_an_explored_item_is_explained_by_the_rule(lab):
+    c, cat = lab.c, lab.cat
+    campaign = c.create_campaign(name="exploring", solutionVersionArn=lab.versions["aws-user-personalization"],
+                                 campaignConfig={"itemExplorationConfig": {"explorationWeight": "1",
+                                                                           "explorationItemAgeCutOff": "100000"}})[
+        "campaignArn"]
+    from tests.data.helpers import wait
+    wait(lambda: c.describe_campaign(campaignArn=campaign)["campaign"])
+    runtime = make_client("personalize-runtime", lab.server.endpoint)
+    user = str(cat.user_ids[7])
+    item = runtime.get_recommendations(campaignArn=campaign, userId=user, numResults=5)["itemList"][0]["itemId"]
+    doc = explain(lab, campaign, user, item)
+    assert doc["rule"] == "exploration" and "fresh item" in doc["explanation"], doc
+    c.delete_campaign(campaignArn=campaign)

@@ -6,6 +6,7 @@
     openpersonalize cp       copy files to or from the server's buckets (like aws s3 cp)
     openpersonalize jobs     the server's jobs: status, reason, progress, time left (--watch)
     openpersonalize wait ARN wait for a job or resource; non-zero exit with the reason on failure
+    openpersonalize explain  why a campaign recommends an item to a user
     openpersonalize evaluate score versions on the events that came after their training
     openpersonalize compare  attribution sources side by side (A/B), with intervals
     openpersonalize import-report ARN   what an import ignored or nulled, per column
@@ -182,6 +183,8 @@ def _client_command(args) -> int:
             return commands.jobs(client, everything=args.all, as_json=args.json, watch=args.watch)
         if args.command == "wait":
             return commands.wait(client, args.arn, timeout=args.timeout)
+        if args.command == "explain":
+            return commands.explain(client, args.arn, args.user_id, args.item_id, as_json=args.json)
         if args.command == "evaluate":
             return commands.evaluate(client, args.solution_version, since=args.since, until=args.until,
                                      as_json=args.json)
@@ -260,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", help="s3://bucket/key (or .../folder/), or a local path")
     p.add_argument("--recursive", action="store_true", help="copy a folder, or everything under a prefix")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    endpoint(p)
+    p.set_defaults(func=_client_command)
+    p = sub.add_parser("explain", help="why a campaign or recommender recommends an item to a user")
+    p.add_argument("arn", help="a campaign or recommender ARN")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("--item-id", required=True)
+    p.add_argument("--json", action="store_true")
     endpoint(p)
     p.set_defaults(func=_client_command)
     p = sub.add_parser("evaluate", help="score solution versions on the events that arrived after their "

@@ -311,3 +311,24 @@ def evaluate(client: ServerClient, versions: list[str], *, since: str | None = N
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))
     return 0
+
+
+# -- explain ------------------------------------------------------------------------------------
+
+
+def explain(client: ServerClient, arn: str, user: str, item: str, *, as_json: bool = False) -> int:
+    member = "recommenderArn" if ":recommender/" in arn else "campaignArn"
+    doc = client.json("/openpersonalize/explain", **{member: arn, "userId": user, "itemId": item})
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(doc["explanation"])
+    if doc["contributions"]:
+        total = sum(c["contribution"] for c in doc["contributions"])
+        width = max(len(c["itemId"]) for c in doc["contributions"])
+        for c in doc["contributions"]:
+            share = f" ({100 * c['contribution'] / doc['score']:.0f}% of the score)" if doc.get("score") else ""
+            print(f"  {c['itemId'].ljust(width)}  {c['contribution']:+.4g}{share}")
+        if doc.get("boost"):
+            print(f"  (objective boost {doc['boost']:+.4g}; the {len(doc['contributions'])} shown sum to {total:+.4g})")
+    return 0

@@ -317,3 +317,52 @@ class RuntimeOperations:
 
 
 __all__ = ["RuntimeOperations", "kind_of_arn"]
+
+
+def explain(ctx: Context, p: dict) -> dict:
+    """Why a campaign or recommender puts ``itemId`` in ``userId``'s list (the extension behind
+    ``GET /openpersonalize/explain`` and ``openpersonalize explain``; not an AWS operation).
+
+    ``rule`` says what placed the item: ``exploration`` (a fresh item given an exploring slot),
+    ``popularity`` (the user has no history: the cold-start answer) or ``model``; for the model, the
+    history items that contributed most to its score, each with its additive part (see
+    ``CollaborativeModel.explain``), including the real-time events the list would use."""
+    dep, row = _served(ctx, p)
+    for member in ("userId", "itemId"):
+        if not p.get(member):
+            raise InvalidInputException(f"Invalid {member}: it is required.")
+    model = dep.model
+    item = int(model.item_index([p["itemId"]])[0])
+    if item < 0:
+        raise ResourceNotFoundException(f"Item {p['itemId']!r} is not in the model of {row.arn}.")
+    user_index = model.user_position(p["userId"])
+    events = recent_events(ctx.state, dep, p["userId"], max_age=ctx.settings.runtime_events_cache_seconds)
+    history = history_of(dep, user_index, events) if (events or user_index >= 0) else np.empty(0, np.int64)
+    out = {"arn": row.arn, "userId": p["userId"], "itemId": p["itemId"], "recipe": dep.recipe,
+           "historyLength": int(len(history)), "contributions": []}
+    can = capabilities(dep.recipe)
+    if can.exploration and not can.needs_item:
+        config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
+        exploring = Exploration(weight=float(config.get("explorationWeight", 0.3)),
+                                age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
+        model.recommend(history if len(history) else user_index, int(p.get("numResults") or 25), exploration=exploring)
+        if exploring.explored is not None and item in set(np.asarray(exploring.explored).tolist()):
+            out.update(rule="exploration", explanation=(
+                f"Exploration: {p['itemId']} is a fresh item (created within {exploring.age_cutoff_days:g} days) "
+                "given one of the campaign's exploring slots, ranked by likeness to the user's history."))
+            return out
+    if not len(history):
+        out.update(rule="popularity", explanation="The user has no history: the list is the cold-start answer "
+                                                  "(popular items).")
+        return out
+    if not hasattr(model, "explain"):
+        out.update(rule="model", explanation=f"{dep.recipe} gives no per-history explanation.")
+        return out
+    found = model.explain(history, item)
+    top = found["parts"][:10]
+    names = model.item_ids[[h for h, _ in top]].tolist() if top else []
+    out.update(rule="model", score=found["score"], boost=found["boost"],
+               contributions=[{"itemId": str(name), "contribution": part} for name, (_, part) in zip(names, top)],
+               explanation=(f"{p['itemId']} scores {found['score']:.4g} for this user; the history items that "
+                            "contributed most are listed, each with its part of the score."))
+    return out

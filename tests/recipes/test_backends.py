@@ -136,3 +136,19 @@ def test_a_given_hidden_dimension_asks_for_a_factor_model(world):
     assert "hidden_dimension given" in result.tuned_params["algorithm"]["chosen_because"]
     default = train("aws-user-personalization", world.data, {}, seed=3, settings=SETTINGS, compute_metrics=False)
     assert default.model.meta["backend"] == "ease"
+
+
+@pytest.mark.parametrize("backend", sorted(FORCED))
+def test_explain_splits_the_raw_score_into_history_parts(models, world, backend):
+    """The parts of every history item sum to the raw score the backend computes for an ad-hoc
+    history (EASE: w . B[h, i]; ALS: the folded-in vector's dot product), boost included."""
+    model = models[backend]["aws-user-personalization"].model
+    hist = np.array(sorted(world.items_of("B"))[:5] + sorted(world.items_of("B"))[:2])  # repeats sum
+    raw = model.scores_for_history(hist)
+    finite = np.flatnonzero(np.isfinite(raw))
+    for item in np.argsort(-raw)[:3].tolist() + [int(finite[np.argmin(raw[finite])])]:
+        found = model.explain(hist, item)
+        assert {h for h, _ in found["parts"]} <= set(hist.tolist())
+        assert abs(sum(p for _, p in found["parts"]) + found["boost"] - raw[item]) < 1e-3 * max(1.0, abs(raw[item]))
+        parts = [p for _, p in found["parts"]]
+        assert parts == sorted(parts, reverse=True)

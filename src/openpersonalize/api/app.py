@@ -98,7 +98,7 @@ class Service:
             "personalize-runtime": RuntimeOperations(),
             "personalize-events": EventOperations(),
         }
-        self.operator = OperatorEndpoints(self.store, Storage(settings))
+        self.operator = OperatorEndpoints(self.store, Storage(settings), self.state)
         # serve --s3: S3 requests on this endpoint go to the managed S3 server (s3proxy.py).
         self.s3_proxy = S3Proxy(settings.s3_proxy_url) if settings.s3_proxy_url else None
         self.keys = settings.credentials()
@@ -258,6 +258,8 @@ class Api:
                     doc = await run_in_threadpool(endpoints.compare, query)
                 elif what == "evaluate":
                     doc = await run_in_threadpool(endpoints.evaluate, query)
+                elif what == "explain":
+                    doc = await run_in_threadpool(endpoints.explain, query)
                 else:
                     doc = await run_in_threadpool(endpoints.list, path, query)
                 answer = (200, [(b"content-type", b"application/json")], _json(doc))

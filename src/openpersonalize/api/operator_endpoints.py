@@ -6,6 +6,8 @@ from a running server that the Personalize models have no operation for.
 * ``GET /openpersonalize/import-report?arn=ARN``: what an import ignored or nulled, per column.
 * ``GET /openpersonalize/evaluate?solutionVersionArn=A[&solutionVersionArn=B...][&since=S&until=U]``:
   versions scored on the events that arrived after their training (replay.py).
+* ``GET /openpersonalize/explain?campaignArn=C|recommenderArn=R&userId=U&itemId=I``: why the item is
+  in the user's list (runtime.explain).
 * ``GET /openpersonalize/compare?datasetGroupArn=ARN&eventType=T[&since=S&until=U]``: attribution
   sources side by side (attribution.compare): impressions, conversions, rates and differences.
 * ``GET /openpersonalize/objects/<bucket>?prefix=P``: objects under a prefix (key and size).
@@ -37,15 +39,16 @@ CHUNK = 1 << 20
 
 
 class OperatorEndpoints:
-    def __init__(self, store: Store, storage: Storage):
+    def __init__(self, store: Store, storage: Storage, state=None):
         self.store = store
         self.storage = storage
         self.settings = storage.settings
+        self.state = state  # the process's ProcessState: explain serves from the same deployments
 
     def route(self, method: str, path: str) -> str:
         """The endpoint ``path`` names (``jobs``, ``import-report``, ``list``, ``put``, ``get``)."""
         rest = path[len(PREFIX):]
-        if rest in ("jobs", "import-report", "compare", "evaluate"):
+        if rest in ("jobs", "import-report", "compare", "evaluate", "explain"):
             if method not in ("GET", "HEAD"):
                 raise InvalidInputException(f"{PREFIX}{rest} answers GET, not {method}.")
             return rest
@@ -112,6 +115,15 @@ class OperatorEndpoints:
 
         q = parse_qs(query)
         return evaluate(self.store, self.settings, q.get("solutionVersionArn", []), **_bounds(q))
+
+    def explain(self, query: str) -> dict:
+        from ..control.base import Context
+        from ..runtime import explain
+
+        q = {k: v[0] for k, v in parse_qs(query).items()}
+        ctx = Context(settings=self.settings, store=self.store, request_id="explain", region=self.settings.region,
+                      state=self.state)
+        return explain(ctx, q)
 
     def list(self, path: str, query: str) -> dict:
         bucket = unquote(path[len(PREFIX) + len("objects/"):]).strip("/")

@@ -109,6 +109,38 @@ class CollaborativeModel(Model):
             x = als_fold_in(V, hist, w * self.meta["alpha"], self.meta["reg"], self._yty())
         return V @ x
 
+    def explain(self, hist: np.ndarray, item: int) -> dict:
+        """Why ``item`` scores what it does for a history: the raw score split into one additive
+        part per history item, plus the optimisation objective's boost.
+
+        EASE and neighbourhood EASE: ``score = sum_h w_h B[h, item]`` (w: the recency weights).
+        ALS: the history's folded-in vector ``x = A^-1 V_h' c`` makes ``score = V_item . x =
+        sum_h c_h (V_item A^-1 V_h)``, exact for the fold-in (a trained user's own vector is the
+        same solve over the training data). Returns ``{"score", "boost", "parts": [(history item,
+        part)]}`` with one part per distinct history item, largest first."""
+        hist = np.asarray(hist, dtype=np.int64)
+        hist = hist[(hist >= 0) & (hist < self.n_items)]
+        boost = float(np.asarray(self.arrays["objective_boost"])[item]) if "objective_boost" in self.arrays else 0.0
+        if len(hist) == 0:
+            return {"score": float(np.asarray(self.arrays["popularity"])[item]) + boost, "boost": boost, "parts": []}
+        w = self._weights(hist)
+        backend = self.meta["backend"]
+        if backend == "ease":
+            parts = w * np.asarray(self.arrays["B"][hist, item], dtype=np.float64)
+        elif backend == "local-ease":
+            parts = w * np.asarray(self.item_weights()[hist][:, [item]].toarray(), dtype=np.float64).ravel()
+        else:
+            V = np.asarray(self.arrays["item_factors"], dtype=np.float64)
+            c = w.astype(np.float64) * self.meta["alpha"]
+            Vh = V[hist]
+            A = self._yty() + (Vh.T * (c - 1.0)) @ Vh + self.meta["reg"] * np.eye(V.shape[1])
+            parts = c * (Vh @ np.linalg.solve(A, V[item]))
+        distinct, inverse = np.unique(hist, return_inverse=True)
+        summed = np.bincount(inverse, weights=parts, minlength=len(distinct))
+        order = np.lexsort((distinct, -summed))
+        return {"score": float(summed.sum()) + boost, "boost": boost,
+                "parts": [(int(distinct[k]), float(summed[k])) for k in order]}
+
     def _yty(self) -> np.ndarray:
         if not hasattr(self, "_YtY"):
             V = np.asarray(self.arrays["item_factors"])
