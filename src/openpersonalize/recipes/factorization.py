@@ -556,13 +556,14 @@ def trim_block(H: sp.csr_matrix, idx: np.ndarray, probs: np.ndarray, caps, n: in
 
 
 def stored_csr(model: Model, name: str) -> sp.csr_matrix:
-    """The items x items CSR matrix a model saved as ``<name>_data``, ``_indices``, ``_indptr``,
-    built once per loaded model (the arrays stay memory-mapped)."""
+    """The CSR matrix (rows x items; items x items by default) a model saved as ``<name>_data``,
+    ``_indices``, ``_indptr``, built once per loaded model (the arrays stay memory-mapped)."""
     cache = model.__dict__.setdefault("_csr", {})
     if name not in cache:
         a = model.arrays
-        cache[name] = sp.csr_matrix((np.asarray(a[f"{name}_data"]), np.asarray(a[f"{name}_indices"]),
-                                     np.asarray(a[f"{name}_indptr"])), shape=(model.n_items, model.n_items))
+        indptr = np.asarray(a[f"{name}_indptr"])
+        cache[name] = sp.csr_matrix((np.asarray(a[f"{name}_data"]), np.asarray(a[f"{name}_indices"]), indptr),
+                                    shape=(len(indptr) - 1, model.n_items))
     return cache[name]
 
 

@@ -15,7 +15,8 @@ session data at a fraction of their cost:
 Each part is scaled to its row's maximum and they are mixed with weight ``seq_weight`` on the
 transitions. HRNN-Metadata adds a third part, ``meta_weight`` x the likeness of each item's
 metadata (categorical and textual columns, the same embedding exploration uses) to the user's
-recent items'. HRNN-Coldstart recommends cold items only (``cold_start_*``: at most
+recent items', and a fourth from the Users dataset, ``user_weight`` x what the user's segment
+(the users who share every categorical user column's value: a tier, a country) interacts with. HRNN-Coldstart recommends cold items only (``cold_start_*``: at most
 ``cold_start_max_interactions`` interactions, created within ``cold_start_max_duration`` days
 of the newest item or of now), scored with the metadata part too, since they have few or no
 interactions for the rest to go on. ``seq_weight`` and ``decay`` are chosen on a validation split inside training
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .base import HyperParameters, Model, TrainingData, TrainingSettings, model_class
+from .base import HyperParameters, Model, TrainingData, TrainingSettings, _lookup, model_class, sorter_of
 from .features import metadata_embedding
 from .factorization import (USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel,
                             stored_csr)
@@ -44,6 +45,8 @@ KEEP_PER_ITEM = 200  # transitions stored per item (the strongest)
 WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # seq_weight candidates: the collaborative part always counts
 DECAYS = (0.0, 0.3, 0.6, 0.9)  # decay candidates (0: the last item alone)
 META_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # meta_weight candidates (HRNN-Metadata, HRNN-Coldstart)
+USER_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # user_weight candidates (the user metadata part)
+KEEP_PER_SEGMENT = 500  # items kept per user segment (its members' most frequent)
 METADATA_RECIPES = ("aws-hrnn-metadata", "aws-hrnn-coldstart")
 DAY = 86400.0
 VALIDATION_USERS = 3000  # users scored per candidate when choosing
@@ -122,6 +125,49 @@ def metadata_scores(content: np.ndarray, hists: list[np.ndarray], decay: float) 
     return np.maximum(profile @ content.T, 0.0).astype(np.float32)
 
 
+def user_segments(data: TrainingData) -> tuple[np.ndarray, sp.csr_matrix] | None:
+    """The user metadata part's data: users sharing the value of every categorical column of the
+    Users dataset form a segment, whose row holds its members' item counts (the strongest
+    ``KEEP_PER_SEGMENT``) scaled to its maximum. Returns each user's segment (-1 without a Users
+    row) and the rows; None without categorical user columns."""
+    table, roles = data.users, data.user_columns
+    if table is None or not roles.categorical:
+        return None
+    id_column = next((c for c in table.column_names if c.upper() == "USER_ID"), None)
+    if id_column is None:
+        return None
+    ids = np.asarray(table.column(id_column).to_pylist(), dtype=str)
+    keys = np.asarray(["\x1f".join(map(str, values)) for values in
+                       zip(*(table.column(c).to_pylist() for c in roles.categorical))], dtype=str)
+    position = _lookup(data.user_ids, ids, sorter_of(data.user_ids))
+    known = position >= 0
+    labels, segment_of_row = np.unique(keys[known], return_inverse=True)
+    segment = np.full(data.n_users, -1, dtype=np.int64)
+    segment[position[known]] = segment_of_row
+    of_interaction = segment[data.user]
+    has = of_interaction >= 0
+    C = sp.csr_matrix((np.ones(int(has.sum()), np.float32), (of_interaction[has], data.item[has].astype(np.int64))),
+                      shape=(len(labels), data.n_items), dtype=np.float32)
+    C.sum_duplicates()
+    C = _strongest(C, KEEP_PER_SEGMENT)
+    tops = np.asarray(C.max(axis=1).toarray()).ravel() if C.shape[0] else np.zeros(0)
+    C = (sp.diags(1.0 / np.maximum(tops, 1e-9)).astype(np.float32) @ C).tocsr()
+    C.sort_indices()
+    return segment, C
+
+
+def segment_scores(segment: np.ndarray, C: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+    """One row per user: their segment's row (zeros for users without one)."""
+    users = np.asarray(users, dtype=np.int64)
+    of = np.where((users >= 0) & (users < len(segment)), segment[np.clip(users, 0, max(len(segment) - 1, 0))], -1) \
+        if len(segment) else np.full(len(users), -1)
+    out = np.zeros((len(users), C.shape[1]), dtype=np.float32)
+    rows = np.flatnonzero(of >= 0)
+    if len(rows):
+        out[rows] = C[of[rows]].toarray()
+    return out
+
+
 def cold_items(data: TrainingData, created: np.ndarray, params: HyperParameters) -> np.ndarray:
     """HRNN-Coldstart's cold items: at most ``cold_start_max_interactions`` interactions and
     created within ``cold_start_max_duration`` days of the newest item (``latestItem``) or of
@@ -175,7 +221,7 @@ class SequentialModel(PersonalizationModel):
         R = recent_rows(hists, self.n_items, float(self.meta["seq_decay"]))
         return np.asarray((R @ self.transition_matrix()).toarray(), dtype=np.float32)
 
-    def _blended(self, base: np.ndarray, hists: list[np.ndarray]) -> np.ndarray:
+    def _blended(self, base: np.ndarray, hists: list[np.ndarray], users: np.ndarray | None = None) -> np.ndarray:
         weight = float(self.meta.get("seq_weight", 0.0))
         has = np.array([len(h) > 0 for h in hists], dtype=bool)
         if weight > 0.0 and "T_indptr" in self.arrays:
@@ -184,6 +230,11 @@ class SequentialModel(PersonalizationModel):
         if meta_weight > 0.0:
             base = blend(base, metadata_scores(np.asarray(self.arrays["item_content"]), hists,
                                                float(self.meta.get("seq_decay", 0.0))), meta_weight, has)
+        user_weight = float(self.meta.get("user_weight", 0.0))
+        if user_weight > 0.0 and users is not None and "U_indptr" in self.arrays:
+            segment = np.asarray(self.arrays["user_segment"])
+            scores = segment_scores(segment, stored_csr(self, "U"), users)
+            base = blend(base, scores, user_weight, scores.max(axis=1) > 0)
         return base
 
     def candidates(self, mask: np.ndarray | None) -> np.ndarray | None:
@@ -202,11 +253,11 @@ class SequentialModel(PersonalizationModel):
 
     def _raw_scores(self, hist: np.ndarray, user: int) -> np.ndarray:
         base = super()._raw_scores(hist, user)
-        return self._blended(base[None, :], [np.asarray(hist)])[0]
+        return self._blended(base[None, :], [np.asarray(hist)], np.array([user]))[0]
 
     def _raw_block(self, users: np.ndarray) -> np.ndarray:
         base = super()._raw_block(users)
-        return self._blended(base, [self.history(int(u)) for u in np.asarray(users)])
+        return self._blended(base, [self.history(int(u)) for u in np.asarray(users)], np.asarray(users))
 
     def _raw_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         return self._blended(super()._raw_histories(hists), list(hists))
@@ -220,7 +271,7 @@ class _BlockScores:
 
     def __init__(self, core: CollaborativeModel, T: sp.csr_matrix, users: np.ndarray, truth: np.ndarray,
                  drop_seen: bool, n_items: int):
-        self.T, self.truth, self.n_items = T, truth, n_items
+        self.T, self.truth, self.n_items, self.users = T, truth, n_items, users
         self.base = row_scaled(core._raw_block(users))
         self.hists = [core.history(int(u)) for u in users]
         lengths = [len(h) for h in self.hists]
@@ -236,12 +287,16 @@ class _BlockScores:
             self._seq = {decay: row_scaled(np.asarray((R @ self.T).toarray(), dtype=np.float32))}
         return self._seq[decay]
 
-    def gains(self, weight: float, decay: float, content: np.ndarray | None = None, meta_weight: float = 0.0
-              ) -> np.ndarray:
+    def gains(self, weight: float, decay: float, content: np.ndarray | None = None, meta_weight: float = 0.0,
+              segments: tuple[np.ndarray, sp.csr_matrix] | None = None, user_weight: float = 0.0) -> np.ndarray:
         S = self.base if weight == 0.0 else (1.0 - weight) * self.base + weight * self.seq(decay)
         if content is not None:
             S = (1.0 - meta_weight) * row_scaled(S) + meta_weight * row_scaled(
                 metadata_scores(content, self.hists, decay))
+        if segments is not None and user_weight > 0.0:
+            part = segment_scores(*segments, self.users)
+            S = np.where((part.max(axis=1) > 0)[:, None],
+                         (1.0 - user_weight) * row_scaled(S) + user_weight * row_scaled(part), S)
         if self.seen is not None:  # as the repeat policy will: seen items are not recommended
             S = S.copy() if S is self.base else S
             S[self.seen.nonzero()] = -np.inf
@@ -265,16 +320,23 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         out.update(seq_weight="chosen on validation", seq_decay="chosen on validation", seq_window=str(WINDOW))
         if params.get("_asked") in METADATA_RECIPES:
             out["meta_weight"] = "chosen on validation"
+            out["user_weight"] = "chosen on validation (categorical Users columns)"
         if params.get("_asked") == "aws-hrnn-coldstart":
             out["candidates"] = "cold items (cold_start_max_interactions, cold_start_max_duration, cold_start_relative_from)"
         return out
 
     def fit(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings) -> Model:
-        weight, decay, meta_weight = self.choose_blend(data, params, settings)
+        weight, decay, meta_weight, user_weight = self.choose_blend(data, params, settings)
         arrays, meta, X = self.fit_core(data, params, settings)
         T = transitions(data)
         arrays["T_indptr"], arrays["T_indices"], arrays["T_data"] = T.indptr, T.indices, T.data
-        meta.update(seq_weight=weight, seq_decay=decay, seq_window=WINDOW, meta_weight=meta_weight)
+        meta.update(seq_weight=weight, seq_decay=decay, seq_window=WINDOW, meta_weight=meta_weight,
+                    user_weight=user_weight)
+        segments = user_segments(data) if user_weight > 0.0 else None
+        if segments is not None:
+            arrays["user_segment"] = segments[0]
+            arrays["U_indptr"], arrays["U_indices"], arrays["U_data"] = segments[1].indptr, segments[1].indices, \
+                segments[1].data
         model = self._finish(data, params, settings, arrays, meta, X)
         if params.get("_asked") == "aws-hrnn-coldstart":
             cold = cold_items(data, np.asarray(arrays["item_created"]), params)
@@ -289,17 +351,17 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         return self.fit(data if aligned is None else aligned, params, settings)
 
     def choose_blend(self, data: TrainingData, params: HyperParameters, settings: TrainingSettings
-                     ) -> tuple[float, float, float]:
+                     ) -> tuple[float, float, float, float]:
         """(seq_weight, decay) with the best NDCG@10 on each user's newest interaction, the
-        models fitted on the rest; and for the metadata recipes the metadata weight. Zeros when
-        too few users have three or more interactions."""
+        models fitted on the rest; and for the metadata recipes the item and the user metadata
+        weights. Zeros when too few users have three or more interactions."""
         order = data.pair_runs.order  # by user, then time
         counts = np.bincount(data.user, minlength=data.n_users)
         last = np.zeros(data.n_interactions, dtype=bool)
         ends = np.cumsum(counts)[counts >= 3] - 1
         last[order[ends]] = True
         if len(ends) < MIN_VALIDATION_USERS:
-            return 0.0, 0.0, 0.0
+            return 0.0, 0.0, 0.0, 0.0
         rest = data.subset(~last)
         truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
         rng = np.random.default_rng(settings.seed)
@@ -333,7 +395,7 @@ class SequentialPersonalization(CollaborativeAlgorithm):
                 gains[c][rows] = scores.gains(*c)
         weight, decay = significant_best(gains, (0.0, DECAYS[0]))
         if not metadata:
-            return weight, decay, 0.0
+            return weight, decay, 0.0, 0.0
         # The metadata part, on top of the chosen blend, kept only when it beats it likewise
         # (a second pass over the blocks, rather than holding them all).
         meta_gains = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
@@ -342,8 +404,18 @@ class SequentialPersonalization(CollaborativeAlgorithm):
             for m in META_WEIGHTS:
                 meta_gains[(m, 0.0)][rows] = scores.gains(weight, decay, content, m)
         meta_weight = significant_best(meta_gains, (0.0, 0.0))[0]
+        # The user metadata part likewise, on top of the chosen blend.
+        segments = user_segments(rest)
+        user_weight = 0.0
+        if segments is not None:
+            user_gains = {(u, 0.0): np.zeros(len(truth_user)) for u in USER_WEIGHTS}
+            for rows in blocks:
+                scores = part(rows)
+                for u in USER_WEIGHTS:
+                    user_gains[(u, 0.0)][rows] = scores.gains(weight, decay, content, meta_weight, segments, u)
+            user_weight = significant_best(user_gains, (0.0, 0.0))[0]
         if params.get("_asked") == "aws-hrnn-coldstart":
             # Cold items have few or no interactions: the validation (newest interactions, warm
             # items) cannot see their need, and without the metadata part they would all tie.
             meta_weight = max(meta_weight, META_WEIGHTS[1])
-        return weight, decay, meta_weight
+        return weight, decay, meta_weight, user_weight
