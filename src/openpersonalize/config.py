@@ -131,6 +131,8 @@ class Settings:
     parquet_compression: str = "lz4"
     #: Seconds a replaced dataset file is kept for readers that started before the swap.
     file_grace_seconds: float = 3600.0
+    #: The console in the browser at /console/ (console/pages.py).
+    console: bool = True
     #: Seconds between publications of metric attributions' PutEvents reports (AWS: 15 minutes).
     metrics_publish_seconds: float = 900.0
     #: Minimum records in an Interactions import job (AWS: 1000).

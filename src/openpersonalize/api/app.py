@@ -53,6 +53,8 @@ from ..state import ProcessState
 from ..store.files import Storage
 from ..store.metadata import Store
 from . import auth, protocol
+from ..console.pages import PREFIX as CONSOLE
+from ..console.pages import Console
 from .operator_endpoints import PREFIX as OPERATOR_PREFIX
 from .operator_endpoints import OperatorEndpoints
 from .s3proxy import NOT_ENABLED, S3Proxy, is_s3_request
@@ -187,13 +189,19 @@ class Api:
         self.service = service
         self.other = other
         self.own_paths = frozenset({p for _, p in protocol.rest_routes()} | set(PROBES) | {"/metrics"})
+        self.console = Console(service) if service.settings.console else None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.other(scope, receive, send)
+        elif self.console is not None and (scope["path"] == CONSOLE or scope["path"].startswith(CONSOLE + "/")):
+            await self.console(scope, receive, send)
         elif is_s3_request(scope, self.own_paths, self.service.s3_proxy is not None):
             await self.s3(scope, receive, send)
         elif scope["method"] in ("GET", "HEAD") and scope["path"] in PROBES and not _has_target(scope):
+            if scope["path"] == "/" and self.console is not None and _wants_html(scope):
+                await _send(send, 303, [(b"location", (CONSOLE + "/").encode())], b"")  # a browser: the console
+                return
             answer = self.health() if scope["path"] != "/ready" else await run_in_threadpool(self.ready)
             await _send(send, *answer, head=scope["method"] == "HEAD")
         elif scope["path"].startswith(OPERATOR_PREFIX):
@@ -285,6 +293,8 @@ class Api:
         doc = {"service": "openpersonalize"}
         if not self.service.keys:
             doc["version"] = __version__
+        if self.console is not None:
+            doc["console"] = CONSOLE + "/"
         return 200, [(b"content-type", b"application/json")], _json(doc)
 
     def ready(self) -> Answer:
@@ -379,6 +389,11 @@ class Api:
 
 
 PROBES = ("/", "/health", "/ready")  # answered without a signature
+
+
+def _wants_html(scope) -> bool:
+    accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+    return b"text/html" in accept
 
 
 def _has_target(scope) -> bool:

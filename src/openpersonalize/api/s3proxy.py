@@ -33,7 +33,7 @@ def is_s3_request(scope, own_paths: frozenset[str], proxying: bool) -> bool:
     if not proxying:
         return False
     path = scope["path"]
-    return path != "/" and path not in own_paths and not path.startswith("/openpersonalize/")
+    return path != "/" and path not in own_paths and not path.startswith(("/openpersonalize/", "/console"))
 
 
 def _error(code: str, message: str, status: int) -> tuple[int, list, bytes]:
