@@ -82,7 +82,9 @@ def test_browse_every_main_page(lab, browser, width):
     shoot(page, f"group-{width}")
 
     page.goto(f"{base}/console/resource?arn={lab.bad}")
-    assert "CREATE FAILED" in page.inner_text("main") and page.locator(".failure").is_visible()
+    text = page.inner_text("main")
+    assert "CREATE FAILED" in text and page.locator(".failure").is_visible()
+    assert "CREATE PENDING" in text and "CREATE IN_PROGRESS" in text  # the status history
 
     page.goto(f"{base}/console/dataset?arn={lab.datasets['Interactions']}")
     chart = page.locator("svg.chart").first
@@ -105,6 +107,19 @@ def test_browse_every_main_page(lab, browser, width):
         page.goto(base + path)
         assert page.evaluate(UNLABELLED) == [], path  # every control has a label
         assert page.evaluate("document.documentElement.scrollWidth") <= width + 1, path  # no sideways scrolling
+    page.close()
+
+
+def test_the_jobs_page_updates_without_reloading(lab, browser):
+    page = browser.new_page()
+    page.goto(f"{lab.server.endpoint}/console/jobs")
+    page.evaluate("window.marker = 'still the same page'")
+    job = lab.c.create_dataset_export_job(jobName="live-export", datasetArn=lab.datasets["Interactions"], roleArn=ROLE,
+                                          jobOutput={"s3DataDestination": {"path": "s3://shop/exports/"}})
+    page.wait_for_function("document.querySelector('#job-rows').innerText.includes('live-export')", timeout=20000)
+    page.wait_for_function("document.querySelector('#job-rows').innerText.includes('ACTIVE')", timeout=20000)
+    assert page.evaluate("window.marker") == "still the same page"  # htmx swapped the rows in place
+    assert job["datasetExportJobArn"]
     page.close()
 
 

@@ -250,6 +250,9 @@ class Store:
                 doc[key] = value
         doc["lastUpdatedDateTime"] = now
         status = changes.get("status", row.status)
+        if status != row.status:  # the console shows each resource's transitions
+            doc["_statusHistory"] = [*(row.doc.get("_statusHistory") or [{"status": row.status, "at": row.created}]),
+                                     {"status": status, "at": now}][-HISTORY_LENGTH:]
         conn.execute(update(resources).where(resources.c.arn == arn)
                      .values(doc=json.dumps(doc), status=status, updated=now))
         row.doc, row.status, row.updated = doc, status, now
@@ -369,6 +372,9 @@ class Store:
             result = conn.execute(update(jobs).where(jobs.c.state.in_(("running", "cancel")))
                                   .values(heartbeat=0.0))
             return result.rowcount
+
+
+HISTORY_LENGTH = 50  # status transitions kept per resource
 
 
 def _matching(stmt, kind: str | tuple[str, ...], group_arn: str | None, parent_arn: str | None,
