@@ -31,6 +31,26 @@ def _shares(pairs: list[tuple[int, float]], share: float) -> list[tuple[int, flo
     return [(i, share * max(x, 0.0) / total if math.isfinite(x) else 0.0) for i, x in pairs]
 
 
+def _popular_placeholders(model, idx, scores, reasons, mask: np.ndarray, n: int):
+    """-v2's rule when a filter leaves fewer than ``n`` items: popular items that pass the filter
+    fill the list, with the reason "Popular item" and no score (AWS: "They don't have a relevance
+    score for the user")."""
+    idx = np.asarray(idx, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    keep = idx >= 0
+    idx, scores = idx[keep], scores[keep]
+    reasons = [r for r, k in zip(reasons, keep.tolist()) if k] if reasons else [[] for _ in range(len(idx))]
+    popularity = getattr(model, "arrays", {}).get("popularity") if hasattr(model, "arrays") else None
+    if len(idx) >= n or popularity is None:
+        return idx, scores, reasons
+    allowed = np.asarray(mask, dtype=bool).copy()
+    allowed[idx] = False
+    order = np.argsort(-np.where(allowed, np.asarray(popularity, dtype=np.float64), -np.inf), kind="stable")
+    extra = [int(i) for i in order[: n - len(idx)] if allowed[i]]
+    return (np.concatenate([idx, np.asarray(extra, dtype=np.int64)]), np.concatenate([scores, np.full(len(extra), np.nan)]),
+            reasons + [["Popular item"]] * len(extra))
+
+
 def _recommendation_id(arn: str) -> str:
     """AWS's shape (RID-...-CID-...), kept within the 40 characters PutEvents accepts back. The
     CID part names the campaign or recommender (attribution.source_code), so that events carrying
@@ -164,6 +184,8 @@ class RuntimeOperations:
             mask = requested if mask is None else mask & requested
         idx, scores, explored = self._rank_items(dep, row, user_index, events, current_item, n, mask)
         reasons = [["Exploration"] if int(i) in explored else [] for i in idx] if explored else None
+        if can.reasons and p.get("filterArn") and mask is not None:
+            idx, scores, reasons = _popular_placeholders(model, idx, scores, reasons, mask, n)
         promoted: dict[int, str] = {}
         if p.get("promotions"):
             idx, scores, reasons, promoted = self._promote(ctx, dep, row, p, user_id, user_index, events,

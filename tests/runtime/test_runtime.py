@@ -332,3 +332,20 @@ def test_filter_data_is_rebuilt_only_when_the_group_data_changed(lab, server, ca
                                                                      "description": "new", "price": 3.0})}])
         rebuilt = dep._refresh(store, settings)
         assert rebuilt is not view and rebuilt.mark != view.mark and not dep._filters
+
+
+def test_popular_placeholders_fill_a_short_filtered_list():
+    """-v2's rule when a filter leaves fewer items than numResults (here: the model scored two,
+    the repeat policy having excluded the rest): popular items that pass the filter follow, with
+    the reason "Popular item" and no score, most popular first."""
+    from types import SimpleNamespace
+
+    from openpersonalize.runtime import _popular_placeholders
+
+    model = SimpleNamespace(arrays={"popularity": np.array([5.0, 50.0, 40.0, 30.0, 20.0, 10.0])})
+    mask = np.array([True, True, False, True, True, True])  # the filter refuses item 2
+    idx, scores, reasons = _popular_placeholders(model, np.array([4, 0, -1]), np.array([0.3, 0.2, np.nan]),
+                                                 None, mask, 5)
+    assert idx.tolist() == [4, 0, 1, 3, 5]  # 1 and 3 are the most popular allowed, 2 is filtered out
+    assert reasons == [[], [], ["Popular item"], ["Popular item"], ["Popular item"]]
+    assert np.isnan(scores[2:]).all() and scores[:2].tolist() == [0.3, 0.2]
