@@ -293,8 +293,8 @@ class Api:
         doc = {"service": "openpersonalize"}
         if not self.service.keys:
             doc["version"] = __version__
-        if self.console is not None:
-            doc["console"] = CONSOLE + "/"
+            if self.console is not None:
+                doc["console"] = CONSOLE + "/"
         return 200, [(b"content-type", b"application/json")], _json(doc)
 
     def ready(self) -> Answer:
