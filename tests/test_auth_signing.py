@@ -219,3 +219,26 @@ def test_metrics_accept_the_configured_bearer_token(signed_server):
     status, _, raw = send(signed_server, "POST", "/", b"{}", {**control_headers("ListRecipes"), "Host": "x",
                                                               "Authorization": f"Bearer {TOKEN}"})
     assert status in (400, 403) and b"recipes" not in raw
+
+
+def test_the_cli_signs_object_paths_that_need_encoding(signed_server, tmp_path):
+    """cp with access keys: a key with a space and a percent sign is signed over the path as sent
+    and stored under its own name (not decoded twice)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a b%25.csv").write_text("x\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENPERSONALIZE_", "AWS_"))}
+    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, HOME=str(tmp_path))
+    for args in (["cp", "a b%25.csv", "s3://signed/in/"], ["cp", "s3://signed/in/a b%25.csv", "back/"]):
+        out = subprocess.run([sys.executable, "-m", "openpersonalize.cli", *args, "--endpoint-url",
+                              signed_server.endpoint], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    assert (signed_server.data_dir / "s3" / "signed" / "in" / "a b%25.csv").read_text() == "x\n"
+    assert (tmp_path / "back" / "a b%25.csv").read_text() == "x\n"
+    env["AWS_SECRET_ACCESS_KEY"] = "wrong"
+    out = subprocess.run([sys.executable, "-m", "openpersonalize.cli", "cp", "a b%25.csv", "s3://signed/in/",
+                          "--endpoint-url", signed_server.endpoint], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1 and "InvalidSignatureException" in out.stderr

@@ -203,11 +203,17 @@ def _publish_one(store, settings, row, now: float | None) -> str | None:
         after = _last_id_before(ds, row.created)
     if until <= after:
         return None
+    # Claim the range first: another server process publishing at the same moment finds it taken.
+    with store.serialised(f"attribution:{row.arn}") as conn:
+        current = store.get(row.arn, conn=conn)
+        if current is None or current.doc.get("_publishedThrough") != row.doc.get("_publishedThrough"):
+            return None
+        store.update_doc(row.arn, {"_publishedThrough": until}, conn=conn)
     batches = (b.filter(pa.array([c >= row.created for c in b.column("_created").to_pylist()]))
                for b in ds.iter_put(after_id=after, until_id=until))
     aggregates = attributor.aggregate(batches)
     uri = write_report(settings, row.doc, "PutEvents", aggregates, now)
-    store.update_doc(row.arn, {"_publishedThrough": until, "_totals": _add_totals(row.doc, aggregates)})
+    _merge_totals(store, row.arn, aggregates)
     if uri:
         log.info("metric attribution %s: %d aggregate(s) published to %s", row.arn, len(aggregates), uri)
     return uri
@@ -232,8 +238,18 @@ def publish_import(store, settings, group_arn: str, dataset, parts: list[dict]) 
     attributor = Attributor(store, settings, row.doc, group_arn)
     aggregates = attributor.aggregate(b for part in parts for b in dataset.iter_part(part))
     uri = write_report(settings, row.doc, "Bulk", aggregates)
-    store.update_doc(row.arn, {"_totals": _add_totals(store.get(row.arn).doc, aggregates)})
+    _merge_totals(store, row.arn, aggregates)
     return uri
+
+
+def _merge_totals(store, arn: str, aggregates: dict) -> None:
+    """Add to the running totals, read and written in one serialised step."""
+    if not aggregates:
+        return
+    with store.serialised(f"attribution:{arn}") as conn:
+        current = store.get(arn, conn=conn)
+        if current is not None:
+            store.update_doc(arn, {"_totals": _add_totals(current.doc, aggregates)}, conn=conn)
 
 
 class Publisher:
@@ -283,9 +299,11 @@ def difference(a: dict, b: dict, z: float = Z95) -> dict:
     if not n1 or not n2:
         return {"a": a["source"], "b": b["source"], "difference": None, "low": None, "high": None, "p": None,
                 "significant": False}
-    p1, p2 = a["conversions"] / n1, b["conversions"] / n2
+    # More conversions than impressions (several purchases after one list) count as converted lists.
+    c1, c2 = min(a["conversions"], n1), min(b["conversions"], n2)
+    p1, p2 = c1 / n1, c2 / n2
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    pooled = (a["conversions"] + b["conversions"]) / (n1 + n2)
+    pooled = (c1 + c2) / (n1 + n2)
     se0 = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     p_value = math.erfc(abs(p2 - p1) / se0 / math.sqrt(2)) if se0 > 0 else (1.0 if p1 == p2 else 0.0)
     return {"a": a["source"], "b": b["source"], "difference": p2 - p1, "low": p2 - p1 - z * se,
@@ -329,7 +347,7 @@ def compare(store, settings, group_arn: str, event_type: str, since: float | Non
                     s["value"] += float(col["EVENT_VALUE"][k] or 0.0)
     sources = sorted(stats.values(), key=lambda s: -s["impressions"])
     for s in sources:
-        s["rate"] = s["conversions"] / s["impressions"] if s["impressions"] else None
+        s["rate"] = min(s["conversions"], s["impressions"]) / s["impressions"] if s["impressions"] else None
         s["low"], s["high"] = wilson(min(s["conversions"], s["impressions"]), s["impressions"])
     pairs = [difference(a, b) for i, a in enumerate(sources[:10]) for b in sources[i + 1:10]]
     return {"datasetGroupArn": group_arn, "eventType": event_type, "since": since, "until": until,

@@ -71,7 +71,10 @@ def _download(client: ServerClient, source: str, target_text: str, recursive: bo
             raise CommandError(f"{source!r} is a prefix, not an object: add --recursive to copy what is under it")
         into_folder = target.is_dir() or target_text.endswith(("/", os.sep))
         pairs = [(key, target / key.rsplit("/", 1)[-1] if into_folder else target)]
+    root = target.resolve()
     for object_key, path in pairs:
+        if recursive and not path.resolve().is_relative_to(root):
+            raise CommandError(f"refusing s3://{bucket}/{object_key}: its key would write outside {target_text!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(path.name + ".part")
         try:

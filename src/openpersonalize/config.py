@@ -219,6 +219,7 @@ TEST_PROFILE = {
     "max_filters_per_group": 1000,
     "auto_training_enabled": False,
     "model_refresh_seconds": 0.0,
+    "metrics_publish_seconds": 0.0,
     "poll_seconds": 0.05,
 }
 PROFILES = {"test": TEST_PROFILE}

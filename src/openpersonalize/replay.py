@@ -2,8 +2,8 @@
 switching a campaign to one of them (``openpersonalize evaluate``).
 
 The hold-out is in time: the real-time events (PutEvents) that arrived after ``since``, by default
-the moment the newest of the versions compared started training, so that no version has seen
-them. For each user the model knows who has such events, the version recommends 25 items from
+those after the last record any of the compared versions read when it trained, so that no version
+has seen them. For each user the model knows who has such events, the version recommends 25 items from
 what it learned of the user (as GetRecommendations would, without filter or exploration), and
 the items the user then interacted with are the truth. The metrics are GetSolutionMetrics' names
 (evaluation.ranking_metrics), so the numbers read like the ones a team already knows; versions
@@ -48,18 +48,20 @@ def _versions(store, arns: list[str]) -> list:
     return rows
 
 
-def later_events(store, settings, group_arn: str, since: float, until: float | None) -> dict[str, list[str]]:
-    """User ID -> item IDs of the real-time events that arrived in ``(since, until]``, in order."""
+def later_events(store, settings, group_arn: str, since: float | None, until: float | None,
+                 after_id: int = 0) -> dict[str, list[str]]:
+    """User ID -> item IDs of the real-time events that arrived in ``(since, until]`` (and after
+    record ``after_id``), in order."""
     ds = group_datasets(store, settings, group_arn).get("INTERACTIONS")
     out: dict[str, list[str]] = defaultdict(list)
     if ds is None:
         return out
     user_column, item_column = ds.column("USER_ID"), ds.column("ITEM_ID")
-    for batch in ds.iter_put():
+    for batch in ds.iter_put(after_id=after_id):
         created = batch.column("_created").to_pylist()
         users, items = batch.column(user_column).to_pylist(), batch.column(item_column).to_pylist()
         for t, u, i in zip(created, users, items):
-            if t > since and (until is None or t <= until) and u and i:
+            if (since is None or t > since) and (until is None or t <= until) and u and i:
                 out[str(u)].append(str(i))
     return out
 
@@ -69,9 +71,11 @@ def evaluate(store, settings, version_arns: list[str], since: float | None = Non
     if not version_arns:
         raise InvalidInputException("Invalid solutionVersionArn: name at least one version.")
     rows = _versions(store, version_arns)
+    # By default: the records after the last one any of the versions read when it trained.
+    after_id = max(int(r.doc.get("_recordsUntil") or 0) for r in rows) if since is None else 0
+    events = later_events(store, settings, rows[0].group_arn, since, until, after_id)
     if since is None:
         since = max(r.created for r in rows)
-    events = later_events(store, settings, rows[0].group_arn, since, until)
     result = {"since": since, "until": until, "usersWithEvents": len(events),
               "events": sum(len(v) for v in events.values()), "versions": []}
     for row in rows:

@@ -367,7 +367,12 @@ def explain(ctx: Context, p: dict) -> dict:
         config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
         exploring = Exploration(weight=float(config.get("explorationWeight", 0.3)),
                                 age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
-        model.recommend(history if len(history) else user_index, int(p.get("numResults") or 25), exploration=exploring)
+        try:
+            n = min(max(int(p.get("numResults") or 25), 1), 500)
+        except (TypeError, ValueError):
+            raise InvalidInputException(f"Invalid numResults: {p.get('numResults')!r} is not a whole number "
+                                        "from 1 to 500.") from None
+        model.recommend(history if len(history) else user_index, n, exploration=exploring)
         if exploring.explored is not None and item in set(np.asarray(exploring.explored).tolist()):
             out.update(rule="exploration", explanation=(
                 f"Exploration: {p['itemId']} is a fresh item (created within {exploring.age_cutoff_days:g} days) "

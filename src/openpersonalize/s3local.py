@@ -114,10 +114,12 @@ class LocalS3:
                 "-volume.max=300", "-master.volumeSizeLimitMB=64"]
         if self.access_keys:
             config = self.dir / "s3-identities.json"
-            config.write_text(json.dumps({"identities": [
+            text = json.dumps({"identities": [
                 {"name": key, "credentials": [{"accessKey": key, "secretKey": secret}], "actions": ["Admin"]}
-                for key, secret in self.access_keys.items()]}))
-            os.chmod(config, 0o600)
+                for key, secret in self.access_keys.items()]})
+            fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
             args.append(f"-s3.config={config}")
         log = open(self.dir / "weed.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

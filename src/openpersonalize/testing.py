@@ -9,7 +9,7 @@ gives every test suite these fixtures:
   It has ``endpoint``, ``data_dir``, ``client(service)``, ``put_object(uri, data)`` and ``log()``.
 * ``personalize``, ``personalize_runtime``, ``personalize_events``: boto3 clients of it.
 
-The same class works without pytest::
+The same class works outside a test run (pytest must be importable: this module is the plugin)::
 
     with LocalPersonalize() as server:
         client = server.client("personalize")
@@ -68,7 +68,9 @@ class LocalPersonalize:
         deadline = time.time() + self.start_timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"openpersonalize serve exited with {self.proc.returncode}:\n{self.log()}")
+                message = f"openpersonalize serve exited with {self.proc.returncode}:\n{self.log()}"
+                self.stop()
+                raise RuntimeError(message)
             try:
                 with urllib.request.urlopen(self.endpoint + "/ready", timeout=2) as answer:
                     if answer.status == 200:
@@ -76,8 +78,9 @@ class LocalPersonalize:
             except OSError:
                 pass
             if time.time() > deadline:
+                message = f"openpersonalize serve did not start within {self.start_timeout:.0f} s:\n{self.log()}"
                 self.stop()
-                raise RuntimeError(f"openpersonalize serve did not start within {self.start_timeout:.0f} s:\n{self.log()}")
+                raise RuntimeError(message)
             time.sleep(0.1)
 
     def stop(self) -> None:

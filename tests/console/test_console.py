@@ -207,3 +207,31 @@ def test_with_access_keys_nothing_shows_before_sign_in(tmp_path, browser):
         page.close()
     finally:
         server.stop()
+
+
+def test_forged_and_unconfirmed_actions_are_refused(lab):
+    """A POST from another site's page (a forged form) is refused before any action; a delete
+    without the confirmation box is refused on the server too; error text is escaped."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = lab.server.endpoint
+    body = urllib.parse.urlencode({"confirm": "on"}).encode()
+    url = f"{base}/console/delete?arn={urllib.parse.quote(lab.campaign, safe='')}"
+    for origin in (None, "http://evil.example", "null"):
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Origin": origin} if origin else {})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+    own = urllib.parse.urlsplit(base).netloc
+    request = urllib.request.Request(url, data=b"", method="POST", headers={"Origin": f"http://{own}"})
+    with pytest.raises(urllib.error.HTTPError) as unconfirmed:
+        urllib.request.urlopen(request, timeout=10)
+    assert unconfirmed.value.code == 400
+    assert lab.c.describe_campaign(campaignArn=lab.campaign)["campaign"]["status"] == "ACTIVE"  # still there
+
+    evil = "<img src=x onerror=alert(1)>"
+    page = urllib.request.urlopen(f"{base}/console/explain?arn={urllib.parse.quote(evil)}&userId=u&itemId=i",
+                                  timeout=10).read().decode()
+    assert "<img" not in page and "&lt;img" in page

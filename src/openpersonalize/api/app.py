@@ -241,7 +241,10 @@ class Api:
             if body is None:
                 return
             if self.service.keys:
-                auth.verify(method=method, url=str(URL(scope=scope)), headers=headers, body=body,
+                # The path as sent (still percent-encoded): what the client's signature covers.
+                raw = (scope.get("raw_path") or path.encode()).decode("latin-1")
+                url = str(URL(scope=scope)).split("?", 1)[0].replace(path, raw, 1) + ("?" + query if query else "")
+                auth.verify(method=method, url=url, headers=headers, body=body,
                             keys=self.service.keys, unsigned_payload=streamed,
                             max_skew_seconds=self.service.settings.signature_max_skew_seconds)
             if what == "get":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -70,7 +70,8 @@ class OperatorEndpoints:
 
     @staticmethod
     def uri(path: str) -> str:
-        return "s3://" + unquote(path[len(PREFIX) + len("objects/"):])
+        """The object a (decoded) request path names."""
+        return "s3://" + path[len(PREFIX) + len("objects/"):]
 
     # -- JSON answers ----------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class OperatorEndpoints:
         return explain(ctx, q)
 
     def list(self, path: str, query: str) -> dict:
-        bucket = unquote(path[len(PREFIX) + len("objects/"):]).strip("/")
+        bucket = path[len(PREFIX) + len("objects/"):].strip("/")
         prefix = parse_qs(query).get("prefix", [""])[0]
         found = self.storage.list_objects(f"s3://{bucket}/{prefix}", "prefix")
         return {"objects": [{"key": o.uri[len(f"s3://{bucket}/"):], "size": o.size} for o in found]}

@@ -75,7 +75,7 @@ class S3Proxy:
         raw = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = self.upstream + raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        has_body = any(k == b"content-length" and v != b"0" for k, v in headers)
+        has_body = any((k == b"content-length" and v != b"0") or k == b"transfer-encoding" for k, v in scope["headers"])
         request = self.client.build_request(scope["method"], url, headers=headers,
                                             content=body() if has_body else None)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from html import escape
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -97,6 +98,11 @@ class Console:
         path = scope["path"][len(PREFIX):] or "/"
         # Starlette's convention: ``path`` keeps the mount prefix, ``root_path`` names it.
         scope = dict(scope, root_path=PREFIX, path=PREFIX + path)
+        if scope["method"] == "POST" and not _same_origin(scope):
+            # Every action is a POST: one from another site's page (a forged form) is refused.
+            await HTMLResponse("<p>Refused: the form was not sent from this console's own pages.</p>",
+                               status_code=403)(scope, receive, send)
+            return
         keys = self.service.keys
         if keys and not path.startswith(("/signin", "/static/")):
             request = Request(scope)
@@ -219,7 +225,7 @@ class Console:
         try:
             found = await self.read(explain, ctx, params)
         except ServiceError as exc:
-            return HTMLResponse(f'<p class="error">{exc.code}: {exc.message}</p>')
+            return HTMLResponse(f'<p class="error">{escape(exc.code)}: {escape(exc.message)}</p>')
         return self.page("explain.html", found=found)
 
     async def delete(self, request: Request):
@@ -229,6 +235,8 @@ class Console:
             return self.page("missing.html", status=404, arn=arn)
         if request.method == "GET":
             return self.page("delete.html", row=row)
+        if (await request.form()).get("confirm") != "on":
+            return self.page("delete.html", row=row, error="Tick the confirmation box to delete.", status=400)
         try:
             await self.read(invoke, self.service, f"Delete{_camel(row.kind)}", {f"{_lower_camel(row.kind)}Arn": arn})
         except ServiceError as exc:
@@ -239,7 +247,8 @@ class Console:
     def _jobs(self, everything: bool = False) -> list[dict]:
         now = time.time()
         out = []
-        for r in job_rows(self.store, None if everything else ("queued", "running", "cancel")):
+        rows = job_rows(self.store, None if everything else ("queued", "running", "cancel"))
+        for r in sorted(rows, key=lambda r: -(r["enqueued"] or 0))[:200]:  # the newest: a page stays cheap
             row = self.store.get(r["arn"])
             doc = row.doc if row is not None else {}
             out.append({"arn": r["arn"], "kind": r["kind"], "state": r["state"], "status": doc.get("status"),
@@ -346,7 +355,7 @@ class Console:
             except ServiceError as exc:
                 error = f"{exc.code}: {exc.message}"
         if values["userId"] or values["itemId"]:
-            params = {member: arn, "numResults": int(values["numResults"] or 10)}
+            params = {member: arn, "numResults": _count(values["numResults"])}
             if values["userId"]:
                 params["userId"] = values["userId"]
             if values["itemId"]:
@@ -404,7 +413,7 @@ class Console:
                   "jobInput": {"s3DataSource": {"path": form.get("input", "")}},
                   "jobOutput": {"s3DataDestination": {"path": form.get("output", "")}}}
         if form.get("numResults"):
-            params["numResults"] = int(form["numResults"])
+            params["numResults"] = _count(form["numResults"], 25)
         return await self._act(request, "CreateBatchInferenceJob", params, form.get("solutionVersionArn", ""))
 
     async def stop_recommender(self, request: Request):
@@ -445,6 +454,27 @@ class Console:
         response = RedirectResponse(f"{PREFIX}/signin", status_code=303)
         response.delete_cookie(session.COOKIE, path=PREFIX)
         return response
+
+
+def _same_origin(scope) -> bool:
+    """Whether a POST comes from a page of this server: its Origin (or, lacking one, its Referer)
+    names the host the request was sent to. Browsers send Origin with every cross-site POST."""
+    from urllib.parse import urlsplit
+
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    host = headers.get("host", "")
+    source = headers.get("origin") or headers.get("referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == host
+
+
+def _count(value, default: int = 10) -> int:
+    """A form's number of results: an integer from 1 to 500, else ``default``."""
+    try:
+        return min(max(int(value), 1), 500)
+    except (TypeError, ValueError):
+        return default
 
 
 def not_found() -> Response:

@@ -20,7 +20,7 @@ def _key(keys: dict[str, str]) -> bytes:
 
 def valid_pair(keys: dict[str, str], access_key: str, secret: str) -> bool:
     expected = keys.get(access_key)
-    return expected is not None and hmac.compare_digest(expected.encode(), secret.encode())
+    return expected is not None and hmac.compare_digest(expected.encode(), secret.encode("utf-8", "replace"))
 
 
 def issue(keys: dict[str, str], access_key: str, now: float | None = None) -> str:
@@ -37,10 +37,11 @@ def check(keys: dict[str, str], cookie: str | None, now: float | None = None) ->
     encoded, mac = cookie.rsplit(".", 1)
     try:
         payload = base64.urlsafe_b64decode(encoded.encode())
-        access_key, expires = payload.decode().rsplit(":", 1)
-    except (ValueError, UnicodeDecodeError):
+        access_key, expires_text = payload.decode().rsplit(":", 1)
+        expires = int(expires_text)
+    except (ValueError, UnicodeError):
         return None
     good = hmac.new(_key(keys), payload, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(good, mac) or int(expires) < (now or time.time()) or access_key not in keys:
+    if not hmac.compare_digest(good.encode(), mac.encode("utf-8", "replace")) or expires < (now or time.time()) or access_key not in keys:
         return None
     return access_key
