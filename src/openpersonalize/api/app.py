@@ -251,6 +251,7 @@ class Api:
                 size, chunks = await run_in_threadpool(endpoints.open, path)
                 await send({"type": "http.response.start", "status": 200, "headers": [
                     (b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]})
+                sent = True  # from here a failure can only end the connection
                 if method != "HEAD":
                     async for chunk in chunks:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -280,6 +281,8 @@ class Api:
             log.exception("unhandled error in %s %s", method, path)
             answer = _error(None, ServiceError("We encountered an internal error. Please try again."),
                             request_id, status=500)
+        if sent and answer[0] != 200:
+            return  # the bytes had started: the client sees a short body against content-length
         if not sent:
             await _send(send, *answer, head=method == "HEAD")
         self.service.metrics.request("openpersonalize", answer[0], time.perf_counter() - started)
