@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -199,9 +200,12 @@ def test_one_log_line_per_request_and_probes(server, personalize):
     personalize.list_solutions(maxResults=7)
     with pytest.raises(personalize.exceptions.ResourceNotFoundException):
         personalize.describe_solution(solutionArn="arn:aws:personalize:us-east-1:000000000000:solution/missing")
-    log = server.log()
-    assert "openpersonalize.requests: POST / ListSolutions 200 - " in log
-    assert "openpersonalize.requests: POST / DescribeSolution 400 ResourceNotFoundException " in log
+    wanted = ("openpersonalize.requests: POST / ListSolutions 200 - ",
+              "openpersonalize.requests: POST / DescribeSolution 400 ResourceNotFoundException ")
+    deadline = time.time() + 10  # a writer thread writes the lines, a moment after the answers
+    while not all(w in server.log() for w in wanted) and time.time() < deadline:
+        time.sleep(0.05)
+    assert all(w in server.log() for w in wanted), server.log()[-2000:]
     for path, status, body in (("/health", 200, "openpersonalize"), ("/ready", 200, '"ready":true')):
         answer = urllib.request.urlopen(server.endpoint + path, timeout=10)
         assert answer.status == status and body in answer.read().decode()

@@ -60,3 +60,11 @@ def _flush() -> None:
     """Write what is still queued (at exit)."""
     if _listener is not None:
         _listener.stop()
+
+
+def flush() -> None:
+    """Write everything queued so far, and go on logging (a server shutting down calls it: a
+    signal may end the process before exit handlers run)."""
+    if _listener is not None and _listener._thread is not None:
+        _listener.stop()
+        _listener.start()

@@ -31,6 +31,7 @@ from starlette.datastructures import URL
 
 from .. import __version__
 from ..attribution import Publisher
+from ..logs import flush as flush_logs
 from ..config import Settings
 from ..control import ControlPlane
 from ..control.base import Context
@@ -130,6 +131,7 @@ class Service:
         if self.runner is not None:
             self.runner.stop()
         self.state.clear()
+        flush_logs()
 
     def handler(self, op: protocol.Operation):
         method = getattr(self.handlers[op.service], xform_name(op.name), None)
