@@ -459,6 +459,7 @@ def run_import(job: JobContext) -> dict:
         _check_counts(ds, work, job)
         if published:
             raise _AlreadyPublished()
+        job.check_cancelled()  # a worker that lost its lease (another took the job over) stops here
         mode = doc.get("importMode") or "FULL"
         _publish(ds, work, parts, mode, doc["jobName"], job_part_token(job.arn, job.attempt))
     except _AlreadyPublished:
