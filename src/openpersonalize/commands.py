@@ -263,13 +263,24 @@ def _percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def compare(client: ServerClient, group: str, event_type: str, *, since: str | None = None,
-            until: str | None = None, as_json: bool = False) -> int:
-    query = {"datasetGroupArn": group, "eventType": event_type}
+def _with_window(query: dict, since: str | None, until: str | None) -> dict:
+    """``query`` with ``since`` / ``until`` as epoch seconds, when given."""
     for name, value in (("since", epoch(since)), ("until", epoch(until))):
         if value is not None:
             query[name] = value
-    doc = client.json("/openpersonalize/compare", **query)
+    return query
+
+
+def _print_table(rows: list[tuple]) -> None:
+    """Rows of text in aligned columns, the first row the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows))
+
+
+def compare(client: ServerClient, group: str, event_type: str, *, since: str | None = None,
+            until: str | None = None, as_json: bool = False) -> int:
+    doc = client.json("/openpersonalize/compare",
+                      **_with_window({"datasetGroupArn": group, "eventType": event_type}, since, until))
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -277,8 +288,7 @@ def compare(client: ServerClient, group: str, event_type: str, *, since: str | N
     for s in doc["sources"]:
         rows.append((s["source"], f"{s['impressions']:,}", f"{s['events']:,}", f"{s['conversions']:,}",
                      f"{s['value']:,.2f}", _percent(s["rate"]), f"{_percent(s['low'])} - {_percent(s['high'])}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))
+    _print_table(rows)
     for c in doc["comparisons"]:
         if c["difference"] is None:
             continue
@@ -296,11 +306,7 @@ SHOWN_METRICS = ("normalized_discounted_cumulative_gain_at_10", "precision_at_10
 
 def evaluate(client: ServerClient, versions: list[str], *, since: str | None = None, until: str | None = None,
              as_json: bool = False) -> int:
-    query: dict = {"solutionVersionArn": versions}
-    for name, value in (("since", epoch(since)), ("until", epoch(until))):
-        if value is not None:
-            query[name] = value
-    doc = client.json("/openpersonalize/evaluate", **query)
+    doc = client.json("/openpersonalize/evaluate", **_with_window({"solutionVersionArn": versions}, since, until))
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -311,8 +317,7 @@ def evaluate(client: ServerClient, versions: list[str], *, since: str | None = N
         m = v["metrics"]
         rows.append((v["solutionVersionArn"], str(v["recipe"]).rsplit("/", 1)[-1], f"{v['usersScored']:,}",
                      *(f"{m[k]:.4f}" if k in m else "-" for k in SHOWN_METRICS)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows))
+    _print_table(rows)
     return 0
 
 

@@ -7,6 +7,7 @@ only by requests under that path, so the real-time path pays nothing for it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ TITLES = {"dataset": "Datasets", "dataset-import-job": "Import jobs", "dataset-e
           "metric-attribution": "Metric attributions", "solution-version": "Solution versions"}
 DELETABLE = {"dataset-group", "dataset", "schema", "solution", "campaign", "filter", "event-tracker", "recommender",
              "metric-attribution"}
+CHART_ROWS = 2_000_000  # rows a data page reads at most (the first ones; the page says so)
 SHOWN_METRICS = ("normalized_discounted_cumulative_gain_at_10", "precision_at_10", "mean_reciprocal_rank_at_25",
                  "coverage")
 
@@ -285,8 +287,11 @@ class Console:
         per_day, per_type, per_item, per_user = Counter(), Counter(), Counter(), Counter()
         time_col, type_col = ds.column("TIMESTAMP"), ds.column("EVENT_TYPE")
         item_col, user_col = ds.column("ITEM_ID"), ds.column("USER_ID")
-        rows = 0
-        for batch in [*ds.iter_bulk(), *ds.iter_put()]:
+        rows, capped = 0, False
+        for batch in itertools.chain(ds.iter_bulk(), ds.iter_put()):
+            if rows >= CHART_ROWS:  # a page view reads at most this much of a big dataset
+                capped = True
+                break
             rows += batch.num_rows
             if time_col:
                 days = (np.asarray(batch.column(time_col).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -301,7 +306,7 @@ class Console:
         day_bars = [(datetime.fromtimestamp(d * 86400, timezone.utc).strftime("%Y-%m-%d"), float(n))
                     for d, n in sorted(per_day.items())][-365:]
         lengths = Counter(min(n, 50) for n in per_user.values())
-        return {"rows": rows, "users": len(per_user), "items": len(per_item),
+        return {"rows": rows, "capped": capped, "users": len(per_user), "items": len(per_item),
                 "per_day": charts.bars(day_bars, label="interactions per day"),
                 "per_type": sorted(per_type.items(), key=lambda kv: -kv[1]),
                 "type_chart": charts.bars([(str(k), float(v)) for k, v in per_type.most_common(20)],
