@@ -39,30 +39,32 @@ def lab(tmp_path_factory):
     server = ServerProcess(data_dir=folder, port=free_port(),
                            env={"OPENPERSONALIZE_METRICS_PUBLISH_SECONDS": "1", "OPENPERSONALIZE_PROFILE": "test"})
     server.start()
-    c = make_client("personalize", server.endpoint)
-    group = c.create_dataset_group(name="shop")["datasetGroupArn"]
-    schema = c.create_schema(name="ix", schema=json.dumps(SCHEMA))["schemaArn"]
-    dataset = c.create_dataset(name="ix", schemaArn=schema, datasetGroupArn=group,
-                               datasetType="Interactions")["datasetArn"]
-    bucket = folder / "s3" / "shop"
-    bucket.mkdir(parents=True)
-    rows = ["USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE,IMPRESSION,RECOMMENDATION_ID,EVENT_ATTRIBUTION_SOURCE"]
-    rows += [f"u{k % 40},i{(k * 7) % 30},{1_700_000_000 + k},view,,,," for k in range(400)]
-    (bucket / "history.csv").write_text("\n".join(rows) + "\n")
-    job = c.create_dataset_import_job(jobName="history", datasetArn=dataset, roleArn=ROLE,
-                                      dataSource={"dataLocation": "s3://shop/history.csv"})["datasetImportJobArn"]
-    assert wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"])["status"] == "ACTIVE"
-    attribution = c.create_metric_attribution(
-        name="impact", datasetGroupArn=group,
-        metrics=[{"eventType": "purchase", "metricName": "PURCHASES", "expression": "SAMPLECOUNT()"},
-                 {"eventType": "purchase", "metricName": "REVENUE", "expression": "SUM(Interactions.EVENT_VALUE)"}],
-        metricsOutputConfig={"roleArn": ROLE, "s3DataDestination": {"path": "s3://shop/metrics/"}})[
-        "metricAttributionArn"]
-    tracker = c.create_event_tracker(name="site", datasetGroupArn=group)["trackingId"]
-    yield type("Lab", (), {"server": server, "c": c, "group": group, "dataset": dataset, "attribution": attribution,
-                           "tracker": tracker, "reports": folder / "s3" / "shop" / "metrics",
-                           "events": make_client("personalize-events", server.endpoint)})
-    server.stop()
+    try:
+        c = make_client("personalize", server.endpoint)
+        group = c.create_dataset_group(name="shop")["datasetGroupArn"]
+        schema = c.create_schema(name="ix", schema=json.dumps(SCHEMA))["schemaArn"]
+        dataset = c.create_dataset(name="ix", schemaArn=schema, datasetGroupArn=group,
+                                   datasetType="Interactions")["datasetArn"]
+        bucket = folder / "s3" / "shop"
+        bucket.mkdir(parents=True)
+        rows = ["USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE,IMPRESSION,RECOMMENDATION_ID,EVENT_ATTRIBUTION_SOURCE"]
+        rows += [f"u{k % 40},i{(k * 7) % 30},{1_700_000_000 + k},view,,,," for k in range(400)]
+        (bucket / "history.csv").write_text("\n".join(rows) + "\n")
+        job = c.create_dataset_import_job(jobName="history", datasetArn=dataset, roleArn=ROLE,
+                                          dataSource={"dataLocation": "s3://shop/history.csv"})["datasetImportJobArn"]
+        assert wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"])["status"] == "ACTIVE"
+        attribution = c.create_metric_attribution(
+            name="impact", datasetGroupArn=group,
+            metrics=[{"eventType": "purchase", "metricName": "PURCHASES", "expression": "SAMPLECOUNT()"},
+                     {"eventType": "purchase", "metricName": "REVENUE", "expression": "SUM(Interactions.EVENT_VALUE)"}],
+            metricsOutputConfig={"roleArn": ROLE, "s3DataDestination": {"path": "s3://shop/metrics/"}})[
+            "metricAttributionArn"]
+        tracker = c.create_event_tracker(name="site", datasetGroupArn=group)["trackingId"]
+        yield type("Lab", (), {"server": server, "c": c, "group": group, "dataset": dataset, "attribution": attribution,
+                               "tracker": tracker, "reports": folder / "s3" / "shop" / "metrics",
+                               "events": make_client("personalize-events", server.endpoint)})
+    finally:  # a setup that fails stops its server too
+        server.stop()
 
 
 def send(lab, events: list[dict], user: str = "shopper") -> None:

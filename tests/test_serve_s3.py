@@ -36,9 +36,11 @@ def s3_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve-s3")
     server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_S3": "true"})
     server.start(timeout=90)
-    assert weed_processes(folder)
-    yield server
-    server.stop()
+    try:
+        assert weed_processes(folder)
+        yield server
+    finally:
+        server.stop()
     deadline = time.time() + 10
     while weed_processes(folder) and time.time() < deadline:  # it ends with the server, however that ends
         time.sleep(0.2)

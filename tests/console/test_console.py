@@ -28,25 +28,27 @@ def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("console")
     server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_PROFILE": "test"})
     server.start()
-    cat = synthetic.generate(n_users=120, n_items=80, interactions_per_user=12, seed=9)
-    synthetic.write_csvs(cat, folder / "s3" / "shop" / "data")
-    c = make_client("personalize", server.endpoint)
-    group = c.create_dataset_group(name="shop")["datasetGroupArn"]
-    datasets = import_generated(c, group, "shop", "s3://shop/data", kinds=("Interactions", "Items"))
-    bad = c.create_dataset_import_job(jobName="broken-import", datasetArn=datasets["Items"], roleArn=ROLE,
-                                      dataSource={"dataLocation": "s3://shop/missing.csv"})["datasetImportJobArn"]
-    wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=bad)["datasetImportJob"])
-    versions = train_versions(c, group, "shop", ("aws-user-personalization",))
-    campaign = c.create_campaign(name="live", solutionVersionArn=versions["aws-user-personalization"],
-                                 campaignConfig={"itemExplorationConfig": {"explorationWeight": "0"}})["campaignArn"]
-    wait(lambda: c.describe_campaign(campaignArn=campaign)["campaign"])
-    c.create_event_tracker(name="site", datasetGroupArn=group)
-    doomed = c.create_filter(name="doomed", datasetGroupArn=group,
-                             filterExpression='EXCLUDE ItemID WHERE Items.GENRES IN ("Drama")')["filterArn"]
-    wait(lambda: c.describe_filter(filterArn=doomed)["filter"])
-    yield type("Lab", (), {"server": server, "c": c, "group": group, "datasets": datasets, "bad": bad, "cat": cat,
-                           "version": versions["aws-user-personalization"], "campaign": campaign, "doomed": doomed})
-    server.stop()
+    try:
+        cat = synthetic.generate(n_users=120, n_items=80, interactions_per_user=12, seed=9)
+        synthetic.write_csvs(cat, folder / "s3" / "shop" / "data")
+        c = make_client("personalize", server.endpoint)
+        group = c.create_dataset_group(name="shop")["datasetGroupArn"]
+        datasets = import_generated(c, group, "shop", "s3://shop/data", kinds=("Interactions", "Items"))
+        bad = c.create_dataset_import_job(jobName="broken-import", datasetArn=datasets["Items"], roleArn=ROLE,
+                                          dataSource={"dataLocation": "s3://shop/missing.csv"})["datasetImportJobArn"]
+        wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=bad)["datasetImportJob"])
+        versions = train_versions(c, group, "shop", ("aws-user-personalization",))
+        campaign = c.create_campaign(name="live", solutionVersionArn=versions["aws-user-personalization"],
+                                     campaignConfig={"itemExplorationConfig": {"explorationWeight": "0"}})["campaignArn"]
+        wait(lambda: c.describe_campaign(campaignArn=campaign)["campaign"])
+        c.create_event_tracker(name="site", datasetGroupArn=group)
+        doomed = c.create_filter(name="doomed", datasetGroupArn=group,
+                                 filterExpression='EXCLUDE ItemID WHERE Items.GENRES IN ("Drama")')["filterArn"]
+        wait(lambda: c.describe_filter(filterArn=doomed)["filter"])
+        yield type("Lab", (), {"server": server, "c": c, "group": group, "datasets": datasets, "bad": bad, "cat": cat,
+                               "version": versions["aws-user-personalization"], "campaign": campaign, "doomed": doomed})
+    finally:  # a setup that fails stops its server too
+        server.stop()
 
 
 @pytest.fixture(scope="module")
