@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_client
-from tests.data.helpers import wait
+from tests.data.helpers import wait, wait_for
 from tests.servers import ServerProcess, free_port
 
 ROLE = "arn:aws:iam::123456789012:role/personalize"
@@ -99,16 +98,6 @@ def reports(lab, method: str) -> list[dict]:
     for path in sorted(lab.reports.glob(f"AggregatedAttributionMetrics - {method} - *.csv")):
         out.extend(csv.DictReader(io.StringIO(path.read_text())))
     return out
-
-
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def totals(rows: list[dict], metric: str) -> dict[str, float]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, import_generated, train_versions
+from tests.batch.conftest import import_generated, train_versions
 from tests.conftest import make_client
 from tests.servers import ServerProcess, free_port
 

@@ -8,7 +8,8 @@ id names it, runtime.py), else ``SOURCE_NAME_UNDEFINED`` (AWS's rules). Aggregat
 15-minute interval of the event time.
 
 Where they go (``runtime-and-events.md``, "Metric attribution"): PutEvents records are published
-every ``metrics_publish_seconds`` (900 by default) to the attribution's S3 destination as
+every ``metrics_publish_seconds`` (900 by default; the server's ``Every`` thread calls
+``publish_events``) to the attribution's S3 destination as
 ``AggregatedAttributionMetrics - PutEvents - <epoch seconds>.csv``, one file per publication that
 saw events; a bulk import with ``publishAttributionMetricsToS3`` writes ``... - Bulk - ...``
 when it completes. Running totals per metric, event type and source are kept on the attribution
@@ -25,7 +26,6 @@ import hashlib
 import io
 import logging
 import re
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -250,28 +250,6 @@ def _merge_totals(store, arn: str, aggregates: dict) -> None:
         current = store.get(arn, conn=conn)
         if current is not None:
             store.update_doc(arn, {"_totals": _add_totals(current.doc, aggregates)}, conn=conn)
-
-
-class Publisher:
-    """A thread that publishes the PutEvents metrics every ``metrics_publish_seconds``."""
-
-    def __init__(self, store, settings):
-        self.store, self.settings = store, settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="attribution-publisher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.metrics_publish_seconds):
-            try:
-                publish_events(self.store, self.settings)
-            except Exception:
-                log.exception("metric attribution publishing failed")
 
 
 # -- comparing sources (A/B) ------------------------------------------------------------------------

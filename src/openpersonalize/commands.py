@@ -184,25 +184,17 @@ def _watch(client: ServerClient, everything: bool) -> int:
 DONE = ("ACTIVE", "COMPLETED")
 
 
-def _camel(kebab: str) -> str:
-    head, *rest = kebab.split("-")
-    return head + "".join(w.capitalize() for w in rest)
-
-
 def describe_call(arn: str) -> tuple[str, str, str]:
     """The boto3 method, its ARN parameter and its result key for the resource ``arn`` names."""
-    parts = arn.split(":", 5)
-    if len(parts) != 6 or not parts[0] == "arn" or "/" not in parts[5]:
+    from botocore import xform_name
+
+    from .control.base import kind_of_arn, operation_for
+
+    kind = kind_of_arn(arn)
+    if kind is None:
         raise CommandError(f"{arn!r} is not a Personalize ARN (arn:aws:personalize:<region>:<account>:<type>/<name>)")
-    kind = parts[5].split("/")[0]
-    if kind == "solution" and parts[5].count("/") == 2:
-        kind = "solution-version"
-    camel = _camel(kind)
-    return f"describe_{camel_to_snake(camel)}", f"{camel}Arn", camel
-
-
-def camel_to_snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+    operation, member = operation_for("Describe", kind)
+    return xform_name(operation), member, member[: -len("Arn")]
 
 
 def wait(client: ServerClient, arn: str, *, timeout: float = 3600.0, interval: float = 1.0) -> int:

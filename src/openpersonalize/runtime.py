@@ -203,9 +203,7 @@ class RuntimeOperations:
             return (*model.similar_items(current_item, n, candidates_mask=mask, **extra), set())
         exploration = None
         if can.exploration:
-            config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
-            exploration = Exploration(weight=float(config.get("explorationWeight", 0.3)),
-                                      age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
+            exploration = Exploration.from_config((row.doc.get("campaignConfig") or {}).get("itemExplorationConfig"))
         target = history_of(dep, user_index, events) if events else user_index
         kwargs = {"exploration": exploration} if exploration is not None else {}
         idx, scores = model.recommend(target, n, candidates_mask=mask, **kwargs)
@@ -364,9 +362,7 @@ def explain(ctx: Context, p: dict) -> dict:
            "historyLength": int(len(history)), "contributions": []}
     can = capabilities(dep.recipe)
     if can.exploration and not can.needs_item:
-        config = (row.doc.get("campaignConfig") or {}).get("itemExplorationConfig") or {}
-        exploring = Exploration(weight=float(config.get("explorationWeight", 0.3)),
-                                age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
+        exploring = Exploration.from_config((row.doc.get("campaignConfig") or {}).get("itemExplorationConfig"))
         try:
             n = min(max(int(p.get("numResults") or 25), 1), 500)
         except (TypeError, ValueError):

@@ -48,6 +48,17 @@ def put_local(server, bucket: str, key: str, data: bytes) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``condition()`` until it returns something true; that value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def wait(describe, timeout: float = 120.0) -> dict:
     """Poll a Describe call until the resource reaches a terminal status."""
     deadline = time.time() + timeout

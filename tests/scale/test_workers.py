@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 
 import pytest
 
 from openpersonalize.store.metadata import Store
+from tests.data.helpers import wait_for
 from tests.scale.workers import WorkerProcess
 from tests.servers import ServerProcess, free_port, reset_store
-
-
-def wait_for(condition, timeout=90, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_jobs_run_once_across_workers_and_survive_a_killed_worker(postgres_url, tmp_path):
     reset_store(postgres_url)
@@ -50,7 +39,7 @@ def test_jobs_run_once_across_workers_and_survive_a_killed_worker(postgres_url, 
 
         # The held job is running somewhere and reporting progress.
         state = wait_for(lambda: (s := store.job_state("job-00")) and (s["progress"] or {}).get("done") and s,
-                         what="job-00's progress")
+                         timeout=90, what="job-00's progress")
         holder = next(w for w in workers if state["worker"].split(":")[1] == str(w.pid))
         survivor = next(w for w in workers if w is not holder)
         with urllib.request.urlopen(server.endpoint + "/metrics", timeout=10) as r:
@@ -66,7 +55,7 @@ def test_jobs_run_once_across_workers_and_survive_a_killed_worker(postgres_url, 
         holder.stop(kill=True)  # the machine dies: no clean shutdown, no last heartbeat
         for k in range(20):
             row = wait_for(lambda: (r := store.get(f"job-{k:02d}")).status in ("ACTIVE", "CREATE FAILED") and r,
-                           what=f"job-{k:02d} to finish")
+                           timeout=90, what=f"job-{k:02d} to finish")
             assert row.status == "ACTIVE", row.doc
         assert store.get("job-00").doc["numDeleted"] == survivor.pid
     finally:

@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
+from functools import partial
 
 import orjson
 from botocore import xform_name
@@ -30,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import URL
 
 from .. import __version__
-from ..attribution import Publisher
+from ..attribution import publish_events
 from ..logs import flush as flush_logs
 from ..config import Settings
 from ..control import ControlPlane
@@ -47,7 +48,7 @@ from ..errors import (
 from ..events import EventOperations
 from ..inline import WouldBlock, inline_only
 from ..jobs.runner import JobRunner
-from ..jobs.scheduler import Scheduler
+from ..jobs.scheduler import Every, Scheduler
 from ..metrics import CONTENT_TYPE, Metrics
 from ..runtime import RuntimeOperations
 from ..state import ProcessState
@@ -117,7 +118,8 @@ class Service:
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
         if self.settings.metrics_publish_seconds > 0:
-            self.publisher = Publisher(self.store, self.settings)
+            self.publisher = Every("attribution-publisher", self.settings.metrics_publish_seconds,
+                                   partial(publish_events, self.store, self.settings))
             self.publisher.start()
         if self.settings.auto_training_enabled or self.settings.model_refresh_seconds > 0:
             self.scheduler = Scheduler(self.store, self.settings,
@@ -220,11 +222,7 @@ class Api:
             await send({"type": "http.response.body", "body": body})
         else:
             status = await self.service.s3_proxy(scope, receive, send)
-        ms = round((time.perf_counter() - started) * 1000.0, 2)
-        self.service.metrics.request("S3", status, ms / 1000.0)
-        request_log.info("%s %s S3 %d %.1fms", scope["method"], scope["path"], status, ms,
-                         extra={"method": scope["method"], "path": scope["path"], "operation": "S3",
-                                "status": status, "ms": ms})
+        self.record(scope, "S3", "S3", status, [], time.perf_counter() - started)
 
     async def operator_call(self, scope, receive, send) -> None:
         """The operator's endpoints (api/operator_endpoints.py): signed like the API, answered in JSON or
@@ -287,13 +285,7 @@ class Api:
             return  # the bytes had started: the client sees a short body against content-length
         if not sent:
             await _send(send, *answer, head=method == "HEAD")
-        self.service.metrics.request("openpersonalize", answer[0], time.perf_counter() - started)
-        if request_log.isEnabledFor(logging.INFO):
-            error = next((v.decode() for k, v in answer[1] if k == b"x-amzn-errortype"), "-")
-            ms = round((time.perf_counter() - started) * 1000.0, 2)
-            request_log.info("%s %s - %d %s %.1fms", method, path, answer[0], error, ms,
-                             extra={"method": method, "path": path, "operation": "openpersonalize",
-                                    "status": answer[0], "error": error, "ms": ms})
+        self.record(scope, "openpersonalize", "-", answer[0], answer[1], time.perf_counter() - started)
 
     def health(self) -> Answer:
         """The liveness check, answered without a signature: bare when access keys are
@@ -371,13 +363,19 @@ class Api:
                 resource = next((params[m] for m in RESOURCE_MEMBERS if params.get(m)), None)
             elif op.name in RECORD_MEMBERS:
                 records = len(params.get(RECORD_MEMBERS[op.name]) or ())
-        self.service.metrics.request(name, status, seconds, resource, records or 0)
+        self.record(scope, name, op.name if op else "-", status, headers, seconds, resource, records or 0)
+
+    def record(self, scope, name: str, shown: str, status: int, headers: list, seconds: float,
+               resource: str | None = None, records: int = 0) -> None:
+        """The one place a request is counted (``/metrics``, under ``name``) and logged (one line,
+        ``shown`` as its operation; JSON members with ``--log-format json``)."""
+        self.service.metrics.request(name, status, seconds, resource, records)
         if request_log.isEnabledFor(logging.INFO):
             error = next((v.decode() for k, v in headers if k == b"x-amzn-errortype"), "-")
             ms = round(seconds * 1000.0, 2)
-            request_log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], op.name if op else "-",
-                             status, error, ms, extra={"method": scope["method"], "path": scope["path"],
-                                                       "operation": name, "status": status, "error": error, "ms": ms})
+            request_log.info("%s %s %s %d %s %.1fms", scope["method"], scope["path"], shown, status, error, ms,
+                             extra={"method": scope["method"], "path": scope["path"], "operation": name,
+                                    "status": status, "error": error, "ms": ms})
 
     def authenticate(self, scope, headers: dict[str, str], body: bytes, *, metrics: bool) -> None:
         """A valid SigV4 signature, or for the metrics the configured bearer token."""

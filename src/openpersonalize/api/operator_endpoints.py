@@ -22,17 +22,17 @@ through the same ``Storage`` as the jobs, so the embedded store's confinement ho
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from urllib.parse import parse_qs
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from ..errors import InvalidInputException, ResourceNotFoundException, ServiceError
+from ..errors import InvalidInputException, ResourceNotFoundException
 from ..metrics import job_rows
 from ..store.files import Storage
 from ..store.metadata import Store
+from .streams import ClientGone, body_chunks
 
 PREFIX = "/openpersonalize/"
 CHUNK = 1 << 20
@@ -77,19 +77,7 @@ class OperatorEndpoints:
 
     def jobs(self, query: str) -> dict:
         everything = parse_qs(query).get("all", ["0"])[0] not in ("0", "", "false")
-        rows = job_rows(self.store, None if everything else ("queued", "running", "cancel"))
-        now = time.time()
-        out = []
-        for r in rows:
-            resource = self.store.get(r["arn"])
-            doc = resource.doc if resource is not None else {}
-            out.append({"arn": r["arn"], "kind": r["kind"], "state": r["state"], "attempts": r["attempts"],
-                        "worker": r["worker"],
-                        "status": doc.get("status"), "failureReason": doc.get("failureReason"),
-                        "name": doc.get("jobName") or doc.get("name"), "enqueued": r["enqueued"],
-                        "heartbeatAge": round(now - r["heartbeat"], 1) if r["heartbeat"] and r["state"] != "done"
-                        else None, "progress": progress(r["progress"], now) if r["state"] in ("running", "cancel") else None})
-        return {"jobs": out}
+        return {"jobs": job_summaries(self.store, everything)}
 
     def import_report(self, query: str) -> dict:
         arn = parse_qs(query).get("arn", [""])[0]
@@ -144,17 +132,13 @@ class OperatorEndpoints:
         out = await run_in_threadpool(self.storage.write_object, temp, "key")
         size, whole = 0, False
         try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    break
-                chunk = message.get("body", b"")
-                if chunk:
+            try:
+                async for chunk in body_chunks(receive):
                     await run_in_threadpool(out.write, chunk)
                     size += len(chunk)
-                if not message.get("more_body", False):
-                    whole = True
-                    break
+                whole = True
+            except ClientGone:
+                pass
             await run_in_threadpool(out.close)
             if whole:
                 await run_in_threadpool(self.storage.move, temp, uri, "key")
@@ -177,6 +161,26 @@ class OperatorEndpoints:
                     yield data
 
         return found[0].size, iterate_in_threadpool(chunks())
+
+
+def job_summaries(store: Store, everything: bool = False, limit: int | None = None) -> list[dict]:
+    """The job queue with each job's resource status, failure reason, name, last update and
+    progress (running ones); with ``limit``, only the newest jobs (the CLI and the console)."""
+    rows = job_rows(store, None if everything else ("queued", "running", "cancel"))
+    if limit is not None:
+        rows = sorted(rows, key=lambda r: -(r["enqueued"] or 0))[:limit]
+    now = time.time()
+    out = []
+    for r in rows:
+        resource = store.get(r["arn"])
+        doc = resource.doc if resource is not None else {}
+        out.append({"arn": r["arn"], "kind": r["kind"], "state": r["state"], "attempts": r["attempts"],
+                    "worker": r["worker"], "status": doc.get("status"), "failureReason": doc.get("failureReason"),
+                    "name": doc.get("jobName") or doc.get("name") or r["arn"].split(":", 5)[-1],
+                    "enqueued": r["enqueued"], "updated": resource.updated if resource is not None else None,
+                    "heartbeatAge": round(now - r["heartbeat"], 1) if r["heartbeat"] and r["state"] != "done" else None,
+                    "progress": progress(r["progress"], now) if r["state"] in ("running", "cancel") else None})
+    return out
 
 
 def _bounds(query: dict[str, list[str]]) -> dict[str, float]:
@@ -209,7 +213,3 @@ def progress(raw: dict | None, now: float) -> dict | None:
         if since is not None and done > 0 and now > since:
             out["secondsLeft"] = round((now - since) * (total - done) / done, 1)
     return out
-
-
-def error_body(exc: ServiceError) -> bytes:
-    return json.dumps({"__type": exc.code, "message": exc.message}).encode()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from .streams import ClientGone, body_chunks
+
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade"}
 
@@ -60,26 +62,17 @@ class S3Proxy:
         """Answer the request; its status."""
         import httpx
 
-        async def body():
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
         raw = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = self.upstream + raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         has_body = any((k == b"content-length" and v != b"0") or k == b"transfer-encoding" for k, v in scope["headers"])
         request = self.client.build_request(scope["method"], url, headers=headers,
-                                            content=body() if has_body else None)
+                                            content=body_chunks(receive) if has_body else None)
         try:
             response = await self.client.send(request, stream=True)
+        except ClientGone:  # nobody to answer; the upstream saw a short body and drops it
+            return 499
         except httpx.HTTPError as exc:
             status, out, payload = _error("ServiceUnavailable", f"The local S3 server does not answer: {exc}", 503)
             await send({"type": "http.response.start", "status": status, "headers": out})

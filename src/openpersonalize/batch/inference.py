@@ -244,9 +244,7 @@ class LineScorer:
         config = doc.get("batchInferenceJobConfig") or {}
         exploration = None
         if config.get("itemExplorationConfig") and can.exploration:
-            given = config["itemExplorationConfig"]
-            exploration = Exploration(weight=float(given.get("explorationWeight", 0.3)),
-                                      age_cutoff_days=float(given.get("explorationItemAgeCutOff", 30)))
+            exploration = Exploration.from_config(config["itemExplorationConfig"])
         influence = config.get("rankingInfluence") if can.ranking_influence else None
         scorer = Scorer(model, can, doc.get("numResults") or 25, filters, exploration, influence)
         themer = None

@@ -21,13 +21,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..api.operator_endpoints import progress
+from ..api.operator_endpoints import job_summaries
+from ..control.base import operation_for
 from ..errors import ServiceError
-from ..metrics import job_rows
 from . import charts, session
 from .calls import invoke
 
@@ -46,15 +46,6 @@ DELETABLE = {"dataset-group", "dataset", "schema", "solution", "campaign", "filt
 CHART_ROWS = 2_000_000  # rows a data page reads at most (the first ones; the page says so)
 SHOWN_METRICS = ("normalized_discounted_cumulative_gain_at_10", "precision_at_10", "mean_reciprocal_rank_at_25",
                  "coverage")
-
-
-def _camel(kind: str) -> str:
-    return "".join(w.capitalize() for w in kind.split("-"))
-
-
-def _lower_camel(kind: str) -> str:
-    c = _camel(kind)
-    return c[0].lower() + c[1:]
 
 
 def _when(value) -> str:
@@ -163,10 +154,8 @@ class Console:
             fields = [f.name for f in ds.schema.fields]
         except Exception:
             bulk, put, fields = None, None, []
-        imports = self.store.query("dataset-import-job", parent_arn=ds_row.arn) or \
-            [r for r in self.store.query("dataset-import-job", group_arn=ds_row.group_arn)
-             if r.doc.get("datasetArn") == ds_row.arn]
-        last = max(imports, key=lambda r: r.created) if imports else None
+        newest = self.store.query("dataset-import-job", parent_arn=ds_row.arn, limit=1)  # newest first
+        last = newest[0] if newest else None
         return {"bulk": bulk, "put": put, "fields": fields, "last_import": last}
 
     async def resource(self, request: Request):
@@ -240,24 +229,15 @@ class Console:
         if (await request.form()).get("confirm") != "on":
             return self.page("delete.html", row=row, error="Tick the confirmation box to delete.", status=400)
         try:
-            await self.read(invoke, self.service, f"Delete{_camel(row.kind)}", {f"{_lower_camel(row.kind)}Arn": arn})
+            operation, member = operation_for("Delete", row.kind)
+            await self.read(invoke, self.service, operation, {member: arn})
         except ServiceError as exc:
             return self.page("delete.html", row=row, error=f"{exc.code}: {exc.message}", status=400)
         target = f"{PREFIX}/group?arn={quote(row.group_arn, safe='')}" if row.group_arn else f"{PREFIX}/"
         return RedirectResponse(target, status_code=303)
 
     def _jobs(self, everything: bool = False) -> list[dict]:
-        now = time.time()
-        out = []
-        rows = job_rows(self.store, None if everything else ("queued", "running", "cancel"))
-        for r in sorted(rows, key=lambda r: -(r["enqueued"] or 0))[:200]:  # the newest: a page stays cheap
-            row = self.store.get(r["arn"])
-            doc = row.doc if row is not None else {}
-            out.append({"arn": r["arn"], "kind": r["kind"], "state": r["state"], "status": doc.get("status"),
-                        "reason": doc.get("failureReason"), "name": doc.get("jobName") or doc.get("name") or r["arn"].split(":", 5)[-1],
-                        "updated": row.updated if row is not None else None,
-                        "progress": progress(r["progress"], now) if r["state"] in ("running", "cancel") else None})
-        return out
+        return job_summaries(self.store, everything, limit=200)  # the newest: a page stays cheap
 
     async def jobs(self, request: Request):
         rows = await self.read(self._jobs, True)
@@ -480,7 +460,3 @@ def _count(value, default: int = 10) -> int:
         return min(max(int(value), 1), 500)
     except (TypeError, ValueError):
         return default
-
-
-def not_found() -> Response:
-    return HTMLResponse("<p>Not found.</p>", status_code=404)

@@ -119,6 +119,13 @@ def short_id() -> str:
 # -- lookups ------------------------------------------------------------------------------
 
 
+def operation_for(verb: str, kind: str) -> tuple[str, str]:
+    """The operation ``verb`` of a resource kind and its ARN member:
+    ``("Delete", "event-tracker")`` -> ``("DeleteEventTracker", "eventTrackerArn")``."""
+    camel = "".join(w.capitalize() for w in kind.split("-"))
+    return verb + camel, camel[0].lower() + camel[1:] + "Arn"
+
+
 def kind_of_arn(arn: str) -> str | None:
     """The resource kind an ARN names, or None if it is not a Personalize resource ARN."""
     parts = arn.split(":", 5)

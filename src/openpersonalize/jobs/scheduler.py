@@ -67,14 +67,14 @@ def run_due(store, settings, now: float | None = None) -> list[str]:
     return created
 
 
-class Scheduler:
-    """A thread that starts what is due: automatic training, and automatic model updates
-    (jobs/refresh.py)."""
+class Every:
+    """A daemon thread that calls ``work()`` every ``seconds`` until stopped; a failure is logged
+    and the next round runs as usual."""
 
-    def __init__(self, store, settings, wake=None):
-        self.store, self.settings, self.wake = store, settings, wake
+    def __init__(self, name: str, seconds: float, work):
+        self.name, self.seconds, self.work = name, seconds, work
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="auto-training", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -83,13 +83,28 @@ class Scheduler:
         self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.auto_training_check_seconds):
-            for name, due in (("automatic training", run_due if self.settings.auto_training_enabled else None),
-                              ("automatic model update", refresh.run_due)):
-                if due is None:
-                    continue
-                try:
-                    if due(self.store, self.settings) and self.wake:
-                        self.wake()
-                except Exception:
-                    log.exception("%s check failed", name)
+        while not self._stop.wait(self.seconds):
+            try:
+                self.work()
+            except Exception:
+                log.exception("%s failed", self.name)
+
+
+class Scheduler(Every):
+    """A thread that starts what is due: automatic training, and automatic model updates
+    (jobs/refresh.py)."""
+
+    def __init__(self, store, settings, wake=None):
+        self.store, self.settings, self.wake = store, settings, wake
+        super().__init__("auto-training", settings.auto_training_check_seconds, self._due)
+
+    def _due(self) -> None:
+        for name, due in (("automatic training", run_due if self.settings.auto_training_enabled else None),
+                          ("automatic model update", refresh.run_due)):
+            if due is None:
+                continue
+            try:
+                if due(self.store, self.settings) and self.wake:
+                    self.wake()
+            except Exception:
+                log.exception("%s check failed", name)

@@ -57,6 +57,13 @@ class Exploration:
     now: float | None = None  # epoch s; default: the newest training timestamp
     explored: np.ndarray | None = None  # set by the model: the items exploration placed
 
+    @classmethod
+    def from_config(cls, config: dict | None) -> Exploration:
+        """An ``itemExplorationConfig`` (string values, AWS's defaults 0.3 and 30 days)."""
+        config = config or {}
+        return cls(weight=float(config.get("explorationWeight", 0.3)),
+                   age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30)))
+
 
 @model_class
 class CollaborativeModel(Model):

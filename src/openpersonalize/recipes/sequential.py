@@ -28,8 +28,6 @@ an event moves the answer at once.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -37,7 +35,7 @@ from .base import HyperParameters, Model, TrainingData, TrainingSettings, _looku
 from .features import metadata_embedding
 from .factorization import (USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel,
                             stored_csr)
-from .scoring import histories, interaction_matrix, topk_rows
+from .scoring import histories, topk_rows
 
 WINDOW = 10  # most recent history items whose transitions count
 GAPS = (1.0, 0.5, 0.25)  # weight of the item 1, 2, 3 steps later in a sequence
