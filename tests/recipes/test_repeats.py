@@ -196,3 +196,35 @@ def test_big_data_is_sampled_first_and_measured_whole_when_it_repeats(distinct, 
     np.testing.assert_allclose(sampled.pair_weight, whole.pair_weight)
     quick = measure(distinct)
     assert quick.excludes and quick.share < MIN_SHARE
+
+
+@pytest.mark.parametrize("n", [3, 10])
+def test_batch_lists_are_the_single_lists_when_own_items_crowd_the_top(n):
+    """Users re-buy most of what they had, so their own items fill the top of their scores and
+    the policy skips most of them: batch scoring (which selects the other items and merges the
+    user's best own items back, here over candidate groups, with each kind of mask) must give
+    every user the single request's list, full length."""
+    from openpersonalize.recipes.scoring import Candidates, RowMasks
+
+    cat = synthetic.generate_staples(n_users=240, n_items=5000, interactions_per_user=30, seed=5, repeat_share=0.7)
+    data = data_of(cat)
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=ALS).model
+    users = np.r_[np.arange(0, data.n_users, 2), -1]
+    rng = np.random.default_rng(0)
+    one_row = rng.random(data.n_items) < 0.8
+    hidden_rows = np.repeat(np.arange(0, len(users), 4), 3)
+    hidden_cols = np.concatenate([model.history(int(users[r]))[:3] for r in range(0, len(users), 4)])
+    hidden_rows = hidden_rows[:len(hidden_cols)]
+    per_row = RowMasks([Candidates(one_row), Candidates(rng.random(data.n_items) < 0.5)],
+                       rng.integers(-1, 2, len(users)), hidden_rows, hidden_cols.astype(np.int64), data.n_items)
+    crowded = 0
+    for mask in (None, one_row, per_row):
+        idx, probs = model.recommend_batch(users, n, mask)
+        for r, u in enumerate(users.tolist()):
+            row_mask = None if mask is None else (mask if isinstance(mask, np.ndarray) else mask.row(r))
+            single, single_probs = model.recommend(u, n, candidates_mask=row_mask)
+            assert idx[r].tolist() == single.tolist(), (u, idx[r], single)
+            np.testing.assert_allclose(probs[r], single_probs, rtol=1e-4, atol=1e-12, err_msg=f"{u} {type(mask)}")
+            hist = model.history(u) if u >= 0 else np.empty(0, int)
+            crowded += int(np.isin(model.recommend(u, 2 * n, candidates_mask=row_mask)[0], hist).sum() > 1)
+    assert crowded > len(users)  # the case is exercised: own items crowd the top for most users

@@ -35,8 +35,8 @@ from .cost import Plan, plan
 from .features import metadata_embedding
 from .local_ease import local_ease
 from .repeats import RepeatPolicy, measure
-from .scoring import (RowMasks, histories, interaction_matrix, outside_history_percentiles, popularity, softmax_of,
-                      softmax_topk_rows, topk, topk_rows)
+from .scoring import (RowMasks, group_maxima_for, mask_allows, refresh_group_maxima, histories, interaction_matrix, outside_history_percentiles,
+                      popularity, softmax_of, softmax_topk_rows, topk, topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -176,18 +176,22 @@ class CollaborativeModel(Model):
         out[known] = np.asarray(indptr[users[known] + 1]) - np.asarray(indptr[users[known]])
         return out
 
-    def score_block(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), n_items) raw scores; rows of users without history are popularity."""
-        return self._with_objective(self._raw_block(users))
+    def score_block(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(users), n_items) raw scores; rows of users without history are popularity.
+        ``out``, when given, is a float32 array of that shape the scores may be written to."""
+        return self._with_objective(self._raw_block(users, out))
 
-    def _raw_block(self, users: np.ndarray) -> np.ndarray:
+    def _raw_block(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = self.arrays
         users = np.asarray(users, dtype=np.int64)
         lengths = self.history_lengths(users)
         if self.meta["backend"] in ITEM_TO_ITEM:
             S = self._times_weights(self.history_matrix(users))
         else:
-            S = np.asarray(a["user_factors"])[np.maximum(users, 0)] @ np.asarray(a["item_factors"]).T
+            # Into ``out`` when given: a fresh block of this size costs its page faults again
+            # at every block (8 to 15 % of the product at 100,000 items).
+            S = np.matmul(np.asarray(a["user_factors"])[np.maximum(users, 0)], np.asarray(a["item_factors"]).T,
+                          out=out)
             if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
                 for k in np.flatnonzero(lengths > self.meta["bptt"]):
                     S[k] = CollaborativeModel._raw_scores(self, self.history(int(users[k])), -1)
@@ -256,28 +260,35 @@ class PersonalizationModel(CollaborativeModel):
             log_z = policy.adjust(S, items, weights, policy.probability(user))
         return S, log_z
 
-    def score_block(self, users: np.ndarray) -> np.ndarray:
-        return self._scored_block(users)[0]
+    def score_block(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return self._scored_block(users, out)[0]
 
-    def _scored_block(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _scored_block(self, users: np.ndarray, out: np.ndarray | None = None, maxima: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
         """The block's scores with the repeat policy applied, and the rows' log-normalisers
-        when the policy knows them (None: compute them)."""
-        S = super().score_block(users)
+        when the policy knows them (None: compute them). ``maxima`` is filled with the group
+        maxima whenever the normalisers are known (``RepeatPolicy.adjust_block``)."""
+        S = super().score_block(users, out)
         policy = self._repeat_policy()
         log_z = None
         if policy is not None:
-            users = np.asarray(users, dtype=np.int64)
-            indptr = np.asarray(self.arrays["hist_indptr"])
-            known = (users >= 0) & (users < len(indptr) - 1)
-            starts = np.where(known, indptr[np.where(known, users, 0)], 0)
-            lengths = np.where(known, indptr[np.where(known, users, 0) + 1] - starts, 0)
-            rows = np.repeat(np.arange(len(users)), lengths)
-            positions = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-            items = np.asarray(self.arrays["hist_items"])[positions].astype(np.int64)
+            rows, items, positions = self._block_history(users)
             weights = np.asarray(policy.pair_weight, dtype=np.float64)[positions]
-            repeat = np.array([policy.probability(int(u)) for u in users])
-            log_z = policy.adjust_block(S, rows, items, weights, repeat)
+            repeat = np.array([policy.probability(int(u)) for u in np.asarray(users)])
+            log_z = policy.adjust_block(S, rows, items, weights, repeat, maxima)
         return S, log_z
+
+    def _block_history(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The training histories of a block of users as (row in the block, item, position in
+        ``hist_items``) arrays; unknown users (-1) have none."""
+        users = np.asarray(users, dtype=np.int64)
+        indptr = np.asarray(self.arrays["hist_indptr"])
+        known = (users >= 0) & (users < len(indptr) - 1)
+        starts = np.where(known, indptr[np.where(known, users, 0)], 0)
+        lengths = np.where(known, indptr[np.where(known, users, 0) + 1] - starts, 0)
+        rows = np.repeat(np.arange(len(users)), lengths)
+        positions = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+        return rows, np.asarray(self.arrays["hist_items"])[positions].astype(np.int64), positions
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         S = super().scores_for_histories(hists)
@@ -308,7 +319,7 @@ class PersonalizationModel(CollaborativeModel):
         policy = self._repeat_policy()
         if policy is not None and not policy.excludes and len(hist):
             seen, _ = policy.weights_of(hist, uid, self.arrays["hist_indptr"], self.arrays["hist_items"])
-            idx, top = topk(s, n + min(len(seen), n), candidates_mask, exclude)
+            idx, top = topk(s, n + len(seen), candidates_mask, exclude)  # room for every skip
             keep = policy.trim(idx, seen, policy.cap(n, policy.probability(uid)), n)
             idx, top = idx[keep], top[keep]
         else:
@@ -317,26 +328,29 @@ class PersonalizationModel(CollaborativeModel):
 
     def recommend_batch(self, users: np.ndarray, n: int, mask: np.ndarray | None = None,
                         exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` per user, as :meth:`recommend` gives them one by one."""
         users = np.asarray(users, dtype=np.int64)
         out_i, out_s = [], []
         rows = block_rows(self.n_items)
         t = self.meta["temperature"]
+        policy = None if exclude_seen else self._repeat_policy()
+        trims = policy is not None and not policy.excludes
+        # One block of scores for the whole call: each block is written into it.
+        buf = np.empty((min(rows, len(users)), self.n_items), dtype=np.float32) if len(users) else None
         for start in range(0, len(users), rows):
             block = users[start:start + rows]
-            S, log_z = self._scored_block(block)
+            m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
+            # Unfiltered, the normalisers' sweep also takes the group maxima the selection needs.
+            maxima = group_maxima_for(buf[:len(block)], n) if m is None and not exclude_seen else None
+            S, log_z = self._scored_block(block, buf[:len(block)], maxima)
             if exclude_seen:
                 X = self.history_matrix(block)
                 S[X.nonzero()] = -np.inf
                 log_z = None
-            m = None if mask is None else (mask if mask.ndim == 1 else mask[start:start + rows])
-            policy = None if exclude_seen else self._repeat_policy()
-            if policy is not None and not policy.excludes:
-                # Room for the user's items that the trim may skip: at most n, at most their count.
-                extra = int(min(n, self.history_lengths(block).max(initial=0)))
-                idx, probs = softmax_topk_rows(S, n + extra, t, m, log_z=log_z)
-                idx, probs = self._trim_rows(policy, block, idx, probs, n)
+            if trims:
+                idx, probs = self._top_with_own_items(policy, block, S, n, m, log_z, maxima)
             else:
-                idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z)
+                idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z, maxima=maxima if log_z is not None else None)
             del S
             self._cold_rows_as_single_requests(block, idx, m, exclude_seen)
             out_i.append(idx)
@@ -344,6 +358,53 @@ class PersonalizationModel(CollaborativeModel):
         if not out_i:
             return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
         return np.concatenate(out_i), np.concatenate(out_s)
+
+    def _top_with_own_items(self, policy: RepeatPolicy, users: np.ndarray, S: np.ndarray, n: int, mask,
+                            log_z: np.ndarray, maxima: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The repeat policy's list for a block (what :meth:`recommend` gives each user: the
+        user's own items beyond their cap skipped) from a selection of ``n`` only: the top ``n``
+        of the items the user has not had, merged with each user's best ``cap`` own items that
+        the mask allows. The user's items are mostly near the top, so selecting room for them
+        and trimming would cost about twice the selection."""
+        rows, items, _ = self._block_history(users)
+        own = S[rows, items].astype(np.float32)
+        S[rows, items] = -np.inf
+        if maxima is not None:
+            refresh_group_maxima(S, maxima, rows, items)
+        t = self.meta["temperature"]
+        idx, probs = softmax_topk_rows(S, n, t, mask, log_z=log_z, maxima=maxima)
+        known = (users >= 0) & (users < self.n_users)
+        caps = np.array([policy.cap(n, policy.probability(int(u))) if k else 0 for u, k in zip(users, known)],
+                        dtype=np.int64)
+        finite = np.isfinite(own) & mask_allows(mask, rows, items)
+        rows, items, own = rows[finite], items[finite], own[finite]
+        if not len(rows):
+            return idx, probs
+        # Each row's own items best first (lower index first among equals); the first cap stay.
+        order = np.lexsort((items, -own, rows))
+        rows, items, own = rows[order], items[order], own[order]
+        starts = np.searchsorted(rows, np.arange(len(users)))
+        rank = np.arange(len(rows)) - starts[rows]
+        kept = rank < caps[rows]
+        rows, items, own, rank = rows[kept], items[kept], own[kept], rank[kept]
+        width = int(rank.max(initial=-1)) + 1
+        if width == 0:
+            return idx, probs
+        extra_i = np.full((len(users), width), -1, dtype=np.int64)
+        extra_p = np.full((len(users), width), np.nan, dtype=np.float32)
+        extra_s = np.full((len(users), width), -np.inf, dtype=np.float32)
+        extra_i[rows, rank] = items
+        extra_s[rows, rank] = own
+        extra_p[rows, rank] = np.exp(own.astype(np.float64) / t - np.asarray(log_z, dtype=np.float64)[rows, 0])
+        # The selected items' scores (the selection leaves unmasked entries as they were).
+        chosen = np.where(idx >= 0, S[np.arange(len(users))[:, None], np.maximum(idx, 0)], -np.inf)
+        both_i = np.concatenate([idx, extra_i], axis=1)
+        both_p = np.concatenate([probs, extra_p], axis=1)
+        both_s = np.concatenate([chosen, extra_s], axis=1)
+        valid = both_i >= 0
+        # Best score first, lower index first among equals (as every selection orders), pads last.
+        order = np.lexsort((np.where(valid, both_i, np.iinfo(np.int64).max), -both_s), axis=-1)[:, :n]
+        return np.take_along_axis(both_i, order, axis=1), np.take_along_axis(both_p, order, axis=1)
 
     def _trim_rows(self, policy: RepeatPolicy, users: np.ndarray, idx: np.ndarray, probs: np.ndarray, n: int
                    ) -> tuple[np.ndarray, np.ndarray]:

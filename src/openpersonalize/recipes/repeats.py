@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scoring import row_log_normalisers
+from .scoring import refresh_group_maxima, row_log_normalisers
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
 USER_PRIOR = 5.0  # a user's repeat share is shrunk towards the overall one by this many interactions
@@ -203,18 +203,20 @@ class RepeatPolicy:
         return np.flatnonzero(keep)[:n]
 
     def adjust_block(self, scores: np.ndarray, rows: np.ndarray, items: np.ndarray, weights: np.ndarray,
-                     repeat: np.ndarray) -> np.ndarray | None:
+                     repeat: np.ndarray, maxima: np.ndarray | None = None) -> np.ndarray | None:
         """:meth:`adjust` for a block of rows at once: ``scores[rows[k], items[k]]`` is user row
         ``rows[k]``'s item ``items[k]``, ``repeat`` one probability per row. Returns the rows'
         log-normalisers after the change (shape (rows, 1)), known in closed form (the user's
         items take R of the mass, so Z' = Z_other / (1 - R)), so a softmax need not sweep the
-        block again; None when the user's items were simply removed."""
+        block again; None when the user's items were simply removed. With ``maxima`` (see
+        ``row_log_normalisers``), it holds the group maxima after the change whenever the
+        normalisers are returned."""
         if len(items) == 0 and not self.excludes:
-            return row_log_normalisers(scores, self.t)
+            return row_log_normalisers(scores, self.t, maxima)
         if self.excludes:
             scores[rows, items] = -np.inf
             return None
-        log_z = row_log_normalisers(scores, self.t)
+        log_z = row_log_normalisers(scores, self.t, maxima)
         old = scores[rows, items].astype(np.float64)
         with np.errstate(under="ignore", over="ignore"):
             share = np.exp(np.where(np.isfinite(old), old / self.t - log_z[rows, 0], -np.inf))
@@ -222,15 +224,26 @@ class RepeatPolicy:
         seen_share = np.bincount(rows, weights=share, minlength=n_rows)
         has = np.bincount(rows, minlength=n_rows) > 0
         r = np.minimum(np.clip(np.asarray(repeat, dtype=np.float64), 0.0, None), 0.99)
-        # Rows whose every finite score is the user's own keep them as they are (as adjust does).
-        usable = has & (seen_share < 1.0 - 1e-6)
         with np.errstate(divide="ignore"):
             log_other = log_z[:, 0] + np.log1p(-np.minimum(seen_share, 1.0 - 1e-6))
+        # Where the user's items hold most of the mass, Z - Z_own loses its digits (and the
+        # result would depend on rounding): sum the other items of those rows directly.
+        crowded = np.flatnonzero(has & (seen_share > 0.5))
+        if len(crowded):
+            others = scores[crowded]
+            at = np.isin(rows, crowded)
+            others[np.searchsorted(crowded, rows[at]), items[at]] = -np.inf
+            log_other[crowded] = row_log_normalisers(others, self.t)[:, 0]
+        # Rows whose every finite score is the user's own keep them as they are (as adjust does).
+        usable = has & np.isfinite(log_other)
+        with np.errstate(divide="ignore"):
             total = np.bincount(rows, weights=weights, minlength=n_rows)
             q = weights / np.maximum(total[rows], 1e-12)
             new = self.t * (np.log(r[rows] * q) + log_other[rows] - np.log1p(-r[rows]))
         keep = usable[rows]
         scores[rows[keep], items[keep]] = np.where(r[rows[keep]] > 0, new[keep], -np.inf).astype(scores.dtype)
+        if maxima is not None:
+            refresh_group_maxima(scores, maxima, rows[keep], items[keep])
         out = log_z[:, 0].copy()
         out[usable] = np.where(r[usable] > 0, log_other[usable] - np.log1p(-r[usable]), log_other[usable])
         return out[:, None]

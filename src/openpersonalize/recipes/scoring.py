@@ -130,6 +130,24 @@ def _uses_groups(n_items: int, k: int) -> bool:
     return n_items // GROUP >= max(8 * k, GROUP)
 
 
+def refresh_group_maxima(scores: np.ndarray, maxima: np.ndarray, rows: np.ndarray, items: np.ndarray) -> None:
+    """Recompute the group maxima of the groups holding ``scores[rows[k], items[k]]``, after those
+    entries changed."""
+    if not len(items):
+        return
+    groups = maxima.shape[1]
+    cols = groups * GROUP
+    items = np.asarray(items, dtype=np.int64)
+    group = np.where(items < cols, items % groups, items - cols)
+    keys = np.unique(np.asarray(rows, dtype=np.int64) * groups + group)
+    r, g = keys // groups, keys % groups
+    values = scores[r[:, None], g[:, None] + np.arange(GROUP) * groups].max(axis=1)
+    tail = g < scores.shape[1] - cols
+    if tail.any():
+        values[tail] = np.maximum(values[tail], scores[r[tail], cols + g[tail]])
+    maxima[r, g] = values
+
+
 def _candidates(maxima: np.ndarray, n_items: int, k: int) -> np.ndarray:
     """Per row, the columns of the ``k`` groups with the highest maxima; they hold the row's
     ``k`` best entries (a group holding a top-k entry has a maximum no lower than every maximum
@@ -237,6 +255,19 @@ class RowMasks:
             return self.take(np.arange(len(self.which))[key])
         return self.row(int(key))
 
+    def allows(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether row ``rows[k]`` may return item ``items[k]``, for each k."""
+        rows, items = np.asarray(rows, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        which = self.which[rows]
+        out = np.ones(len(rows), dtype=bool)
+        for g in np.unique(which[which >= 0]).tolist():
+            at = which == g
+            out[at] = self.masks[g].mask[items[at]]
+        if len(self.hidden_rows):
+            hidden = np.isin(rows * self.n_items + items, self.hidden_rows * self.n_items + self.hidden_cols)
+            out &= ~hidden
+        return out
+
     def row(self, r: int) -> np.ndarray:
         g = int(self.which[r])
         out = self.masks[g].mask.copy() if g >= 0 else np.ones(self.n_items, dtype=bool)
@@ -249,6 +280,17 @@ class RowMasks:
             out[self.which == g] = c.mask
         out[self.hidden_rows, self.hidden_cols] = False
         return out
+
+
+def mask_allows(mask, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Whether a block's candidate mask (None, one row over items, one row per score row, or
+    :class:`RowMasks`) lets score row ``rows[k]`` return item ``items[k]``."""
+    if mask is None:
+        return np.ones(len(items), dtype=bool)
+    if isinstance(mask, RowMasks):
+        return mask.allows(rows, items)
+    mask = np.asarray(mask, dtype=bool)
+    return mask[items] if mask.ndim == 1 else mask[rows, items]
 
 
 def _select_masked(scores: np.ndarray, n: int, masks: RowMasks) -> tuple[np.ndarray, np.ndarray]:
@@ -306,27 +348,34 @@ def topk_rows(scores: np.ndarray, n: int, mask: np.ndarray | None = None
 
 
 def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.ndarray | None = None,
-                      log_z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      log_z: np.ndarray | None = None, maxima: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`topk_rows` whose scores are softmax probabilities over each whole row.
 
     The normaliser covers every finite score of the row (masked entries included, as the
     catalogue-wide softmax does). One sweep over cache-sized tiles of rows computes the
     normaliser, applies the mask and takes the group maxima, so each score is read from memory
     once. A caller that knows the normalisers (log-sum-exp per row, shape (rows, 1)) passes
-    ``log_z`` and the sweep skips them. ``scores`` is overwritten.
+    ``log_z`` and the sweep skips them; one that also has the group maxima (from
+    :func:`row_log_normalisers`, no mask) passes ``maxima`` and there is no sweep at all.
+    ``scores`` is overwritten.
     """
     rows, items = scores.shape
     k = min(n, items)
     if k <= 0 or rows == 0:
         return np.full((rows, n), -1, dtype=np.int64), np.full((rows, n), np.nan, dtype=np.float32)
     t = temperature
+    if maxima is not None and log_z is not None and mask is None:
+        log_z = np.asarray(log_z, dtype=np.float64).reshape(rows, 1)
+        idx, vals = _select(scores, n, k, maxima)
+        return idx, probabilities(vals, t, log_z)
     compact = mask if isinstance(mask, RowMasks) else None
     mask = None if mask is None or compact is not None else np.asarray(mask, dtype=bool)
     hidden = None if mask is None or mask.ndim != 1 else ~mask
     groups = items // GROUP if _uses_groups(items, k) and compact is None else 0
     maxima = np.empty((rows, groups), dtype=scores.dtype) if groups else None
     known_z = log_z is not None
-    log_z = np.asarray(log_z, dtype=np.float32).reshape(rows, 1) if known_z else np.empty((rows, 1), np.float32)
+    log_z = np.asarray(log_z, dtype=np.float64).reshape(rows, 1) if known_z else np.empty((rows, 1), np.float64)
     step = max(1, TILE_CELLS // max(items, 1))
     buf = np.empty((min(step, rows), items), dtype=np.float32)
     for r0 in range(0, rows, step):
@@ -339,11 +388,11 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
             np.subtract(tile, top, out=work)
             np.divide(work, t, out=work)
             np.exp(work, out=work)
-            log_z[r0:r1] = top / t + np.log(work.sum(axis=1, keepdims=True))
+            log_z[r0:r1] = top.astype(np.float64) / t + np.log(work.sum(axis=1, keepdims=True))
         else:  # NaN or +inf somewhere: the careful formula
             finite = np.where(np.isfinite(tile), tile, -np.inf)
             top = finite.max(axis=1, keepdims=True)
-            log_z[r0:r1] = top / t + np.log(np.exp((finite - top) / t).sum(axis=1, keepdims=True))
+            log_z[r0:r1] = top.astype(np.float64) / t + np.log(np.exp((finite - top) / t).sum(axis=1, keepdims=True))
         if hidden is not None:
             np.copyto(tile, -np.inf, where=hidden)
         elif mask is not None:
@@ -351,32 +400,56 @@ def softmax_topk_rows(scores: np.ndarray, n: int, temperature: float, mask: np.n
         if groups:
             _group_maxima(tile, groups, maxima[r0:r1])
     idx, vals = _select(scores, n, k, maxima) if compact is None else _select_masked(scores, n, compact)
-    return idx, np.exp(vals / t - log_z).astype(np.float32)
+    return idx, probabilities(vals, t, log_z)
 
 
-def row_log_normalisers(scores: np.ndarray, temperature: float) -> np.ndarray:
+def probabilities(selected: np.ndarray, temperature: float, log_z: np.ndarray) -> np.ndarray:
+    """exp(s / t - log_z) as float32, computed in float64: s / t can be in the millions when the
+    temperature is small, where float32 would be off by a whole unit (a factor e on the result)."""
+    return np.exp(np.asarray(selected, dtype=np.float64) / temperature - log_z).astype(np.float32)
+
+
+def group_maxima_for(scores: np.ndarray, n: int) -> np.ndarray | None:
+    """An empty (rows, groups) array for :func:`row_log_normalisers` to fill while it sweeps
+    ``scores`` for a top ``n``, or None when the catalogue is too small for groups."""
+    rows, items = scores.shape
+    k = min(n, items)
+    return np.empty((rows, items // GROUP), dtype=scores.dtype) if k > 0 and _uses_groups(items, k) else None
+
+
+def row_log_normalisers(scores: np.ndarray, temperature: float, maxima: np.ndarray | None = None) -> np.ndarray:
     """log sum exp(s / t) over the finite scores of each row, shape (rows, 1), float64; -inf for
-    rows without a finite score. The same tiled sweep as :func:`softmax_topk_rows`'s."""
+    rows without a finite score. The same tiled sweep as :func:`softmax_topk_rows`'s.
+
+    With ``maxima`` (rows, groups), the sweep also fills it with the rows' group maxima (see
+    :func:`_group_maxima`), so a selection after it need not read the block again; each row's
+    maximum then comes from its groups' instead of a pass of its own."""
     rows, items = scores.shape
     out = np.full((rows, 1), -np.inf)
     step = max(1, TILE_CELLS // max(items, 1))
     buf = np.empty((min(step, rows), items), dtype=np.float32)
+    ones = np.ones(items, dtype=np.float32)
     for r0 in range(0, rows, step):
         tile = scores[r0:r0 + step]
         work = buf[:len(tile)]
-        top = tile.max(axis=1, keepdims=True)
+        if maxima is not None:
+            _group_maxima(tile, maxima.shape[1], maxima[r0:r0 + step])
+            top = maxima[r0:r0 + step].max(axis=1, keepdims=True)
+        else:
+            top = tile.max(axis=1, keepdims=True)
         if np.isfinite(top).all():
             np.subtract(tile, top, out=work)
-            np.divide(work, temperature, out=work)
+            np.multiply(work, 1.0 / temperature, out=work)
             np.exp(work, out=work)
-            out[r0:r0 + step] = top / temperature + np.log(work.sum(axis=1, keepdims=True))
+            # A product with a vector of ones sums the rows faster than sum() (BLAS, no pairwise tree).
+            out[r0:r0 + step] = top.astype(np.float64) / temperature + np.log(work @ ones)[:, None]
             continue
         finite = np.where(np.isfinite(tile), tile, -np.inf)  # NaN, +inf or an empty row: the careful way
         top = finite.max(axis=1, keepdims=True)
         ok = np.isfinite(top[:, 0])
         with np.errstate(invalid="ignore", divide="ignore"):
             sums = np.exp((finite - np.where(ok[:, None], top, 0.0)) / temperature).sum(axis=1, keepdims=True)
-            out[r0:r0 + step] = np.where(ok[:, None], top / temperature + np.log(sums), -np.inf)
+            out[r0:r0 + step] = np.where(ok[:, None], top.astype(np.float64) / temperature + np.log(sums), -np.inf)
     return out
 
 
@@ -393,7 +466,7 @@ def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float,
     t = max(float(temperature), 1e-6)
     top = float(finite.max())
     log_z = top / t + np.log(np.exp((finite - top) / t).sum())
-    return np.exp(selected / t - log_z).astype(np.float32)
+    return np.exp(np.asarray(selected, dtype=np.float64) / t - log_z).astype(np.float32)
 
 
 def popularity(data: TrainingData) -> np.ndarray:

@@ -253,8 +253,8 @@ class SequentialModel(PersonalizationModel):
         base = super()._raw_scores(hist, user)
         return self._blended(base[None, :], [np.asarray(hist)], np.array([user]))[0]
 
-    def _raw_block(self, users: np.ndarray) -> np.ndarray:
-        base = super()._raw_block(users)
+    def _raw_block(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        base = super()._raw_block(users, out)
         return self._blended(base, [self.history(int(u)) for u in np.asarray(users)], np.asarray(users))
 
     def _raw_histories(self, hists: list[np.ndarray]) -> np.ndarray:
