@@ -350,6 +350,66 @@ def baselines(folder: Path, input_users: list[str], label: str = "") -> dict[str
     return out
 
 
+def breakdown(folder: Path, input_path: Path, lines: int = 16_384) -> dict[str, float]:
+    """Where a batch job's time goes, per record (microseconds), on one scoring thread: the job's
+    own code (batch/inference.py's LineScorer on the trained model, read from its folder) with a
+    timer around each stage. The job runs two such threads; these are what each one does."""
+    from threadpoolctl import threadpool_limits
+
+    import openpersonalize.recipes.registry  # noqa: F401  (model classes)
+    from openpersonalize.batch import inference
+    from openpersonalize.recipes import factorization, repeats
+    from openpersonalize.recipes.base import Model
+    from openpersonalize.recipes.registry import capabilities
+
+    stages = [(factorization.CollaborativeModel, "_raw_block", "product"),
+              (repeats.RepeatPolicy, "adjust_block", "normalisation"),  # softmax normaliser, repeat policy
+              (factorization.PersonalizationModel, "_top_with_own_items", "selection"),
+              (inference.Scorer, "_item_rows", "output objects"),
+              (inference, "dumps", "serialisation"),
+              (inference, "records", "parsing")]
+    spent: dict[str, float] = {}
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in stages]
+
+    def timed(original, part: str):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                out = original(*a, **kw)
+                return list(out) if part == "parsing" else out  # a generator: parsed as it is read
+            finally:
+                spent[part] = spent.get(part, 0.0) + time.perf_counter() - t
+        return wrapper
+
+    model = Model.load(folder)
+    with open(input_path, "rb") as f:
+        data = b"".join(next(f) for _ in range(lines))
+    can = capabilities("aws-user-personalization")
+    scorer = inference.LineScorer(inference.Scorer(model, can, TOP, None, None), can, threads=1)
+    scorer.shard((1, data[:data.index(b"\n") + 1]))  # warm
+    try:
+        for (owner, name, part), (_, _, original) in zip(stages, originals):
+            setattr(owner, name, timed(original, part))
+        with threadpool_limits(1, "blas"), tempfile.NamedTemporaryFile() as f:
+            t = time.perf_counter()
+            out, _ = scorer.shard((1, data))
+            w = time.perf_counter()
+            f.write(out)
+            f.flush()
+            os.fsync(f.fileno())
+            spent["writing"] = time.perf_counter() - w
+            total = time.perf_counter() - t
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    spent["other"] = total - sum(spent.values())  # chunking, line checks, the cold-user pass
+    us = {part: round(seconds / lines * 1e6, 1) for part, seconds in spent.items()}
+    us["total"] = round(total / lines * 1e6, 1)
+    print(f"  where the time goes, one scoring thread, {lines:,} lines ({lines / total:,.0f} rec/s), per record: "
+          + ", ".join(f"{k} {v:.1f} us ({v / us['total']:.0%})" for k, v in us.items() if k != "total"))
+    return us
+
+
 def first_users(path: Path, count: int) -> list[str]:
     with open(path) as f:
         return [json.loads(next(f))["userId"] for _ in range(count)]
@@ -422,6 +482,8 @@ def main() -> None:
             print(f"  job {label}: {lines:,} lines in {seconds:.1f}s = {rate:,.0f} rec/s "
                   f"({rate / base['naive']:.2f}x naive, {rate / base['implicit']:.2f}x implicit), "
                   f"job process peak RSS {peak / 2**20:,.0f} MiB   [load {load_average()}]")
+        results["breakdown_us_per_record"] = breakdown(folder, server.bucket("in/users-1x.json"),
+                                                       min(16_384, args.users))
         write_input(server.bucket("in/three.json"), user_ids, 3, seed=3)
         fixed = []
         for k in range(3):

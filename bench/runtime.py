@@ -1,6 +1,6 @@
 """GetRecommendations over HTTP from several client processes, beside the same scoring in-process.
 
-    python bench/runtime.py [--quick] [--items 50000] [--clients 1,2,4] [--seconds 8]
+    python bench/runtime.py [--quick] [--items 50000] [--clients 1,2,4] [--seconds 8] [--processes 1,2]
 
 Builds a dataset group through boto3 against an ``openpersonalize serve`` started on 127.0.0.1
 (generated data, as bench/batch_inference.py; ``--items`` items, 64 factors, so the ALS backend),
@@ -18,8 +18,14 @@ the filter, in the same run:
    (open loop, latency measured from each request's scheduled time) at fractions of the best
    closed-loop rate, to find the highest rate whose p99 stays under 10 ms.
 
-Last, one user in ten sends an event and the one-client HTTP runs again (requests then read the
-users' new events and score those users on history plus events).
+Beside them, the **bare arithmetic**: numpy's matrix-vector product of the model's item factors
+with the user's vector plus a top-25, on the same factors and users.
+
+Then one user in ten sends an event and the one-client HTTP runs again (requests then read the
+users' new events and score those users on history plus events). Last, the server is started
+again on the same data folder with each further count of ``--processes`` (API processes on the
+one port) and the unfiltered closed-loop and paced runs are repeated: the rate with 1 and with 2
+processes, and the p99 at 80 % of each best rate.
 
 Prints requests per second, p50 / p99 latency, and the server's overhead per request (HTTP p50
 minus in-process scoring p50) as a ratio of the scoring. Both p50s are medians over ``--rounds``
@@ -139,6 +145,43 @@ def in_process(data_dir: Path, campaign: str, version: str, filter_arn: str | No
     return float(np.median(score[skip:]) * 1000), float(np.median(full[skip:]) * 1000)
 
 
+def bare_matvec_topk(folder: Path, users: list[str], repeats: int) -> float:
+    """p50 ms of numpy's ``V @ u`` plus a top-25 (argpartition, then sorting the 25) on the
+    model's own factors: the arithmetic a request cannot avoid."""
+    V = np.ascontiguousarray(np.load(folder / "item_factors.npy"))
+    U = np.load(folder / "user_factors.npy", mmap_mode="r")
+    ids = np.load(folder / "user_ids.npy")
+    sorter = np.argsort(ids)
+    rows = sorter[np.searchsorted(ids, np.asarray(users), sorter=sorter)]
+    times = []
+    for k in range(repeats):
+        t = time.perf_counter()
+        s = V @ U[rows[k % len(rows)]]
+        part = np.argpartition(-s, 24)[:25]
+        part[np.argsort(-s[part])]
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[min(20, repeats // 10):]) * 1000)
+
+
+def closed_and_paced(port: int, bodies: list[bytes], clients: list[int], seconds: float, label: str) -> dict:
+    """Closed-loop runs for each client count, then paced runs at fractions of the best rate."""
+    closed = {}
+    for n in clients:
+        r = drive(port, bodies, n, seconds)
+        closed[n] = r
+        print(f"  closed loop, {n} client(s): {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
+              f"p99 {r['p99']:.2f} ms, errors {r['errors']}   [load {load_average()}]")
+    best = max(r["rps"] for r in closed.values())
+    paced = {}
+    for frac in (0.5, 0.7, 0.8, 0.85):
+        r = drive(port, bodies, max(2, max(closed)), seconds, rate=best * frac)
+        paced[frac] = r
+        print(f"  paced at {best * frac:,.0f} req/s ({frac:.0%} of the best): got {r['rps']:,.0f} req/s, "
+              f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms")
+    ok = [r["rps"] for r in list(paced.values()) + list(closed.values()) if r["p99"] < 10.0]
+    return {"closed": closed, "paced": paced, "best": best, "ok": ok, "label": label}
+
+
 def with_events(server: Server, group: str, campaign: str, version: str, users: list[str], rounds: int,
                 without_ms: float) -> dict:
     """One user in ten sends an event (PutEvents through boto3), then the one-client HTTP runs
@@ -173,6 +216,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,2,4", help="client process counts for the closed-loop runs")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each HTTP run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating scoring / HTTP rounds for the overhead")
+    parser.add_argument("--processes", default="1,2",
+                        help="API processes of the server (OPENPERSONALIZE_PROCESSES): every run with the first, "
+                             "then the unfiltered closed-loop and paced runs again with each of the others")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
@@ -180,7 +226,10 @@ def main() -> None:
         args.items, args.users, args.per_user, args.seconds = 25_000, 10_000, 8, 3.0
     print(f"load average at start: {load_average()}")
     tmp = tempfile.mkdtemp(prefix="bench-runtime-", dir=args.dir)
-    server = Server(Path(tmp) / "server")
+    processes = [int(x) for x in args.processes.split(",")]
+    clients = [int(x) for x in args.clients.split(",")]
+    by_processes: dict[int, dict] = {}
+    server = Server(Path(tmp) / "server", env={"OPENPERSONALIZE_PROCESSES": str(processes[0])})
     try:
         server.start()
         t = time.perf_counter()
@@ -215,22 +264,19 @@ def main() -> None:
                   f"{op_ms:.2f} ms, HTTP p50 (1 client) {http_ms:.2f} ms: medians of {args.rounds} rounds "
                   f"(scoring {', '.join(f'{r[0]:.2f}' for r in rounds)}; HTTP "
                   f"{', '.join(f'{r[2]:.2f}' for r in rounds)})   [load {load_average()}]")
-            closed = {}
-            for n in (int(x) for x in args.clients.split(",")):
-                r = drive(server.port, bodies, n, args.seconds)
-                closed[n] = r
-                print(f"  closed loop, {n} client(s): {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
-                      f"p99 {r['p99']:.2f} ms, errors {r['errors']}   [load {load_average()}]")
-            best = max(r["rps"] for r in closed.values())
-            paced = {}
-            for frac in (0.5, 0.7, 0.85):
-                r = drive(server.port, bodies, max(2, max(closed)), args.seconds, rate=best * frac)
-                paced[frac] = r
-                print(f"  paced at {best * frac:,.0f} req/s: got {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
-                      f"p99 {r['p99']:.2f} ms")
-            ok = [r["rps"] for r in list(paced.values()) + list(closed.values()) if r["p99"] < 10.0]
+            run = closed_and_paced(server.port, bodies, clients, args.seconds, label)
+            closed, paced, best, ok = run["closed"], run["paced"], run["best"], run["ok"]
             one = closed[min(closed)]
             overhead = http_ms - score_ms
+            if label == "unfiltered":
+                by_processes[processes[0]] = run
+                bare_ms = bare_matvec_topk(model_folder(server, version), users, 2000)
+                print(f"  bare matrix-vector product + top-25 (numpy, same factors): p50 {bare_ms:.3f} ms; "
+                      f"in-process scoring {score_ms / bare_ms:.2f}x it (goal <= 2); HTTP p50 "
+                      f"{http_ms - bare_ms:.2f} ms above it (goal <= 1)")
+                results["bare_matvec_topk_p50_ms"] = round(bare_ms, 3)
+                results["scoring_vs_bare"] = round(score_ms / bare_ms, 2)
+                results["http_p50_above_bare_ms"] = round(http_ms - bare_ms, 3)
             results[label] = {"score_p50_ms": round(score_ms, 3), "operation_p50_ms": round(op_ms, 3),
                               "http_p50_ms_1client": round(http_ms, 3), "http_p99_ms_1client": round(one["p99"], 3),
                               "best_rps": round(best), "best_rps_p99_ms": round(max(closed.values(),
@@ -243,6 +289,25 @@ def main() -> None:
         results["with_events"] = with_events(server, group, campaign, version, users, args.rounds,
                                              results["unfiltered"]["http_p50_ms_1client"])
         results["filter_cost_rps"] = round(1 - results["filtered"]["best_rps"] / results["unfiltered"]["best_rps"], 3)
+        bodies = [json.dumps({"campaignArn": campaign, "userId": u, "numResults": 25}).encode() for u in users]
+        for count in processes[1:]:  # the same data folder, served by `count` API processes
+            server.stop()
+            server.env["OPENPERSONALIZE_PROCESSES"] = str(count)
+            server.start()
+            drive(server.port, bodies, max(clients), 2.0)  # every process loads the campaign
+            print(f"unfiltered, {count} API processes:")
+            by_processes[count] = closed_and_paced(server.port, bodies, clients, args.seconds, "unfiltered")
+        results["processes"] = {str(count): {
+            "best_rps": round(run["best"]),
+            "best_rps_clients": max(run["closed"], key=lambda n: run["closed"][n]["rps"]),
+            "p99_ms_at_80pct_of_best": round(run["paced"][0.8]["p99"], 2),
+            "rps_at_80pct_of_best": round(run["paced"][0.8]["rps"]),
+        } for count, run in by_processes.items()}
+        if len(by_processes) > 1:
+            first, last = processes[0], processes[-1]
+            print(f"best closed-loop rate: {first} process(es) {by_processes[first]['best']:,.0f} req/s, "
+                  f"{last} {by_processes[last]['best']:,.0f} req/s "
+                  f"({by_processes[last]['best'] / by_processes[first]['best']:.2f}x)")
         print(json.dumps(results))
     finally:
         server.stop()

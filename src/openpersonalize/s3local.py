@@ -50,14 +50,17 @@ def weed_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to send SIGKILL when the parent dies (prctl
-    PR_SET_PDEATHSIG); elsewhere nothing (the parent's cleanup stops the server)."""
+def die_with_parent() -> None:
+    """In a child (before exec, or first thing): ask Linux to send SIGKILL when the parent dies
+    (prctl PR_SET_PDEATHSIG); elsewhere nothing (the parent's cleanup stops the child)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
+        parent = os.getppid()
         # SIGKILL: SeaweedFS takes its time over SIGTERM, and its parent is gone already.
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took hold
+            os._exit(1)
 
 
 class LocalS3:
@@ -123,7 +126,7 @@ class LocalS3:
             args.append(f"-s3.config={config}")
         log = open(self.dir / "weed.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent if self.tied else None)
+                                     preexec_fn=die_with_parent if self.tied else None)
         log.close()
         client = self.client()
         deadline = time.time() + timeout

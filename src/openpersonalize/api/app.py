@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import sys
 import time
 import uuid
@@ -95,6 +96,7 @@ class Service:
         self.store = store or Store(settings.resolved_store_url())
         self.state = ProcessState(settings, self.store)
         self.metrics = Metrics(self.store, self.state.sizes)
+        self.run_jobs = run_jobs  # False: answer API calls only (no jobs, no timers)
         self.runner = JobRunner(self.store, settings, on_finished=self.state.job_finished, metrics=self.metrics) \
             if run_jobs and settings.workers > 0 else None
         self.handlers = {
@@ -110,13 +112,15 @@ class Service:
         self.metrics_token = getattr(settings, "metrics_token", "") or ""
 
     def start(self) -> None:
-        if not self.keys:
+        if not self.keys and self.runner is not None:  # said once, by the process that runs jobs
             log.warning("No access keys configured: every request is accepted, signed or not. "
                         "Set OPENPERSONALIZE_ACCESS_KEYS=AKID:SECRET to require AWS Signature V4.")
         if self.runner is not None:
             # An embedded SQLite store belongs to this process alone: jobs it was running when it
             # stopped are orphans. A shared store relies on lease expiry instead.
             self.runner.start(recover=self.store.is_sqlite)
+        if self.runner is None and not self.run_jobs:
+            return  # an API process beside the one that runs jobs and the timers (cli.serve)
         if self.settings.metrics_publish_seconds > 0:
             self.publisher = Every("attribution-publisher", self.settings.metrics_publish_seconds,
                                    partial(publish_events, self.store, self.settings))
@@ -293,6 +297,7 @@ class Api:
         doc = {"service": "openpersonalize"}
         if not self.service.keys:
             doc["version"] = __version__
+            doc["process"] = os.getpid()  # which of serve's API processes answered
             if self.console is not None:
                 doc["console"] = CONSOLE + "/"
         return 200, [(b"content-type", b"application/json")], _json(doc)

@@ -24,6 +24,7 @@ import time
 from sqlalchemy import and_, func, select
 
 from ..inline import blocking
+from ..signals import process_signals
 
 log = logging.getLogger("openpersonalize.store")
 
@@ -108,11 +109,16 @@ class EventTails:
         self.lock = threading.Lock()
         self.first_builds: dict[tuple[str, int], threading.Lock] = {}
         self.deletions: dict[str, int] = {}  # per dataset, deletions made through this process
+        self.signals = process_signals()  # the other API processes of this server
 
     def get(self, dataset_arn: str, after: int, max_age: float) -> EventTail | None:
         """The tail, read forward when older than ``max_age``; None when there would be too many
         rows. Raises ``WouldBlock`` (inline.py) before any store read. Past ``REBUILD_SECONDS``, a
         new tail is built in the background while requests keep this one."""
+        if self.signals.changed("deletions"):  # another process deleted records: read afresh
+            with self.lock:
+                self.deletions = {arn: n + 1 for arn, n in self.deletions.items()}
+                self.tails.clear()
         key = (dataset_arn, after)
         tail = self.tails.get(key)
         now = time.monotonic()
@@ -128,17 +134,26 @@ class EventTails:
         return None if tail.overflow else tail
 
     def changed(self, dataset_arn: str, *, deleted: bool = False) -> None:
-        """Records of the dataset were appended (or, committed, deleted) through this process."""
+        """Records of the dataset were appended (or, committed, deleted) through this process;
+        the server's other API processes hear of it (signals.py)."""
         with self.lock:
             if deleted:  # dropped: the next request reads the dataset afresh
                 self.deletions[dataset_arn] = self.deletions.get(dataset_arn, 0) + 1
                 for key in [k for k in self.tails if k[0] == dataset_arn]:
                     del self.tails[key]
-                return
-            for (arn, _), tail in self.tails.items():
-                if arn == dataset_arn:
-                    tail.generation += 1
-                    tail.synced = float("-inf")
+            else:
+                for (arn, _), tail in self.tails.items():
+                    if arn == dataset_arn:
+                        tail.generation += 1
+                        tail.synced = float("-inf")
+        self.signals.bump("deletions" if deleted else "records")
+
+    def stale(self) -> None:
+        """Another API process appended records: every tail reads forward at its next use."""
+        with self.lock:
+            for tail in self.tails.values():
+                tail.generation += 1
+                tail.synced = float("-inf")
 
     def _first_build(self, key) -> EventTail:
         blocking("reading the event log")

@@ -49,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..inline import blocking
+from ..signals import process_signals
 from .dialects import Dialect, dialect_for
 
 metadata = MetaData()
@@ -122,7 +123,9 @@ class Store:
         # With one writer per database (SQLite), waiting on our own lock avoids "database is locked".
         self._write_lock = threading.RLock() if self.dialect.serialises_writes else None
         self._recent: dict[str, tuple[float, Row | None]] = {}  # get_recent's copies
-        self._open = threading.local()  # .depth: this thread's open transactions
+        self._open = threading.local()  # .depth: this thread's open transactions; .wrote: rows written
+        # The other API processes of this server drop their copies when a row write commits.
+        self.signals = process_signals()
 
     @property
     def is_sqlite(self) -> bool:
@@ -148,11 +151,23 @@ class Store:
             if self._write_lock is None:
                 with self.engine.begin() as conn:
                     yield conn
-                return
-            with self._write_lock, self.engine.begin() as conn:
-                yield conn
+            else:
+                with self._write_lock, self.engine.begin() as conn:
+                    yield conn
+            if depth == 0 and getattr(self._open, "wrote", False):
+                self.signals.bump("rows")  # committed: now the others may read it
         finally:
             self._open.depth = depth
+            if depth == 0:
+                self._open.wrote = False
+
+    def _row_written(self, arn: str) -> None:
+        """A resource row changes: drop this process's copy, and tell the others at the commit."""
+        self._recent.pop(arn, None)
+        if getattr(self._open, "depth", 0):
+            self._open.wrote = True
+        else:  # a connection of the caller's own: committed by the caller, soon
+            self.signals.bump("rows")
 
     @contextmanager
     def serialised(self, key: str) -> Iterator:
@@ -186,7 +201,7 @@ class Store:
     def insert(self, *, arn: str, kind: str, name: str, doc: dict, status: str | None = None,
                group_arn: str | None = None, parent_arn: str | None = None,
                tags: dict | None = None, job: bool = False, conn=None) -> None:
-        self._recent.pop(arn, None)
+        self._row_written(arn)
         now = doc.get("creationDateTime") or time.time()
         values = dict(arn=arn, kind=kind, name=name, status=status, created=now, updated=now,
                       group_arn=group_arn, parent_arn=parent_arn, doc=json.dumps(doc),
@@ -218,6 +233,8 @@ class Store:
         Writes through this Store drop the copy at once; a change made by another process shows
         up within ``max_age``. For hot read paths (a real-time request reads its campaign and
         filter rows); the returned row must not be modified."""
+        if self.signals.changed("rows"):  # another process of this server wrote rows
+            self._recent.clear()
         now = time.monotonic()
         hit = self._recent.get(arn)
         if hit is not None and now - hit[0] <= max_age:
@@ -237,7 +254,7 @@ class Store:
         if conn is None:
             with self.transaction() as c:
                 return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
-        self._recent.pop(arn, None)
+        self._row_written(arn)
         row = self.get(arn, conn=conn)
         if row is None or (expect_status is not None and row.status not in expect_status):
             return None
@@ -265,7 +282,7 @@ class Store:
         conn.execute(update(resources).where(resources.c.arn == arn).values(tags=json.dumps(tags)))
 
     def delete(self, arn: str, conn=None) -> None:
-        self._recent.pop(arn, None)
+        self._row_written(arn)
         if conn is None:
             with self.transaction() as c:
                 return self.delete(arn, conn=c)

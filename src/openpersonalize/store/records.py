@@ -149,7 +149,12 @@ class Records:
         """The newest ``limit`` rows of ``user`` (or of the session ``user``, where no user id was
         given) after record id ``after``, oldest first. With ``max_age``, an answer up to that many
         seconds old may be reused, from the dataset's tail in memory (event_tail.py) while it is
-        small enough; records appended through this Store show at once."""
+        small enough; records appended through this Store, or through another API process of the
+        same server (signals.py), show at once."""
+        if self.tails.signals.changed("records"):  # another process appended: nothing cached holds
+            self._recent_events.clear()
+            self._newest_record.clear()
+            self.tails.stale()
         if max_age > 0 and limit <= TAIL_PER_USER:
             tail = self.tails.get(dataset_arn, after, max_age)
             if tail is not None:
