@@ -315,7 +315,7 @@ class PersonalizationModel(CollaborativeModel):
         uid = int(user) if np.isscalar(user) else -1
         s, log_z = self._scores_and_log_z(hist, uid)
         if exploration is not None and exploration.weight > 0:
-            return self._explore(s, hist, n, exclude, candidates_mask, exploration)
+            return self._explore(s, hist, n, exclude, candidates_mask, exploration, log_z)
         policy = self._repeat_policy()
         if policy is not None and not policy.excludes and len(hist):
             seen, _ = policy.weights_of(hist, uid, self.arrays["hist_indptr"], self.arrays["hist_items"])
@@ -486,14 +486,15 @@ class PersonalizationModel(CollaborativeModel):
             cache[key] = (fresh, np.nan_to_num(created[fresh], nan=now) / max(now, 1.0))
         return cache[key]
 
-    def _explore(self, s, hist, n, exclude, mask, ex: Exploration):
+    def _explore(self, s, hist, n, exclude, mask, ex: Exploration, log_z: float | None = None):
         """The list of the exploring policy: ``weight`` of the slots go to fresh items (ranked by
         metadata likeness to the history, newest first on ties), the rest to the model's top.
 
         Each item's score is its probability under that mixture, ``(1 - weight) * p_model +
         weight * q_fresh``, where ``q_fresh`` spreads the exploring share over every fresh item
         that may be shown (softmax of its likeness); the list is in descending order of it, as
-        the API promises. ``ex.explored`` receives the items placed by exploration."""
+        the API promises. ``ex.explored`` receives the items placed by exploration. ``log_z`` is
+        the scores' log-normaliser when the caller has it (a pass over the catalogue less)."""
         a = self.arrays
         now = ex.now if ex.now is not None else self.meta["now"]
         weight = min(max(ex.weight, 0.0), 1.0)
@@ -501,6 +502,7 @@ class PersonalizationModel(CollaborativeModel):
         allowed = np.ones(self.n_items, bool) if mask is None else np.asarray(mask, bool).copy()
         if exclude is not None and len(exclude):
             allowed[np.asarray(exclude)] = False
+        unmasked = mask is None
         fresh, age_rank = self._fresh_items(now, ex.age_cutoff_days)
         usable = allowed[fresh]
         candidates = fresh[usable]
@@ -510,9 +512,13 @@ class PersonalizationModel(CollaborativeModel):
         order = np.lexsort((candidates, -fresh_score))
         new_idx = candidates[order[:slots]] if slots > 0 else np.empty(0, np.int64)
         allowed[new_idx] = False
-        base_idx, _ = topk(s, n - len(new_idx), allowed)
+        if unmasked:  # the few items to leave out, rather than a mask over the catalogue
+            left_out = np.concatenate([np.asarray(exclude if exclude is not None else [], dtype=np.int64), new_idx])
+            base_idx, _ = topk(s, n - len(new_idx), exclude=left_out)
+        else:
+            base_idx, _ = topk(s, n - len(new_idx), allowed)
         idx = np.concatenate([np.asarray(base_idx, dtype=np.int64), new_idx])
-        p_model = softmax_of(s[idx], s, self.meta["temperature"]).astype(np.float64)
+        p_model = softmax_of(s[idx], s, self.meta["temperature"], log_z).astype(np.float64)
         q = np.zeros(len(idx))
         if len(candidates):
             share = np.exp(fresh_score - fresh_score.max())

@@ -417,6 +417,21 @@ def group_maxima_for(scores: np.ndarray, n: int) -> np.ndarray | None:
     return np.empty((rows, items // GROUP), dtype=scores.dtype) if k > 0 and _uses_groups(items, k) else None
 
 
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _ones(n: int) -> np.ndarray:
+    """A read-only float32 vector of ``n`` ones, made once per length (a single request would
+    otherwise pay for filling one as long as the catalogue)."""
+    v = _ONES.get(n)
+    if v is None:
+        if len(_ONES) > 16:
+            _ONES.clear()
+        v = _ONES[n] = np.ones(n, dtype=np.float32)
+        v.flags.writeable = False
+    return v
+
+
 def row_log_normalisers(scores: np.ndarray, temperature: float, maxima: np.ndarray | None = None) -> np.ndarray:
     """log sum exp(s / t) over the finite scores of each row, shape (rows, 1), float64; -inf for
     rows without a finite score. The same tiled sweep as :func:`softmax_topk_rows`'s.
@@ -428,7 +443,7 @@ def row_log_normalisers(scores: np.ndarray, temperature: float, maxima: np.ndarr
     out = np.full((rows, 1), -np.inf)
     step = max(1, TILE_CELLS // max(items, 1))
     buf = np.empty((min(step, rows), items), dtype=np.float32)
-    ones = np.ones(items, dtype=np.float32)
+    ones = _ones(items)
     for r0 in range(0, rows, step):
         tile = scores[r0:r0 + step]
         work = buf[:len(tile)]
