@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         csv_path = Path(tmp) / "interactions.csv"
         t = time.perf_counter()
