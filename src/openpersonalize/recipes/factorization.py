@@ -523,8 +523,9 @@ class PersonalizationModel(CollaborativeModel):
         if len(candidates):
             share = np.exp(fresh_score - fresh_score.max())
             share /= share.sum()
-            q_of = dict(zip(candidates.tolist(), share.tolist()))
-            q = np.array([q_of.get(int(i), 0.0) for i in idx])
+            # candidates are in index order (np.flatnonzero): look the list's items up in them
+            at = np.minimum(np.searchsorted(candidates, idx), len(candidates) - 1)
+            q = np.where(candidates[at] == idx, share[at], 0.0)
         mixed = (1.0 - weight) * p_model + weight * q
         ranked = np.lexsort((np.arange(len(idx)), -mixed))  # descending, ties in list order
         ex.explored = new_idx
