@@ -91,6 +91,11 @@ print(doc["_report"]["rows"], s)
 """
 
 
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def run_child(code: str, *args: str) -> tuple[int, float, float]:
     """``(rows, seconds, peak MiB)`` of a child process running ``code``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -108,7 +113,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
-    print(f"load average at start: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    print(f"load average at start: {load_average()}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         csv_path = Path(tmp) / "interactions.csv"
         t = time.perf_counter()

@@ -72,7 +72,9 @@ class ServerProcess(ChildProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, **self.env, "OPENPERSONALIZE_DATA_DIR": str(self.data_dir),
+        # One API process unless a test asks for more (tests/test_processes.py): the tests that
+        # read a process's own gauges or state need every request to reach the same one.
+        env = {"OPENPERSONALIZE_PROCESSES": "1", **os.environ, **self.env, "OPENPERSONALIZE_DATA_DIR": str(self.data_dir),
                "OPENPERSONALIZE_PORT": str(self.port), "OPENPERSONALIZE_HOST": "127.0.0.1"}
         if self.store_url:
             env["OPENPERSONALIZE_STORE_URL"] = self.store_url

@@ -30,7 +30,9 @@ TARGET = "AmazonPersonalize."
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """This module's own server: two API processes."""
-    yield from running_server(tmp_path_factory.mktemp("processes"), env={"OPENPERSONALIZE_PROCESSES": "2"})
+    # Long keep-alive: the pinned connections wait while a test trains or creates resources.
+    yield from running_server(tmp_path_factory.mktemp("processes"),
+                              env={"OPENPERSONALIZE_PROCESSES": "2", "OPENPERSONALIZE_KEEP_ALIVE_SECONDS": "600"})
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +162,8 @@ def test_metrics_count_the_requests_of_every_process(server):
 
 def test_the_other_processes_end_with_the_first_however_it_ends(tmp_path):
     for how in (signal.SIGTERM, signal.SIGKILL):
-        gen = running_server(tmp_path / how.name, env={"OPENPERSONALIZE_PROCESSES": "2"})
+        gen = running_server(tmp_path / how.name, env={"OPENPERSONALIZE_PROCESSES": "2",
+                                                       "OPENPERSONALIZE_KEEP_ALIVE_SECONDS": "600"})
         srv = next(gen)
         try:
             pids = set(one_per_process(srv.port))
@@ -182,3 +185,27 @@ def alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_what_one_process_lets_go_of_the_other_lets_go_of_too(server, lab, campaign):
+    """A campaign deleted through one process: the other, holding it deployed, lets it go at its
+    next request (state.py through signals.py) instead of keeping its memory until evicted."""
+    a, b = one_per_process(server.port).values()
+    c = lab.c
+    doomed = c.create_campaign(name=lab.name("c"), solutionVersionArn=lab.versions[NEEDS[0]])["campaignArn"]
+    assert wait(lambda: c.describe_campaign(campaignArn=doomed)["campaign"])["status"] == "ACTIVE"
+    user = str(lab.cat.user_ids[5])
+    for arn in (campaign, doomed):
+        assert b.recommend(arn, user)[0] == 200
+
+    def deployments(conn) -> float:
+        return next(float(line.rsplit(" ", 1)[1]) for line in conn.get("/metrics").splitlines()
+                    if line.startswith("openpersonalize_process_deployments "))
+
+    held = deployments(b)
+    assert held >= 2
+    a.control("DeleteCampaign", campaignArn=doomed)
+    status, doc = b.recommend(doomed, user)
+    assert status == 404 and doc["__type"].endswith("ResourceNotFoundException"), (status, doc)
+    assert b.recommend(campaign, user)[0] == 200  # loaded again; the deleted one is not held
+    assert deployments(b) == 1

@@ -68,16 +68,21 @@ def _check_executor(settings: Settings) -> None:
 def serve(args) -> int:
     """Check everything that can fail (settings, the port, the executor, the store) before
     announcing anything; each failure is one line and exit status 1."""
+    settings = _settings(args)
+    processes = settings.processes if settings.processes > 0 else len(os.sched_getaffinity(0))
+    shared = _shared_folder() if processes > 1 else None  # before prometheus_client is imported
+    try:
+        return _serve(args, settings, processes)
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _serve(args, settings: Settings, processes: int) -> int:
     import socket
 
-    import uvicorn
-
-    settings = _settings(args)
-    processes = settings.processes if settings.processes > 0 else (os.cpu_count() or 1)
-    shared = _shared_folder() if processes > 1 else None  # before prometheus_client is imported
-
-    from .api.app import Service, create_app
-    from .api.connections import fit_file_limit, guarded_protocol
+    from .api.app import Service
+    from .api.connections import fit_file_limit
 
     try:
         listener = socket.create_server((settings.host, settings.port), reuse_port=False)
@@ -113,14 +118,16 @@ def serve(args) -> int:
     try:
         _run_api(service, settings, listener)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         for process in others:
             process.terminate()
         for process in others:
             process.join(10)
+            if process.is_alive():  # stuck in its graceful shutdown
+                process.kill()
+                process.join(5)
         if local_s3 is not None:
             local_s3.stop()
-        if shared is not None:
-            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 
@@ -159,8 +166,8 @@ def _start_api_processes(settings: Settings, listener, count: int) -> list:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks copied
     started = []
     for k in range(count):
-        process = context.Process(target=_api_process, args=(settings, listener, os.environ["OPENPERSONALIZE_LOG_FORMAT"]),
-                                  name=f"openpersonalize-api-{k + 2}", daemon=True)
+        process = context.Process(target=_api_process, name=f"openpersonalize-api-{k + 2}", daemon=True,
+                                  args=(settings, listener, os.environ["OPENPERSONALIZE_LOG_FORMAT"], os.getpid()))
         process.start()
         started.append(process)
     if started:
@@ -169,13 +176,13 @@ def _start_api_processes(settings: Settings, listener, count: int) -> list:
     return started
 
 
-def _api_process(settings: Settings, listener, log_format: str) -> None:
-    """An API process beside serve's first: answers calls until the first one stops it (or dies)."""
+def _api_process(settings: Settings, listener, log_format: str, parent: int) -> None:
+    """An API process beside serve's first: answers calls until the first one stops it (or dies).
+    Ctrl-C reaches the whole process group; each process then stops on its own."""
     from .s3local import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     configure_logs(log_format)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the first one decides
     from .api.app import Service
 
     _run_api(Service(settings, run_jobs=False), settings, listener)

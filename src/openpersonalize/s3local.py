@@ -50,16 +50,17 @@ def weed_binary() -> str:
     return found
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """In a child (before exec, or first thing): ask Linux to send SIGKILL when the parent dies
-    (prctl PR_SET_PDEATHSIG); elsewhere nothing (the parent's cleanup stops the child)."""
+    (prctl PR_SET_PDEATHSIG); elsewhere nothing (the parent's cleanup stops the child). With
+    ``parent`` (the pid that started this process), a parent that died before the request took
+    hold ends the child at once."""
     if sys.platform.startswith("linux"):
         import ctypes
 
-        parent = os.getppid()
         # SIGKILL: SeaweedFS takes its time over SIGTERM, and its parent is gone already.
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request took hold
+        if parent is not None and os.getppid() != parent:
             os._exit(1)
 
 

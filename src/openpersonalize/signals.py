@@ -22,8 +22,9 @@ import os
 import struct
 
 ENV = "OPENPERSONALIZE_SIGNALS_FILE"
-#: The counters: resource rows written, event records appended, event records deleted.
-NAMES = ("rows", "records", "deletions")
+#: The counters: resource rows written, event records appended, event records deleted, and what
+#: a process holds for serving let go of (a deleted campaign, a changed dataset: state.py).
+NAMES = ("rows", "records", "deletions", "state")
 _SLOT = struct.Struct("<Q")
 
 
@@ -36,7 +37,10 @@ class Signals:
         self._seen: dict[str, int] = {}
         self._next = itertools.count(1)
         if self.path:
-            fd = os.open(self.path, os.O_RDWR)
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except OSError:  # gone (its server ended, or a cleaner took it): nothing to share
+                return
             try:
                 self._map = mmap.mmap(fd, _SLOT.size * len(NAMES))
             finally:
@@ -68,7 +72,8 @@ class Signals:
         # A value no other process writes (pid and a counter): a race still leaves a change.
         value = (os.getpid() << 32) | (next(self._next) & 0xFFFFFFFF)
         _SLOT.pack_into(self._map, _SLOT.size * NAMES.index(name), value)
-        self._seen[name] = value
+        # ``_seen`` stays as it was: another process's bump since this one last looked must still
+        # show (this process then drops its own copies once more, which costs a read).
 
     def changed(self, name: str) -> bool:
         """Whether another process bumped ``name`` since this process last asked."""

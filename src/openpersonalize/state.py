@@ -50,6 +50,7 @@ from typing import Protocol
 
 from .config import Settings
 from .inline import blocking
+from .signals import process_signals
 from .store.metadata import Store
 from .store.records import Records
 
@@ -83,12 +84,19 @@ class ProcessState:
         self._loading: dict[str, list] = {}  # key -> [lock, callers using it], while a load is under way
         self._models: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
         self._records: Records | None = None
+        self.signals = process_signals()  # the other API processes of this server (signals.py)
 
     # -- deployments ------------------------------------------------------------------------
 
     def deployed(self, key: str, version_arn: str) -> HeldDeployment | None:
         """The deployment under ``key`` when it serves ``version_arn``, now the most recently used.
         The request path: one dictionary read, and a stamp."""
+        if self.signals.changed("state"):
+            # Another API process let go of something (a deleted campaign, a filter, a dataset's
+            # new schema, deleted events): which, it does not say, so this one lets go of every
+            # deployment; each loads again at its next request (the models are memory-mapped).
+            with self._lock:
+                self._deployments.clear()
         found = self._deployments.get(key)
         if found is None or found.version_arn != version_arn:
             return None
@@ -174,6 +182,7 @@ class ProcessState:
         request that still serves it loads it again, with the new row)."""
         with self._lock:
             self._deployments.pop(arn, None)
+        self.signals.bump("state")
 
     forget_recommender = forget_campaign
 
@@ -189,6 +198,7 @@ class ProcessState:
         """A filter was deleted: drop it, compiled, from every deployment."""
         for dep in self.deployments():
             dep.forget_filter(arn)
+        self.signals.bump("state")
 
     def forget_dataset(self, arn: str, group_arn: str | None) -> None:
         """A dataset was deleted or got a new schema: drop its cached events and event tails, and
@@ -200,6 +210,7 @@ class ProcessState:
         for dep in self.deployments():
             if dep.group_arn == group_arn:
                 dep.expire_view()
+        self.signals.bump("state")
 
     def job_finished(self, kind: str, group_arn: str | None) -> None:
         """A job of this process's runner ended. A data deletion job removed users' events: drop
@@ -216,6 +227,7 @@ class ProcessState:
             self._records = None
 
     def _forget_where(self, condition: Callable[[HeldDeployment], bool]) -> None:
+        self.signals.bump("state")
         with self._lock:
             for key in [k for k, dep in self._deployments.items() if condition(dep)]:
                 del self._deployments[key]

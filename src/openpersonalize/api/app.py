@@ -112,7 +112,7 @@ class Service:
         self.metrics_token = getattr(settings, "metrics_token", "") or ""
 
     def start(self) -> None:
-        if not self.keys and self.runner is not None:  # said once, by the process that runs jobs
+        if not self.keys and self.run_jobs:  # said once, by serve's first process
             log.warning("No access keys configured: every request is accepted, signed or not. "
                         "Set OPENPERSONALIZE_ACCESS_KEYS=AKID:SECRET to require AWS Signature V4.")
         if self.runner is not None:

@@ -35,8 +35,9 @@ from .cost import Plan, plan
 from .features import metadata_embedding
 from .local_ease import local_ease
 from .repeats import RepeatPolicy, measure
-from .scoring import (RowMasks, group_maxima_for, mask_allows, refresh_group_maxima, histories, interaction_matrix, outside_history_percentiles,
-                      popularity, softmax_of, softmax_topk_rows, topk, topk_rows)
+from .scoring import (RowMasks, group_maxima_for, histories, interaction_matrix, mask_allows,
+                      outside_history_percentiles, popularity, probabilities, refresh_group_maxima, softmax_of,
+                      softmax_topk_rows, topk, topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -350,7 +351,7 @@ class PersonalizationModel(CollaborativeModel):
             if trims:
                 idx, probs = self._top_with_own_items(policy, block, S, n, m, log_z, maxima)
             else:
-                idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z, maxima=maxima if log_z is not None else None)
+                idx, probs = softmax_topk_rows(S, n, t, m, log_z=log_z, maxima=maxima)
             del S
             self._cold_rows_as_single_requests(block, idx, m, exclude_seen)
             out_i.append(idx)
@@ -395,7 +396,7 @@ class PersonalizationModel(CollaborativeModel):
         extra_s = np.full((len(users), width), -np.inf, dtype=np.float32)
         extra_i[rows, rank] = items
         extra_s[rows, rank] = own
-        extra_p[rows, rank] = np.exp(own.astype(np.float64) / t - np.asarray(log_z, dtype=np.float64)[rows, 0])
+        extra_p[rows, rank] = probabilities(own, t, np.asarray(log_z, dtype=np.float64)[rows, 0])
         # The selected items' scores (the selection leaves unmasked entries as they were).
         chosen = np.where(idx >= 0, S[np.arange(len(users))[:, None], np.maximum(idx, 0)], -np.inf)
         both_i = np.concatenate([idx, extra_i], axis=1)
@@ -405,15 +406,6 @@ class PersonalizationModel(CollaborativeModel):
         # Best score first, lower index first among equals (as every selection orders), pads last.
         order = np.lexsort((np.where(valid, both_i, np.iinfo(np.int64).max), -both_s), axis=-1)[:, :n]
         return np.take_along_axis(both_i, order, axis=1), np.take_along_axis(both_p, order, axis=1)
-
-    def _trim_rows(self, policy: RepeatPolicy, users: np.ndarray, idx: np.ndarray, probs: np.ndarray, n: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's first ``n`` once the user's items beyond their cap are skipped (-1 / NaN pad),
-        for a whole block at once."""
-        users = np.asarray(users, dtype=np.int64)
-        known = (users >= 0) & (users < self.n_users)
-        caps = [policy.cap(n, policy.probability(int(u))) for u in users]
-        return trim_block(self.history_matrix(np.where(known, users, -1)), idx, probs, caps, n)
 
     def trim_lists(self, idx: np.ndarray, hists: list[np.ndarray], n: int) -> np.ndarray:
         """Rows of ``idx`` (top items for ad-hoc ``hists``, best first) cut to ``n`` as

@@ -109,16 +109,13 @@ class EventTails:
         self.lock = threading.Lock()
         self.first_builds: dict[tuple[str, int], threading.Lock] = {}
         self.deletions: dict[str, int] = {}  # per dataset, deletions made through this process
+        self.deleted_elsewhere = 0  # deletions other API processes of this server made
         self.signals = process_signals()  # the other API processes of this server
 
     def get(self, dataset_arn: str, after: int, max_age: float) -> EventTail | None:
         """The tail, read forward when older than ``max_age``; None when there would be too many
         rows. Raises ``WouldBlock`` (inline.py) before any store read. Past ``REBUILD_SECONDS``, a
         new tail is built in the background while requests keep this one."""
-        if self.signals.changed("deletions"):  # another process deleted records: read afresh
-            with self.lock:
-                self.deletions = {arn: n + 1 for arn, n in self.deletions.items()}
-                self.tails.clear()
         key = (dataset_arn, after)
         tail = self.tails.get(key)
         now = time.monotonic()
@@ -155,6 +152,13 @@ class EventTails:
                 tail.generation += 1
                 tail.synced = float("-inf")
 
+    def drop(self) -> None:
+        """Another API process deleted records: every tail goes, and one being built (from reads
+        made before the deletion, perhaps) is not kept."""
+        with self.lock:
+            self.deleted_elsewhere += 1
+            self.tails.clear()
+
     def _first_build(self, key) -> EventTail:
         blocking("reading the event log")
         with self.lock:
@@ -177,7 +181,7 @@ class EventTails:
     def _build(self, key) -> EventTail:
         """A new tail read whole, then published (unless a deletion went through meanwhile)."""
         dataset_arn, after = key
-        deletions = self.deletions.get(dataset_arn, 0)
+        deletions = (self.deletions.get(dataset_arn, 0), self.deleted_elsewhere)
         tail = EventTail(after, commit_lag(self.store))
         t = self.table.c
         with self.store.connect() as conn:
@@ -188,7 +192,7 @@ class EventTails:
         else:
             self._read_forward(dataset_arn, tail, 0.0)
         with self.lock:
-            if self.deletions.get(dataset_arn, 0) == deletions:
+            if (self.deletions.get(dataset_arn, 0), self.deleted_elsewhere) == deletions:
                 self.tails[key] = tail
                 if len(self.tails) > MAX_TAILS:  # tails of models no longer served
                     for old in sorted(self.tails, key=lambda k: self.tails[k].used)[:len(self.tails) - MAX_TAILS]:

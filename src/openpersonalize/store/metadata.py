@@ -201,7 +201,8 @@ class Store:
     def insert(self, *, arn: str, kind: str, name: str, doc: dict, status: str | None = None,
                group_arn: str | None = None, parent_arn: str | None = None,
                tags: dict | None = None, job: bool = False, conn=None) -> None:
-        self._row_written(arn)
+        if conn is not None:
+            self._row_written(arn)
         now = doc.get("creationDateTime") or time.time()
         values = dict(arn=arn, kind=kind, name=name, status=status, created=now, updated=now,
                       group_arn=group_arn, parent_arn=parent_arn, doc=json.dumps(doc),
@@ -252,7 +253,13 @@ class Store:
         happens only while the status is one of those values; returns the new row or None.
         """
         if conn is None:
+            outermost = not getattr(self._open, "depth", 0)
             with self.transaction() as c:
+                if outermost:
+                    # The read below and the write after it hold against other processes too
+                    # (serve's API processes, workers): SQLite takes its write lock first,
+                    # PostgreSQL a lock on this ARN. Nested, the outer transaction decides.
+                    self.dialect.serialise(c, "update:" + arn)
                 return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
         self._row_written(arn)
         row = self.get(arn, conn=conn)
@@ -282,10 +289,10 @@ class Store:
         conn.execute(update(resources).where(resources.c.arn == arn).values(tags=json.dumps(tags)))
 
     def delete(self, arn: str, conn=None) -> None:
-        self._row_written(arn)
         if conn is None:
             with self.transaction() as c:
                 return self.delete(arn, conn=c)
+        self._row_written(arn)
         conn.execute(delete(resources).where(resources.c.arn == arn))
         conn.execute(delete(jobs).where(jobs.c.arn == arn))
 

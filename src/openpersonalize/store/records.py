@@ -151,10 +151,15 @@ class Records:
         seconds old may be reused, from the dataset's tail in memory (event_tail.py) while it is
         small enough; records appended through this Store, or through another API process of the
         same server (signals.py), show at once."""
-        if self.tails.signals.changed("records"):  # another process appended: nothing cached holds
+        signals = self.tails.signals
+        deleted, appended = signals.changed("deletions"), signals.changed("records")
+        if deleted or appended:  # by another API process of this server: nothing cached holds
             self._recent_events.clear()
             self._newest_record.clear()
-            self.tails.stale()
+            if deleted:
+                self.tails.drop()
+            else:
+                self.tails.stale()
         if max_age > 0 and limit <= TAIL_PER_USER:
             tail = self.tails.get(dataset_arn, after, max_age)
             if tail is not None:
