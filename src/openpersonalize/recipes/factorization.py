@@ -501,8 +501,7 @@ class PersonalizationModel(CollaborativeModel):
         content = np.asarray(a["item_content"])
         profile = content[hist].mean(axis=0) if len(hist) else np.zeros(content.shape[1], np.float32)
         fresh_score = (content[candidates] @ profile + 1e-3 * age_rank[usable]).astype(np.float64)
-        order = np.lexsort((candidates, -fresh_score))
-        new_idx = candidates[order[:slots]] if slots > 0 else np.empty(0, np.int64)
+        new_idx = candidates[_best_first(fresh_score, candidates, slots)] if slots > 0 else np.empty(0, np.int64)
         allowed[new_idx] = False
         if unmasked:  # the few items to leave out, rather than a mask over the catalogue
             left_out = np.concatenate([np.asarray(exclude if exclude is not None else [], dtype=np.int64), new_idx])
@@ -522,6 +521,16 @@ class PersonalizationModel(CollaborativeModel):
         ranked = np.lexsort((np.arange(len(idx)), -mixed))  # descending, ties in list order
         ex.explored = new_idx
         return idx[ranked], mixed[ranked].astype(np.float32)
+
+
+def _best_first(values: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``values``, highest first, lower ``keys`` first among equals:
+    what ``np.lexsort((keys, -values))[:k]`` gives, without sorting every value."""
+    if k >= len(values):
+        return np.lexsort((keys, -values))
+    kth = values[np.argpartition(-values, k - 1)[k - 1]]
+    pool = np.flatnonzero(values >= kth)  # every value that can be among the k, ties included
+    return pool[np.lexsort((keys[pool], -values[pool]))][:k]
 
 
 def block_rows(n_items: int) -> int:

@@ -185,9 +185,36 @@ class RepeatPolicy:
         and repeat probability ``repeat``; the row's log-normaliser afterwards, or None when the
         user's items were simply removed (see :meth:`adjust_block`)."""
         items = np.asarray(items, dtype=np.int64)
-        log_z = self.adjust_block(scores[None, :], np.zeros(len(items), dtype=np.int64), items,
-                                  np.asarray(weights, dtype=np.float64), np.array([repeat]))
-        return None if log_z is None else float(log_z[0, 0])
+        if self.excludes or not len(items):
+            log_z = self.adjust_block(scores[None, :], np.zeros(len(items), dtype=np.int64), items,
+                                      np.asarray(weights, dtype=np.float64), np.array([repeat]))
+            return None if log_z is None else float(log_z[0, 0])
+        # adjust_block's arithmetic for one row, without its per-row bookkeeping (a request pays
+        # for every small array operation; the values are the same).
+        log_z = row_log_normalisers(scores[None, :], self.t)[0, 0]
+        old = scores[items].astype(np.float64)
+        with np.errstate(under="ignore", over="ignore"):
+            share = np.exp(np.where(np.isfinite(old), old / self.t - log_z, -np.inf))
+        seen_share = float(np.bincount(np.zeros(len(items), dtype=np.int64), weights=share)[0])
+        r = min(max(float(repeat), 0.0), 0.99)
+        if seen_share > 0.5:  # as adjust_block: the other items summed directly
+            others = scores.copy()
+            others[items] = -np.inf
+            log_other = row_log_normalisers(others[None, :], self.t)[0, 0]
+        else:
+            with np.errstate(divide="ignore"):
+                log_other = log_z + np.log1p(-min(seen_share, 1.0 - 1e-6))
+        if not np.isfinite(log_other):
+            return float(log_z)  # every finite score is the user's own: kept as they are
+        if r > 0:
+            weights = np.asarray(weights, dtype=np.float64)
+            total = float(np.bincount(np.zeros(len(items), dtype=np.int64), weights=weights)[0])
+            with np.errstate(divide="ignore"):
+                q = weights / max(total, 1e-12)
+                scores[items] = (self.t * (np.log(r * q) + log_other - np.log1p(-r))).astype(scores.dtype)
+            return float(log_other - np.log1p(-r))
+        scores[items] = -np.inf
+        return float(log_other)
 
     def cap(self, n: int, repeat: float) -> int:
         """How many of the user's items a list of ``n`` may hold."""
