@@ -491,7 +491,7 @@ def main() -> None:
             fixed.append(seconds)
         print(f"  3-user job, create to ACTIVE: {', '.join(f'{s:.2f}s' for s in fixed)} (goal < 5 s)")
         results["three_user_job_s"] = round(min(fixed), 2)
-        results["peak_growth_5x_vs_1x"] = round(results[f"{args.scale}x"]["job_peak_mib"] /
+        results[f"peak_growth_{args.scale}x_vs_1x"] = round(results[f"{args.scale}x"]["job_peak_mib"] /
                                                 max(results["1x"]["job_peak_mib"], 1), 2)
         print(json.dumps(results))
     finally:
