@@ -69,13 +69,23 @@ def serve(args) -> int:
     """Check everything that can fail (settings, the port, the executor, the store) before
     announcing anything; each failure is one line and exit status 1."""
     settings = _settings(args)
-    processes = settings.processes if settings.processes > 0 else len(os.sched_getaffinity(0))
+    if settings.processes < 0:
+        raise SystemExit(f"openpersonalize serve: OPENPERSONALIZE_PROCESSES (--processes) must be 0 (one per core) "
+                         f"or a number of processes, not {settings.processes}")
+    processes = settings.processes if settings.processes > 0 else _usable_cores()
     shared = _shared_folder() if processes > 1 else None  # before prometheus_client is imported
     try:
         return _serve(args, settings, processes)
     finally:
         if shared is not None:
             shutil.rmtree(shared, ignore_errors=True)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _serve(args, settings: Settings, processes: int) -> int:
