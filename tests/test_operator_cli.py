@@ -234,6 +234,9 @@ def test_start_up_errors_are_one_line_before_anything_is_announced(tmp_path):
                                          "in use (another server runs there? choose a port with --port)")
     code, out = serve_once(tmp_path, env={"OPENPERSONALIZE_WORKERS": "many"})
     assert code == 1 and out.strip() == "openpersonalize serve: OPENPERSONALIZE_WORKERS='many' is not a valid whole number"
+    code, out = serve_once(tmp_path, "--processes", "-1")
+    assert code == 1 and out.strip() == ("openpersonalize serve: OPENPERSONALIZE_PROCESSES (--processes) must be 0 "
+                                         "(one per core) or a number of processes, not -1")
     code, out = serve_once(tmp_path, "--store-url", "postgresql+psycopg://me:secret@127.0.0.1:1/db")
     assert code == 1 and len(out.strip().splitlines()) == 1, out
     assert out.startswith("openpersonalize serve: the metadata store postgresql+psycopg://me:***@127.0.0.1:1/db "
