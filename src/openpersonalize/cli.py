@@ -160,12 +160,31 @@ def _shared_folder() -> str:
 
     from .signals import ENV, Signals
 
-    folder = tempfile.mkdtemp(prefix="openpersonalize-serve-")
+    _remove_dead_shared_folders(tempfile.gettempdir())
+    folder = tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-")
     os.mkdir(os.path.join(folder, "metrics"))
     # prometheus_client's multiprocess mode (metrics.py); importing it first would be too late.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(folder, "metrics")
     os.environ[ENV] = Signals.create(os.path.join(folder, "signals"))
     return folder
+
+
+SHARED_PREFIX = "openpersonalize-serve-"
+
+
+def _remove_dead_shared_folders(directory: str) -> None:
+    """The shared folders of servers that ended without their cleanup (a SIGKILL): their pid,
+    in the name, no longer runs."""
+    for entry in Path(directory).glob(SHARED_PREFIX + "*-*"):
+        pid = entry.name[len(SHARED_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # alive, someone else's
 
 
 def _start_api_processes(settings: Settings, listener, count: int) -> list:
