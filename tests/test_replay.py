@@ -12,27 +12,17 @@ import numpy as np
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import import_generated, train_versions
+from tests.batch.conftest import generated_group, train_versions
 from tests.conftest import make_client
-from tests.servers import ServerProcess, free_port
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("replay")
-    server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_PROFILE": "test"})
-    server.start()
-    try:
-        cat = synthetic.generate(n_users=200, n_items=150, interactions_per_user=15, seed=4)
-        synthetic.write_csvs(cat, folder / "s3" / "replay" / "data")
-        c = make_client("personalize", server.endpoint)
-        group = c.create_dataset_group(name="replay")["datasetGroupArn"]
-        import_generated(c, group, "replay", "s3://replay/data", kinds=("Interactions",))
+    cat = synthetic.generate(n_users=200, n_items=150, interactions_per_user=15, seed=4)
+    with generated_group(tmp_path_factory.mktemp("replay"), "replay", cat) as (server, c, group, _):
         versions = train_versions(c, group, "replay", ("aws-user-personalization", "aws-popularity-count"))
         tracker = c.create_event_tracker(name="site", datasetGroupArn=group)["trackingId"]
         yield type("Lab", (), {"server": server, "cat": cat, "versions": versions, "tracker": tracker, "c": c})
-    finally:  # a setup that fails stops its server too
-        server.stop()
 
 
 def send(lab, pattern: bool, seed: int) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from openpersonalize import synthetic
 from tests.conftest import make_client
+from tests.servers import ServerProcess, free_port
 
 ROLE = "arn:aws:iam::000000000000:role/batch"
 
@@ -103,6 +106,22 @@ def import_datasets(c, group: str, prefix: str, location: str, datasets, **schem
             "datasetImportJob"])
         assert doc["status"] == "ACTIVE", doc
     return arns
+
+
+@contextmanager
+def generated_group(folder: Path, name: str, cat, kinds=("Interactions",)) -> Iterator[tuple]:
+    """A server of its own (test profile) on ``folder``, with a dataset group ``name`` whose
+    ``kinds`` datasets hold the generated catalogue ``cat``: ``(server, client, group, dataset
+    ARNs by type)``. The server stops at the end, however set-up ends."""
+    server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_PROFILE": "test"})
+    server.start()
+    try:
+        synthetic.write_csvs(cat, folder / "s3" / name / "data")
+        c = make_client("personalize", server.endpoint)
+        group = c.create_dataset_group(name=name)["datasetGroupArn"]
+        yield server, c, group, import_generated(c, group, name, f"s3://{name}/data", kinds=kinds)
+    finally:
+        server.stop()
 
 
 RECIPES = ("aws-user-personalization", "aws-similar-items", "aws-personalized-ranking", "aws-item-affinity",

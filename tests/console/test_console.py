@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from openpersonalize import synthetic
-from tests.batch.conftest import ROLE, import_generated, train_versions
-from tests.conftest import make_client
+from tests.batch.conftest import ROLE, generated_group, train_versions
 from tests.data.helpers import wait
 from tests.servers import ServerProcess, free_port
 
@@ -25,15 +24,9 @@ UNLABELLED = """[...document.querySelectorAll('input:not([type=hidden]), select,
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("console")
-    server = ServerProcess(data_dir=folder, port=free_port(), env={"OPENPERSONALIZE_PROFILE": "test"})
-    server.start()
-    try:
-        cat = synthetic.generate(n_users=120, n_items=80, interactions_per_user=12, seed=9)
-        synthetic.write_csvs(cat, folder / "s3" / "shop" / "data")
-        c = make_client("personalize", server.endpoint)
-        group = c.create_dataset_group(name="shop")["datasetGroupArn"]
-        datasets = import_generated(c, group, "shop", "s3://shop/data", kinds=("Interactions", "Items"))
+    cat = synthetic.generate(n_users=120, n_items=80, interactions_per_user=12, seed=9)
+    with generated_group(tmp_path_factory.mktemp("console"), "shop", cat, ("Interactions", "Items")) as (
+            server, c, group, datasets):
         bad = c.create_dataset_import_job(jobName="broken-import", datasetArn=datasets["Items"], roleArn=ROLE,
                                           dataSource={"dataLocation": "s3://shop/missing.csv"})["datasetImportJobArn"]
         wait(lambda: c.describe_dataset_import_job(datasetImportJobArn=bad)["datasetImportJob"])
@@ -47,8 +40,6 @@ def lab(tmp_path_factory):
         wait(lambda: c.describe_filter(filterArn=doomed)["filter"])
         yield type("Lab", (), {"server": server, "c": c, "group": group, "datasets": datasets, "bad": bad, "cat": cat,
                                "version": versions["aws-user-personalization"], "campaign": campaign, "doomed": doomed})
-    finally:  # a setup that fails stops its server too
-        server.stop()
 
 
 @pytest.fixture(scope="module")

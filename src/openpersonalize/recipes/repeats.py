@@ -191,30 +191,21 @@ class RepeatPolicy:
             return None if log_z is None else float(log_z[0, 0])
         # adjust_block's arithmetic for one row, without its per-row bookkeeping (a request pays
         # for every small array operation; the values are the same).
-        log_z = row_log_normalisers(scores[None, :], self.t)[0, 0]
+        log_z = row_log_normalisers(scores[None, :], self.t)
         old = scores[items].astype(np.float64)
         with np.errstate(under="ignore", over="ignore"):
-            share = np.exp(np.where(np.isfinite(old), old / self.t - log_z, -np.inf))
-        seen_share = float(np.bincount(np.zeros(len(items), dtype=np.int64), weights=share)[0])
-        r = min(max(float(repeat), 0.0), 0.99)
-        if seen_share > 0.5:  # as adjust_block: the other items summed directly
-            others = scores.copy()
-            others[items] = -np.inf
-            log_other = row_log_normalisers(others[None, :], self.t)[0, 0]
-        else:
-            with np.errstate(divide="ignore"):
-                log_other = log_z + np.log1p(-min(seen_share, 1.0 - 1e-6))
+            share = np.exp(np.where(np.isfinite(old), old / self.t - log_z[0, 0], -np.inf))
+        one_row = np.zeros(len(items), dtype=np.int64)
+        seen_share = np.bincount(one_row, weights=share)
+        log_other = self._others_log_z(scores[None, :], one_row, items, log_z[:, 0], seen_share)[0]
         if not np.isfinite(log_other):
-            return float(log_z)  # every finite score is the user's own: kept as they are
-        if r > 0:
-            weights = np.asarray(weights, dtype=np.float64)
-            total = float(np.bincount(np.zeros(len(items), dtype=np.int64), weights=weights)[0])
-            with np.errstate(divide="ignore"):
-                q = weights / max(total, 1e-12)
-                scores[items] = (self.t * (np.log(r * q) + log_other - np.log1p(-r))).astype(scores.dtype)
-            return float(log_other - np.log1p(-r))
-        scores[items] = -np.inf
-        return float(log_other)
+            return float(log_z[0, 0])  # every finite score is the user's own: kept as they are
+        r = min(max(float(repeat), 0.0), 0.99)
+        weights = np.asarray(weights, dtype=np.float64)
+        total = np.bincount(one_row, weights=weights)[0]
+        scores[items] = self._rewritten(np.full(len(items), r), weights / max(total, 1e-12), log_other).astype(
+            scores.dtype)
+        return float(log_other - np.log1p(-r)) if r > 0 else float(log_other)
 
     def cap(self, n: int, repeat: float) -> int:
         """How many of the user's items a list of ``n`` may hold."""
@@ -251,26 +242,37 @@ class RepeatPolicy:
         seen_share = np.bincount(rows, weights=share, minlength=n_rows)
         has = np.bincount(rows, minlength=n_rows) > 0
         r = np.minimum(np.clip(np.asarray(repeat, dtype=np.float64), 0.0, None), 0.99)
-        with np.errstate(divide="ignore"):
-            log_other = log_z[:, 0] + np.log1p(-np.minimum(seen_share, 1.0 - 1e-6))
-        # Where the user's items hold most of the mass, Z - Z_own loses its digits (and the
-        # result would depend on rounding): sum the other items of those rows directly.
-        crowded = np.flatnonzero(has & (seen_share > 0.5))
-        if len(crowded):
-            others = scores[crowded]
-            at = np.isin(rows, crowded)
-            others[np.searchsorted(crowded, rows[at]), items[at]] = -np.inf
-            log_other[crowded] = row_log_normalisers(others, self.t)[:, 0]
+        log_other = self._others_log_z(scores, rows, items, log_z[:, 0], seen_share)
         # Rows whose every finite score is the user's own keep them as they are (as adjust does).
         usable = has & np.isfinite(log_other)
-        with np.errstate(divide="ignore"):
-            total = np.bincount(rows, weights=weights, minlength=n_rows)
-            q = weights / np.maximum(total[rows], 1e-12)
-            new = self.t * (np.log(r[rows] * q) + log_other[rows] - np.log1p(-r[rows]))
+        total = np.bincount(rows, weights=weights, minlength=n_rows)
+        new = self._rewritten(r[rows], weights / np.maximum(total[rows], 1e-12), log_other[rows])
         keep = usable[rows]
-        scores[rows[keep], items[keep]] = np.where(r[rows[keep]] > 0, new[keep], -np.inf).astype(scores.dtype)
+        scores[rows[keep], items[keep]] = new[keep].astype(scores.dtype)
         if maxima is not None:
             refresh_group_maxima(scores, maxima, rows[keep], items[keep])
         out = log_z[:, 0].copy()
         out[usable] = np.where(r[usable] > 0, log_other[usable] - np.log1p(-r[usable]), log_other[usable])
         return out[:, None]
+
+    def _others_log_z(self, scores: np.ndarray, rows: np.ndarray, items: np.ndarray, log_z: np.ndarray,
+                      seen_share: np.ndarray) -> np.ndarray:
+        """Per score row, log of the mass outside the user's items: Z (1 - seen share), or, where
+        the user's items hold most of the mass and that difference loses its digits (the result
+        would depend on rounding), the other items summed directly."""
+        with np.errstate(divide="ignore"):
+            log_other = log_z + np.log1p(-np.minimum(seen_share, 1.0 - 1e-6))
+        crowded = np.flatnonzero(seen_share > 0.5)
+        if len(crowded):
+            others = scores[crowded]
+            at = np.isin(rows, crowded)
+            others[np.searchsorted(crowded, rows[at]), items[at]] = -np.inf
+            log_other[crowded] = row_log_normalisers(others, self.t)[:, 0]
+        return log_other
+
+    def _rewritten(self, r: np.ndarray, q: np.ndarray, log_other: np.ndarray) -> np.ndarray:
+        """The user's items' new raw scores: together they take ``r`` of the mass, each its share
+        ``q`` of it; -inf where ``r`` is 0."""
+        with np.errstate(divide="ignore"):
+            new = self.t * (np.log(r * q) + log_other - np.log1p(-r))
+        return np.where(r > 0, new, -np.inf)

@@ -472,16 +472,14 @@ def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float,
                log_z: float | None = None) -> np.ndarray:
     """Softmax probabilities of ``selected`` scores, normalised over ``all_scores`` (or by
     ``log_z``, the normaliser, when the caller knows it)."""
-    if log_z is not None:
-        t = max(float(temperature), 1e-6)
-        return np.exp(np.asarray(selected, dtype=np.float64) / t - log_z).astype(np.float32)
-    finite = all_scores[np.isfinite(all_scores)]
-    if finite.size == 0:
-        return np.zeros_like(selected, dtype=np.float32)
     t = max(float(temperature), 1e-6)
-    top = float(finite.max())
-    log_z = top / t + np.log(np.exp((finite - top) / t).sum())
-    return np.exp(np.asarray(selected, dtype=np.float64) / t - log_z).astype(np.float32)
+    if log_z is None:
+        finite = all_scores[np.isfinite(all_scores)]
+        if finite.size == 0:
+            return np.zeros_like(selected, dtype=np.float32)
+        top = float(finite.max())
+        log_z = top / t + np.log(np.exp((finite - top) / t).sum())
+    return probabilities(selected, t, log_z)
 
 
 def popularity(data: TrainingData) -> np.ndarray:

@@ -139,16 +139,18 @@ class EventTails:
                 for key in [k for k in self.tails if k[0] == dataset_arn]:
                     del self.tails[key]
             else:
-                for (arn, _), tail in self.tails.items():
-                    if arn == dataset_arn:
-                        tail.generation += 1
-                        tail.synced = float("-inf")
+                self._stale(dataset_arn)
         self.signals.bump("deletions" if deleted else "records")
 
     def stale(self) -> None:
         """Another API process appended records: every tail reads forward at its next use."""
         with self.lock:
-            for tail in self.tails.values():
+            self._stale(None)
+
+    def _stale(self, dataset_arn: str | None) -> None:
+        """The tails of ``dataset_arn`` (of every dataset: None) read forward at their next use."""
+        for (arn, _), tail in self.tails.items():
+            if dataset_arn is None or arn == dataset_arn:
                 tail.generation += 1
                 tail.synced = float("-inf")
 
