@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from .ordering import stable_order
 from .recipes.base import Model, TrainingData
 from .recipes.popularity import trend_scores
 from .recipes.scoring import topk_rows
@@ -143,7 +146,7 @@ def user_holdout(data: TrainingData, seed: int, share: float = 0.1) -> HoldOut:
     is_test[test] = True
     # The test users' interactions by user, then time (then input order), in one sort.
     rows = np.flatnonzero(is_test[data.user])
-    rows = rows[np.lexsort((rows, data.timestamp[rows], data.user[rows]))]
+    rows = rows[stable_order(data.user[rows], data.timestamp[rows])]
     user = data.user[rows].astype(np.int64)
     n = counts[user]
     first = np.r_[0, np.flatnonzero(user[1:] != user[:-1]) + 1]
@@ -227,7 +230,10 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
         rows = max(1, min(512, (1 << 24) // max(model.n_items, 1)))
         for start in range(0, len(split.histories), rows):
             hists = split.histories[start:start + rows]
-            S = model.scores_for_histories(hists)
+            # One big product per block: every core helps (training limits BLAS to one thread
+            # for its many small solves).
+            with threadpool_limits(os.cpu_count() or 1, "blas"):
+                S = model.scores_for_histories(hists)
             if trim is not None:
                 idx, _ = topk_rows(S, 2 * K)
                 idx = trim(idx, hists, K)

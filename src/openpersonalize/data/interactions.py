@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..ordering import stable_order
 from ..config import Settings
 from ..store.metadata import Store
 from .rows import Dataset, group_datasets
@@ -136,10 +137,12 @@ def _event_table(ds: Dataset, aliases: bool = True) -> pa.Table:
     table = distinct if distinct is not None else table.group_by(names, use_threads=False).aggregate([])
     if not ts:
         return table
-    # A stable numpy sort of the integer times and one take: the same order as Table.sort_by, in
-    # half the time for millions of rows.
+    # A stable sort of the integer times and one take: the same order as Table.sort_by, in a
+    # fraction of its time for millions of rows.
     times = np.asarray(table.column(ts).combine_chunks().fill_null(0), dtype=np.int64)
-    return table.take(np.argsort(times, kind="stable"))
+    if len(times) and not np.all(times[1:] >= times[:-1]):
+        table = table.take(stable_order(times))
+    return table
 
 
 def _encoded_if_distinct(table: pa.Table, ts: str | None, user: str | None, item: str | None) -> pa.Table | None:

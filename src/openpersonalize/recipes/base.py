@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..ordering import stable_order
 from .capabilities import Capabilities
 from .catalogue import Param, Recipe
 
@@ -126,9 +127,9 @@ class TrainingData:
         if np.all(ts[1:] >= ts[:-1]):  # rows come from the store in time order: order users only
             order = stable_order(self.user)
         else:
-            order = np.lexsort((ts, self.user))
+            order = stable_order(self.user, ts)
         key = self.user[order].astype(np.int64) * max(self.n_items, 1) + self.item[order]
-        by_key = np.argsort(key, kind="stable")  # pairs are grouped by user already: short runs merge fast
+        by_key = stable_order(key)
         sorted_key = key[by_key]
         first = np.r_[True, sorted_key[1:] != sorted_key[:-1]] if len(key) else np.zeros(0, dtype=bool)
         return PairRuns(order, key, by_key, first)
@@ -227,16 +228,6 @@ class PairRuns:
     def last(self) -> np.ndarray:
         """Over key[by_key]: True at the latest interaction of each pair."""
         return np.r_[self.first[1:], True] if len(self.first) else self.first
-
-
-def stable_order(keys: np.ndarray) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` for non-negative integers below 2**32, as two 16-bit
-    radix passes (numpy radix-sorts 16-bit keys; wider ones fall back to a slower merge sort)."""
-    keys = np.asarray(keys)
-    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    if not len(keys) or int(keys.max()) < 0x10000:
-        return low
-    return low[np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")]
 
 
 def _lookup(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:

@@ -220,7 +220,7 @@ class CollaborativeModel(Model):
             vals = np.concatenate([self._weights(h) for h in hists]) * self.meta["alpha"] if hists \
                 else np.empty(0, np.float32)
             C = sp.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=(len(hists), self.n_items))
-            S = als_fold_in_rows(V, C, self.meta["reg"]) @ V.T
+            S = als_fold_in_rows(V, C, self.meta["reg"], self._yty()) @ V.T
         for k, h in enumerate(hists):
             if len(h) == 0:
                 S[k] = a["popularity"]
@@ -547,10 +547,12 @@ def als_fold_in(V: np.ndarray, hist: np.ndarray, confidence: np.ndarray, reg: fl
     return np.linalg.solve(A, Vh.T @ c).astype(np.float32)
 
 
-def als_fold_in_rows(V: np.ndarray, confidence: sp.csr_matrix, reg: float) -> np.ndarray:
+def als_fold_in_rows(V: np.ndarray, confidence: sp.csr_matrix, reg: float,
+                     yty: np.ndarray | None = None) -> np.ndarray:
     """:func:`als_fold_in` for every row of a (rows, len(V)) confidence matrix at once, by
     implicit's exact least-squares solver over the rows in parallel: the same vectors, without a
-    Python loop of small solves. Rows without entries get zero vectors."""
+    Python loop of small solves. Rows without entries get zero vectors. ``yty`` (V'V) saves its
+    product when the caller solves block after block against the same V."""
     from implicit.cpu.als import AlternatingLeastSquares
 
     n = confidence.shape[0]
@@ -559,6 +561,8 @@ def als_fold_in_rows(V: np.ndarray, confidence: sp.csr_matrix, reg: float) -> np
     with threadpool_limits(1, "blas"):  # implicit parallelises over rows itself
         solver = AlternatingLeastSquares(factors=V.shape[1], regularization=reg, alpha=1.0, random_state=0)
         solver.item_factors = np.ascontiguousarray(V, dtype=np.float32)
+        if yty is not None and hasattr(solver, "_YtY"):  # implicit caches V'V there
+            solver._YtY = yty
         return solver.recalculate_user(np.arange(n), sp.csr_matrix(confidence, dtype=np.float32))
 
 
@@ -859,7 +863,8 @@ def _temperature(model: CollaborativeModel, seed: int) -> float:
     users = rng.choice(model.n_users, size=min(64, model.n_users), replace=False) if model.n_users else []
     spreads = []
     for u in users:
-        s = np.sort(model.scores_for_history(model.history(int(u)), int(u)))[::-1][:100]
+        scores = model.scores_for_history(model.history(int(u)), int(u))
+        s = np.partition(scores, len(scores) - 100)[-100:] if len(scores) > 100 else scores  # the top 100, any order
         if len(s) > 1 and np.isfinite(s).all():
             spreads.append(float(s.std()))
     t = float(np.median(spreads)) if spreads else 1.0

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ordering import stable_order
 from .scoring import refresh_group_maxima, row_log_normalisers
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
@@ -101,47 +102,42 @@ def measure(data) -> RepeatProfile:
             share = _share(sample)
             if share < MIN_SHARE / 2:
                 return _without_repeats(n_users, n_items, n_pairs, share)
-    # Is each interaction's pair seen before (in time order within the user)? Within a pair's
-    # run (data.pair_runs), all but the first are repeats.
-    order, by_pair, first_of_run = runs.order, runs.by_key, runs.first
-    user, item, types = data.user[order].astype(np.int64), data.item[order].astype(np.int64), data.event_type[order]
-    repeat = np.empty(len(order), dtype=bool)
-    repeat[by_pair] = ~first_of_run
-    # The interaction after each one in its pair (for the per-event-type rate): a run's next element.
-    followed = np.zeros(len(order), dtype=bool)
-    followed[by_pair[:-1]] = ~first_of_run[1:]
+    # Within a pair's run (data.pair_runs: by user, item, then time) all but the first
+    # interaction are repeats, so the counts follow from the runs alone: a user's (an item's)
+    # repeats are its interactions less its pairs. No per-interaction gathers.
+    items_1 = max(n_items, 1)
+    pair_key = runs.key[runs.by_key[runs.first]]  # each pair once, in key order
+    pair_user, pair_item = pair_key // items_1, pair_key % items_1
 
-    per_user = np.bincount(user, minlength=n_users).astype(np.float64)
-    user_repeats = np.bincount(user, weights=repeat, minlength=n_users)
+    per_user = np.bincount(data.user, minlength=n_users).astype(np.float64)
+    user_repeats = per_user - np.bincount(pair_user, minlength=n_users)
     opportunities = np.maximum(per_user - 1.0, 0.0)
     share = float(user_repeats.sum() / max(opportunities.sum(), 1.0))
     user_share = ((user_repeats + USER_PRIOR * share) / (opportunities + USER_PRIOR)).astype(np.float32)
 
-    pairs_per_item = np.bincount(item[~repeat], minlength=n_items).astype(np.float64)
-    item_repeats = np.bincount(item, weights=repeat, minlength=n_items)
+    pairs_per_item = np.bincount(pair_item, minlength=n_items).astype(np.float64)
+    item_repeats = np.bincount(data.item, minlength=n_items) - pairs_per_item
     mean = item_repeats.sum() / max(pairs_per_item.sum(), 1.0)
     item_rate = (item_repeats + ITEM_PRIOR * mean) / (pairs_per_item + ITEM_PRIOR)
     item_weight = (item_rate / mean if mean > 0 else np.ones(n_items)).astype(np.float32)
 
-    n_types = max(len(data.event_types), 1)
-    type_total = np.bincount(types, minlength=n_types).astype(np.float64)
-    type_followed = np.bincount(types, weights=followed, minlength=n_types)
-    overall = type_followed.sum() / max(type_total.sum(), 1.0)
-    type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
-    type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
+    latest = runs.by_key[runs.last]  # position of each pair's latest interaction, pairs in key order
+    weight_of_pair = np.diff(np.r_[np.flatnonzero(runs.first), len(runs.order)]) * item_weight[pair_item]
+    if len(data.event_types) > 1:
+        # Per event type, how often an interaction is followed by another in its pair (one
+        # that is not its run's last), shrunk towards the overall rate.
+        n_types = len(data.event_types)
+        types = data.event_type[runs.order[runs.by_key]]  # in key order
+        type_total = np.bincount(types, minlength=n_types).astype(np.float64)
+        type_followed = np.bincount(types[~runs.last], minlength=n_types)
+        overall = type_followed.sum() / max(type_total.sum(), 1.0)
+        type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
+        type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
+        weight_of_pair = weight_of_pair * type_weight[types[runs.last]]
 
-    # Per (user, item) of the histories: times had, and the type of its latest interaction. The
-    # histories keep each pair's latest interaction in (user, time) order, so a pair's entry is
-    # the rank of that interaction's position among the kept ones.
-    run_starts = np.flatnonzero(first_of_run)
-    counts = np.diff(np.r_[run_starts, len(order)])
-    latest = by_pair[runs.last]  # position of each pair's latest interaction, pairs in key order
-    weight_of_pair = counts * type_weight[types[latest]] * item_weight[item[latest]]
-    kept = np.zeros(len(order), dtype=bool)
-    kept[latest] = True
-    entry = np.cumsum(kept) - 1
-    pair_weight = np.empty(n_pairs, dtype=np.float32)
-    pair_weight[entry[latest]] = weight_of_pair
+    # The histories (scoring.histories) hold each pair at its latest interaction, in (user, time)
+    # order: the pairs sorted by that interaction's position.
+    pair_weight = weight_of_pair[stable_order(latest)].astype(np.float32)
     return RepeatProfile(share, user_share, item_weight, pair_weight)
 
 

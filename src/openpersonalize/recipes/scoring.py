@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from ..ordering import stable_order
 from .base import TrainingData
 
 
@@ -27,7 +28,7 @@ def interaction_matrix(data: TrainingData, weights: np.ndarray | None = None) ->
         return m
     # Duplicates were summed: rebuild with the per-pair maximum instead.
     key = data.user.astype(np.int64) * data.n_items + data.item
-    order = np.argsort(key, kind="stable")
+    order = stable_order(key)
     k = key[order]
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     best = np.maximum.reduceat(w[order], starts)
