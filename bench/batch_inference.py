@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from openpersonalize import synthetic  # noqa: E402
+from procs import descendants  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 BUCKET = "bench"
@@ -186,14 +187,9 @@ class Server:
         return self.data_dir / "s3" / BUCKET / key
 
     def children(self) -> list[int]:
-        """Pids of the server's child processes (job bodies run in one)."""
-        out = []
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            try:
-                out += [int(p) for p in (task / "children").read_text().split()]
-            except OSError:
-                pass
-        return out
+        """Pids of the server's descendant processes (job bodies run in one, forked from a fork
+        server that is itself the server's child)."""
+        return descendants(self.proc.pid)
 
 
 def wait(describe, timeout: float = 3600, interval: float = 0.02) -> dict:

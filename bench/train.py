@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from openpersonalize.recipes.base import TrainingSettings  # noqa: E402
 from openpersonalize.recipes.factorization import fit_als  # noqa: E402
+from procs import descendants  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 
@@ -53,24 +54,20 @@ def generate(n: int, users: int, items: int, seed: int = 0):
 
 
 def peak_rss_of_children(root_pid: int, stop: threading.Event, out: dict) -> None:
-    """Sample the children of the server process (the job runs in one) for their VmHWM."""
+    """Sample the processes below the server (the job runs in one, forked from a fork server
+    that is the server's child) for their VmHWM; the ones alive at the start are not the job."""
+    known = set(descendants(root_pid))
     while not stop.is_set():
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
+        for pid in descendants(root_pid):
+            if pid in known:
                 continue
-            if int(fields[1]) == root_pid:  # the parent pid
-                children.append(stat.parent.name)
-        for pid in children:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
                         out["peak_kb"] = max(out.get("peak_kb", 0), int(line.split()[1]))
             except OSError:
                 pass
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def main() -> int:
