@@ -7,6 +7,7 @@ protocol -> the final fit (or, for trainingMode UPDATE, a fold-in into the previ
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class TrainResult:
     tuned_params: dict[str, Any]  # {"algorithmHyperParameters": {...}, "algorithm": {...}, "hpo": [...]}
     metrics: dict[str, float]
     trials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went (the job logs it)
 
     def __iter__(self):  # model, tuned, metrics = train(...)
         return iter((self.model, self.tuned_params, self.metrics))
@@ -66,19 +68,25 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
 
     metrics: dict[str, float] = {}
     first: list[Model] = []
+    seconds: dict[str, float] = {}
     boost = objective_boost(weighted, config.get("optimizationObjective")) \
         if spec.recipe_type in ("USER_PERSONALIZATION", "PERSONALIZED_RANKING") else None
     if compute_metrics:
         def fit(d: TrainingData) -> Model:
+            started = time.perf_counter()
             first.append(with_objective(algorithm.fit(d, params, settings), weighted.item_ids, boost))
+            seconds["metrics_fit"] = time.perf_counter() - started
             return first[-1]
 
         rewards = objective_rewards(weighted, config.get("optimizationObjective"))
         # Scoring many users means many small products and solves; BLAS threads only thrash.
+        started = time.perf_counter()
         with threadpool_limits(1, "blas"):
             metrics = evaluation.solution_metrics(can.metric_protocol, fit, weighted, evaluation.seed_from(seed),
                                                   event_weights, rewards)
+        seconds["metrics"] = time.perf_counter() - started
 
+    started = time.perf_counter()
     if training_mode == "UPDATE" and previous is not None:
         model = algorithm.update(previous, weighted, params, settings)
     elif first and can.metric_protocol in USER_HOLDOUT and getattr(algorithm, "extends_cheaply", None) \
@@ -90,6 +98,7 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     else:
         model = algorithm.fit(weighted, params, settings)
     model = with_objective(model, weighted.item_ids, boost)
+    seconds["final"] = time.perf_counter() - started
     model.meta.setdefault("recipe", name)
     tuned = {"algorithmHyperParameters": params.as_strings("algorithm"),
              "algorithm": algorithm.describe(weighted, params, settings)}
@@ -98,7 +107,7 @@ def train(recipe: str, data: TrainingData, solution_config: Mapping[str, Any] | 
     for key in ("seq_weight", "seq_decay", "meta_weight"):  # the blend validation chose
         if key in model.meta:
             tuned["algorithm"][key] = f"{model.meta[key]:.2g}"
-    return TrainResult(model, tuned, metrics, trials)
+    return TrainResult(model, tuned, metrics, trials, seconds)
 
 
 def prepare(data: TrainingData, event_type: str | None, config: Mapping[str, Any]
