@@ -73,8 +73,9 @@ class ServerProcess(ChildProcess):
 
     def start(self, timeout: float = 30.0) -> None:
         # One API process unless a test asks for more (tests/test_processes.py): the tests that
-        # read a process's own gauges or state need every request to reach the same one.
-        env = {"OPENPERSONALIZE_PROCESSES": "1", **os.environ, **self.env, "OPENPERSONALIZE_DATA_DIR": str(self.data_dir),
+        # read a process's own gauges or state need every request to reach the same one. The
+        # fork server of job processes starts at the first job (most test servers run none).
+        env = {"OPENPERSONALIZE_PROCESSES": "1", "OPENPERSONALIZE_WARM_JOB_PROCESSES": "false", **os.environ, **self.env, "OPENPERSONALIZE_DATA_DIR": str(self.data_dir),
                "OPENPERSONALIZE_PORT": str(self.port), "OPENPERSONALIZE_HOST": "127.0.0.1"}
         if self.store_url:
             env["OPENPERSONALIZE_STORE_URL"] = self.store_url

@@ -209,3 +209,38 @@ def test_what_one_process_lets_go_of_the_other_lets_go_of_too(server, lab, campa
     assert status == 404 and doc["__type"].endswith("ResourceNotFoundException"), (status, doc)
     assert b.recommend(campaign, user)[0] == 200  # loaded again; the deleted one is not held
     assert deployments(b) == 1
+
+
+def fork_servers(pid: int) -> list[int]:
+    """The server's child processes that are multiprocessing fork servers."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    if b"forkserver" in f.read():
+                        found.append(child)
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads the process tree from /proc")
+def test_the_fork_server_of_job_processes_starts_with_the_server_when_asked(tmp_path):
+    """A server warms the fork server that job processes come from at its start, so that its first
+    training or batch job starts as fast as the later ones; without it the first job starts it."""
+    for warm in ("true", "false"):
+        gen = running_server(tmp_path / warm, env={"OPENPERSONALIZE_WARM_JOB_PROCESSES": warm})
+        srv = next(gen)
+        try:
+            deadline = time.time() + (30 if warm == "true" else 3)
+            while time.time() < deadline and not fork_servers(srv.proc.pid):
+                time.sleep(0.1)
+            assert bool(fork_servers(srv.proc.pid)) == (warm == "true")
+        finally:
+            gen.close()

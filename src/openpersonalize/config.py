@@ -60,6 +60,9 @@ class Settings:
     #: Where heavy job bodies run: "process" (a child process per job, the API never waits on
     #: them) or "thread" (inside the worker thread; simpler to debug).
     job_isolation: str = "process"
+    #: Start the fork server that job processes come from when the server starts (in the
+    #: background), not at the first heavy job: that job then starts in milliseconds too.
+    warm_job_processes: bool = True
     #: Extra modules to import (comma-separated) that register job bodies: plugins.
     job_modules: str = ""
     #: Longest batch input line, in bytes: a longer one gets a per-line error without being
@@ -226,6 +229,7 @@ TEST_PROFILE = {
     "metrics_publish_seconds": 0.0,
     "poll_seconds": 0.05,
     "processes": 1,
+    "warm_job_processes": False,  # many short-lived servers: only those that run jobs pay for it
 }
 PROFILES = {"test": TEST_PROFILE}
 

@@ -12,8 +12,10 @@ import dataclasses
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
+import threading
 import traceback
 
 from .. import jobs_registry  # noqa: F401  (registers the bodies, in the parent and in the spawned child)
@@ -31,6 +33,14 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["openpersonalize.jobs_registry", "openpersonalize.recipes.registry",
                                  "openpersonalize.batch.inference", "openpersonalize.data.importer",
                                  "implicit.cpu.als", "scipy.sparse", "pyarrow.parquet", "pyarrow.csv"])
+
+
+def warm() -> None:
+    """Start the fork server in the background (its imports take about a second), so that the
+    first heavy job starts as fast as the later ones. The fork server takes a lock: a job that
+    starts meanwhile waits for the same start instead of beginning another."""
+    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="fork-server-start",
+                     daemon=True).start()
 
 
 def run_in_child(job) -> dict:

@@ -25,7 +25,7 @@ from .. import jobs_registry  # noqa: F401  (registers every job body)
 from ..config import Settings
 from ..store.metadata import Store
 from .contract import BODIES, CLEANUPS, ISOLATED, STOPPED, STOPPING, JobCancelled, JobContext, JobFailed, status_words
-from .isolation import run_in_child
+from .isolation import run_in_child, warm
 
 log = logging.getLogger("openpersonalize.jobs")
 
@@ -60,6 +60,8 @@ class JobRunner:
             n = self.store.orphan_running_jobs()
             if n:
                 log.warning("%d job(s) were running when the server stopped; running them again", n)
+        if self.threads and self.settings.job_isolation == "process" and self.settings.warm_job_processes:
+            warm()
         for i in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
             t.start()
