@@ -10,6 +10,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,24 +224,29 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
     rng = np.random.default_rng(seed + 1)
     if protocol in ("next-items", "trending") and hasattr(model, "scores_for_histories"):
         # The same answers as model.recommend(history, K), scored in blocks by matrix products.
-        lists = []
         trim = getattr(model, "trim_lists", None)  # the user's own items, as many as a list holds
         # At most 512 users, and at most 16 million scores (64 MB), per product: a million-item
         # catalogue would otherwise hold 2 GB of scores, and a blend several copies of them.
         rows = max(1, min(512, (1 << 24) // max(model.n_items, 1)))
-        for start in range(0, len(split.histories), rows):
+
+        def block(start: int) -> list[list[int]]:
             hists = split.histories[start:start + rows]
-            # One big product per block: every core helps (training limits BLAS to one thread
-            # for its many small solves).
-            with threadpool_limits(os.cpu_count() or 1, "blas"):
-                S = model.scores_for_histories(hists)
+            S = model.scores_for_histories(hists)
             if trim is not None:
                 idx, _ = topk_rows(S, 2 * K)
                 idx = trim(idx, hists, K)
             else:
                 idx, _ = topk_rows(S, K)
-            lists += [[int(i) for i in row if i >= 0] for row in idx]
-        return lists
+            return [[int(i) for i in row if i >= 0] for row in idx]
+
+        # Blocks are scored a core each, one BLAS thread per block (as batch inference does):
+        # numpy lets go of the interpreter in the products, the top-k and the softmax, so the
+        # selections and normalisers run in parallel too, not only the products.
+        starts = range(0, len(split.histories), rows)
+        cores = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                           len(starts)))
+        with threadpool_limits(1, "blas"), ThreadPoolExecutor(cores) as pool:
+            return [items for part in pool.map(block, starts) for items in part]
     lists = []
     for hist, truth in zip(split.histories, split.truths):
         if protocol == "related-items":
