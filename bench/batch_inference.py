@@ -34,7 +34,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -47,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from openpersonalize import synthetic  # noqa: E402
-from procs import descendants  # noqa: E402
+from procs import PeakSampler  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 BUCKET = "bench"
@@ -186,11 +185,6 @@ class Server:
     def bucket(self, key: str = "") -> Path:
         return self.data_dir / "s3" / BUCKET / key
 
-    def children(self) -> list[int]:
-        """Pids of the server's descendant processes (job bodies run in one, forked from a fork
-        server that is itself the server's child)."""
-        return descendants(self.proc.pid)
-
 
 def wait(describe, timeout: float = 3600, interval: float = 0.02) -> dict:
     deadline = time.time() + timeout
@@ -240,41 +234,11 @@ def model_folder(server: Server, version_arn: str) -> Path:
     return model_dir(Settings(data_dir=str(server.data_dir)), version_arn)
 
 
-class PeakSampler:
-    """Samples VmHWM (peak RSS) of the server's child processes while a job runs."""
-
-    def __init__(self, server: Server):
-        self.server, self.peak, self._stop = server, 0, threading.Event()
-        self._known = set(server.children())
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in self.server.children():
-                if pid in self._known:
-                    continue
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            self.peak = max(self.peak, int(line.split()[1]) * 1024)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-
-
 def run_job(server: Server, version: str, input_key: str, name: str, **kw) -> tuple[float, int, dict]:
     """(seconds from create to ACTIVE, peak RSS bytes of the job process, job description)."""
     c = server.client("personalize")
     out = f"s3://{BUCKET}/out/{name}/"
-    with PeakSampler(server) as sampler:
+    with PeakSampler(server.proc.pid) as sampler:
         t = time.perf_counter()
         arn = c.create_batch_inference_job(jobName=name, solutionVersionArn=version, roleArn=ROLE,
                                            jobInput={"s3DataSource": {"path": f"s3://{BUCKET}/{input_key}"}},
@@ -283,7 +247,7 @@ def run_job(server: Server, version: str, input_key: str, name: str, **kw) -> tu
         doc = wait(lambda: c.describe_batch_inference_job(batchInferenceJobArn=arn)["batchInferenceJob"])
         seconds = time.perf_counter() - t
     assert doc["status"] == "ACTIVE", doc
-    return seconds, sampler.peak, doc
+    return seconds, sampler.peak_kb * 1024, doc
 
 
 def check_output(server: Server, name: str, input_key: str, lines: int) -> None:

@@ -3,6 +3,7 @@ server that is itself the server's child, so their memory is found below the ser
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 
@@ -23,3 +24,41 @@ def descendants(root: int) -> list[int]:
             out += kids
             todo += kids
     return out
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The kernel's VmHWM (peak resident memory) of a process in kB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PeakSampler:
+    """While in its ``with`` block, samples the peak memory of the processes that appear below
+    ``root`` (the job started meanwhile; the ones already there, like the fork server, are not
+    it). ``peak_kb`` is the highest VmHWM seen."""
+
+    def __init__(self, root: int, interval: float = 0.02):
+        self.root, self.interval, self.peak_kb = root, interval, 0
+        self._known = set(descendants(root))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in descendants(self.root):
+                if pid not in self._known:
+                    self.peak_kb = max(self.peak_kb, peak_rss_kb(pid))
+            self._stop.wait(self.interval)

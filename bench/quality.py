@@ -52,6 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from datasets import DATASETS, QUICK, DataSet, Split  # noqa: E402
+from procs import descendants  # noqa: E402
 from quality_offline import LIST, Outcome, Table, baselines, score_lists, seen_rule  # noqa: E402
 
 try:
@@ -117,18 +118,6 @@ class Server:
 
 # ---------------------------------------------------------------- peak memory of the process tree
 
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    return children
-
-
 def process_tree(root: int) -> list[int]:
     """``root`` and all its descendants (the job processes the server spawns)."""
     if psutil is not None:
@@ -136,12 +125,7 @@ def process_tree(root: int) -> list[int]:
             return [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
         except psutil.Error:
             return [root]
-    children, tree, todo = _children_map(), [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children.get(pid, [])
-    return tree
+    return [root] + descendants(root)
 
 
 def memory_kb(pid: int) -> tuple[int, int]:

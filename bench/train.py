@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -39,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from openpersonalize.recipes.base import TrainingSettings  # noqa: E402
 from openpersonalize.recipes.registry import RECIPE_BY_NAME  # noqa: E402
-from procs import descendants  # noqa: E402
+from procs import PeakSampler  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
+DEFAULT_FACTORS = 149  # User-Personalization's hidden_dimension: the baseline's size for recipes without one
 
 
 def generate(n: int, users: int, items: int, seed: int = 0):
@@ -51,23 +51,6 @@ def generate(n: int, users: int, items: int, seed: int = 0):
     i = rng.choice(items, size=n, p=pop / pop.sum())
     t = 1_600_000_000 + rng.integers(0, 90 * 86400, n)
     return u, i, t
-
-
-def peak_rss_of_children(root_pid: int, stop: threading.Event, out: dict) -> None:
-    """Sample the processes below the server (the job runs in one, forked from a fork server
-    that is the server's child) for their VmHWM; the ones alive at the start are not the job."""
-    known = set(descendants(root_pid))
-    while not stop.is_set():
-        for pid in descendants(root_pid):
-            if pid in known:
-                continue
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        out["peak_kb"] = max(out.get("peak_kb", 0), int(line.split()[1]))
-            except OSError:
-                pass
-        time.sleep(0.1)
 
 
 DIRECT = """
@@ -124,7 +107,7 @@ def main() -> int:
         # The baseline runs before and after the API's training, each in a fresh process like
         # the job's: a busy neighbour or a warm heap then favours neither side.
         default_factors = int(next((p.default for p in RECIPE_BY_NAME[args.recipe].params
-                                    if p.name == "hidden_dimension"), 149))
+                                    if p.name == "hidden_dimension"), DEFAULT_FACTORS))
         direct_before = direct_fit(work, users, items, default_factors)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -160,22 +143,20 @@ def main() -> int:
             imported = time.perf_counter() - started
             sol = c.create_solution(name="bench", datasetGroupArn=group, performAutoTraining=False,
                                     recipeArn=f"arn:aws:personalize:::recipe/{args.recipe}")["solutionArn"]
-            stop, peak = threading.Event(), {}
-            sampler = threading.Thread(target=peak_rss_of_children, args=(server.pid, stop, peak), daemon=True)
-            sampler.start()
-            started = time.perf_counter()
-            version = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-            while True:
-                doc = c.describe_solution_version(solutionVersionArn=version)["solutionVersion"]
-                if doc["status"] in ("ACTIVE", "CREATE FAILED"):
-                    break
-                time.sleep(0.1)
-            api = time.perf_counter() - started
-            stop.set()
+            with PeakSampler(server.pid, interval=0.1) as sampler:
+                started = time.perf_counter()
+                version = c.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+                while True:
+                    doc = c.describe_solution_version(solutionVersionArn=version)["solutionVersion"]
+                    if doc["status"] in ("ACTIVE", "CREATE FAILED"):
+                        break
+                    time.sleep(0.1)
+                api = time.perf_counter() - started
+            peak = {"peak_kb": sampler.peak_kb}
             if doc["status"] != "ACTIVE":
                 print(f"training failed: {doc.get('failureReason')}")
                 return 1
-            factors = int(doc["tunedHPOParams"]["algorithmHyperParameters"].get("hidden_dimension", 149))
+            factors = int(doc["tunedHPOParams"]["algorithmHyperParameters"].get("hidden_dimension", default_factors))
         finally:
             server.terminate()
             server.wait(30)
@@ -183,8 +164,9 @@ def main() -> int:
             # The job's own account of its time (read, train, save) and the child process start.
             phases = [line for line in (work / "server.log").read_text(errors="replace").splitlines()
                       if "interactions read in" in line or ("job " in line and " -> " in line)]
-        if factors != default_factors:
-            direct_before = direct_fit(work, users, items, factors)
+        runs = "before and after"
+        if factors != default_factors:  # the solution trained another size: both baselines at that size
+            direct_before, runs = direct_fit(work, users, items, factors), "both after"
         direct_after = direct_fit(work, users, items, factors)
     direct = (direct_before + direct_after) / 2
     settings = TrainingSettings()
@@ -194,7 +176,7 @@ def main() -> int:
     print(f"CreateSolutionVersion create -> ACTIVE (with metrics):    {api:7.1f} s   "
           f"peak memory of the training process {peak.get('peak_kb', 0) / 1024:,.0f} MiB")
     print(f"direct implicit ALS fit (CSR build + fit), same run:      {direct:7.1f} s   "
-          f"(a fresh process before and after the API's: {direct_before:.1f} s, {direct_after:.1f} s)")
+          f"(a fresh process each, {runs} the API's: {direct_before:.1f} s, {direct_after:.1f} s)")
     print(f"ratio API / direct: {api / direct:.2f} (goal <= 1.3 where ALS trains)")
     if args.budget:
         peak_mib = peak.get("peak_kb", 0) / 1024

@@ -48,3 +48,8 @@ def test_keys_too_wide_or_not_integers_use_numpy():
 def test_empty_and_single_row():
     assert stable_order(np.zeros(0, np.int64)).tolist() == []
     assert stable_order(np.array([7])).tolist() == [0]
+
+
+def test_keys_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match="different lengths"):
+        stable_order(np.arange(3), np.arange(4))

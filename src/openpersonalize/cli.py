@@ -31,7 +31,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import Settings
+from .config import Settings, usable_cores
 from .logs import configure as configure_logs
 
 
@@ -72,20 +72,13 @@ def serve(args) -> int:
     if settings.processes < 0:
         raise SystemExit(f"openpersonalize serve: OPENPERSONALIZE_PROCESSES (--processes) must be 0 (one per core) "
                          f"or a number of processes, not {settings.processes}")
-    processes = settings.processes if settings.processes > 0 else _usable_cores()
+    processes = settings.processes if settings.processes > 0 else usable_cores()
     shared = _shared_folder() if processes > 1 else None  # before prometheus_client is imported
     try:
         return _serve(args, settings, processes)
     finally:
         if shared is not None:
             shutil.rmtree(shared, ignore_errors=True)
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (a container's or taskset's limit, not the machine's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def _serve(args, settings: Settings, processes: int) -> int:
@@ -147,7 +140,7 @@ def _run_api(service, settings: Settings, listener) -> None:
     from .api.app import create_app
     from .api.connections import guarded_protocol
 
-    config = uvicorn.Config(create_app(service), log_level="warning", log_config=None,
+    config = uvicorn.Config(create_app(service, freeze_heap=True), log_level="warning", log_config=None,
                             http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
     uvicorn.Server(config).run(sockets=[listener])
 

@@ -208,6 +208,13 @@ class Settings:
         return cls(**values)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 _WORDS = {"int": "whole number", "float": "number"}
 
 #: The test profile (``OPENPERSONALIZE_PROFILE=test``): small generated data trains and imports,

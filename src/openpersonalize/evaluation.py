@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from .config import usable_cores
 from .ordering import stable_order
 from .recipes.base import Model, TrainingData
 from .recipes.popularity import trend_scores
@@ -225,27 +225,29 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
     if protocol in ("next-items", "trending") and hasattr(model, "scores_for_histories"):
         # The same answers as model.recommend(history, K), scored in blocks by matrix products.
         trim = getattr(model, "trim_lists", None)  # the user's own items, as many as a list holds
-        # At most 512 users, and at most 16 million scores (64 MB), per product: a million-item
-        # catalogue would otherwise hold 2 GB of scores, and a blend several copies of them.
-        rows = max(1, min(512, (1 << 24) // max(model.n_items, 1)))
+        # Blocks are scored a core each, one thread per block (as batch inference does): numpy
+        # lets go of the interpreter in the products, the top-k and the softmax, so the
+        # selections and normalisers run in parallel too, not only the products. At most 512
+        # users, and 16 million scores (64 MB) over the blocks in flight: a million-item catalogue
+        # would otherwise hold gigabytes of scores, and a blend several copies of them.
+        workers = usable_cores()
+        rows = max(1, min(512, (1 << 24) // (max(model.n_items, 1) * workers)))
 
         def block(start: int) -> list[list[int]]:
-            hists = split.histories[start:start + rows]
-            S = model.scores_for_histories(hists)
-            if trim is not None:
-                idx, _ = topk_rows(S, 2 * K)
-                idx = trim(idx, hists, K)
-            else:
-                idx, _ = topk_rows(S, K)
-            return [[int(i) for i in row if i >= 0] for row in idx]
+            # BLAS and OpenMP (implicit's fold-in solves) to one thread in this worker; OpenMP's
+            # limit is the calling thread's own, so each worker sets it.
+            with threadpool_limits(1):
+                hists = split.histories[start:start + rows]
+                S = model.scores_for_histories(hists)
+                if trim is not None:
+                    idx, _ = topk_rows(S, 2 * K)
+                    idx = trim(idx, hists, K)
+                else:
+                    idx, _ = topk_rows(S, K)
+                return [[int(i) for i in row if i >= 0] for row in idx]
 
-        # Blocks are scored a core each, one BLAS thread per block (as batch inference does):
-        # numpy lets go of the interpreter in the products, the top-k and the softmax, so the
-        # selections and normalisers run in parallel too, not only the products.
         starts = range(0, len(split.histories), rows)
-        cores = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                           len(starts)))
-        with threadpool_limits(1, "blas"), ThreadPoolExecutor(cores) as pool:
+        with ThreadPoolExecutor(max(1, min(workers, len(starts)))) as pool:
             return [items for part in pool.map(block, starts) for items in part]
     lists = []
     for hist, truth in zip(split.histories, split.truths):

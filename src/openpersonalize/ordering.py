@@ -23,6 +23,8 @@ def stable_order(*keys: np.ndarray) -> np.ndarray:
     stable, so the later ones keep the earlier ones' order among their ties)."""
     arrays = [np.asarray(k) for k in keys]
     n = len(arrays[0]) if arrays else 0
+    if any(len(k) != n for k in arrays):
+        raise ValueError(f"stable_order: keys of different lengths {[len(k) for k in arrays]}")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     index_bits = max((n - 1).bit_length(), 1)

@@ -174,18 +174,21 @@ class Service:
             return None
 
 
-def create_app(service: Service):
+def create_app(service: Service, *, freeze_heap: bool = False):
     """The ASGI application: every request is answered by :class:`Api`; Starlette runs the
-    lifespan (start and stop of the service)."""
+    lifespan (start and stop of the service).
+
+    ``freeze_heap`` (a process that is the server's alone, as ``serve``'s): what the start built
+    (modules, the store, the operation table) lives as long as the process, so it is frozen out of
+    the garbage collector's sight; a full collection during a request then walks only the objects
+    requests made, not the whole heap (a pause in the latency's tail)."""
 
     @asynccontextmanager
     async def lifespan(app):
         service.start()
-        # What the start built (modules, the store, the operation table) lives as long as the
-        # process: frozen out of the collector's sight, a full collection during a request walks
-        # only the objects requests made, not the whole heap (a pause in the latency's tail).
-        gc.collect()
-        gc.freeze()
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

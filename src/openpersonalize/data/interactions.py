@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..ordering import stable_order
 from ..config import Settings
+from ..ordering import stable_order
 from ..store.metadata import Store
 from .rows import Dataset, group_datasets
 

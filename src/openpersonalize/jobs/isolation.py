@@ -25,10 +25,10 @@ from ..store.metadata import Store
 from .contract import BODIES, JobCancelled, JobContext, JobFailed
 
 log = logging.getLogger("openpersonalize.jobs")
-# Job processes are forked from a fork server: one process, started on the first job, that has
-# no threads or sockets of the API process and has imported what job bodies use (numpy, scipy,
-# pyarrow, implicit) once. A job then starts in milliseconds instead of importing them again
-# (about a second: a 3-user batch job or a small training pays it in full).
+# Job processes are forked from a fork server: one process, started with the job runner (warm();
+# else at the first job), that has no threads or sockets of the API process and has imported what
+# job bodies use (numpy, scipy, pyarrow, implicit) once. A job then starts in milliseconds instead
+# of importing them again (about a second: a 3-user batch job or a small training pays it in full).
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["openpersonalize.jobs_registry", "openpersonalize.recipes.registry",
                                  "openpersonalize.batch.inference", "openpersonalize.data.importer",

@@ -562,7 +562,7 @@ def als_fold_in_rows(V: np.ndarray, confidence: sp.csr_matrix, reg: float,
         solver = AlternatingLeastSquares(factors=V.shape[1], regularization=reg, alpha=1.0, random_state=0)
         solver.item_factors = np.ascontiguousarray(V, dtype=np.float32)
         if yty is not None and hasattr(solver, "_YtY"):  # implicit caches V'V there
-            solver._YtY = yty
+            solver._YtY = np.asarray(yty, dtype=np.float32)
         return solver.recalculate_user(np.arange(n), sp.csr_matrix(confidence, dtype=np.float32))
 
 
@@ -864,7 +864,8 @@ def _temperature(model: CollaborativeModel, seed: int) -> float:
     spreads = []
     for u in users:
         scores = model.scores_for_history(model.history(int(u)), int(u))
-        s = np.partition(scores, len(scores) - 100)[-100:] if len(scores) > 100 else scores  # the top 100, any order
+        top = np.partition(scores, len(scores) - 100)[-100:] if len(scores) > 100 else scores
+        s = np.sort(top)[::-1]  # the top 100, best first: a float32 std depends on the order
         if len(s) > 1 and np.isfinite(s).all():
             spreads.append(float(s.std()))
     t = float(np.median(spreads)) if spreads else 1.0

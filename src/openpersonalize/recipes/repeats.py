@@ -121,20 +121,24 @@ def measure(data) -> RepeatProfile:
     item_rate = (item_repeats + ITEM_PRIOR * mean) / (pairs_per_item + ITEM_PRIOR)
     item_weight = (item_rate / mean if mean > 0 else np.ones(n_items)).astype(np.float32)
 
-    latest = runs.by_key[runs.last]  # position of each pair's latest interaction, pairs in key order
-    weight_of_pair = np.diff(np.r_[np.flatnonzero(runs.first), len(runs.order)]) * item_weight[pair_item]
-    if len(data.event_types) > 1:
-        # Per event type, how often an interaction is followed by another in its pair (one
-        # that is not its run's last), shrunk towards the overall rate.
-        n_types = len(data.event_types)
+    # Per event type, how often an interaction is followed by another in its pair (one that is
+    # not its run's last), shrunk towards the overall rate; with one type, from the totals.
+    n_types = max(len(data.event_types), 1)
+    if n_types > 1:
         types = data.event_type[runs.order[runs.by_key]]  # in key order
         type_total = np.bincount(types, minlength=n_types).astype(np.float64)
-        type_followed = np.bincount(types[~runs.last], minlength=n_types)
-        overall = type_followed.sum() / max(type_total.sum(), 1.0)
-        type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
-        type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
-        weight_of_pair = weight_of_pair * type_weight[types[runs.last]]
+        type_followed = np.bincount(types[~runs.last], minlength=n_types).astype(np.float64)
+    else:
+        type_total = np.array([float(data.n_interactions)])
+        type_followed = np.array([float(data.n_interactions - n_pairs)])
+    overall = type_followed.sum() / max(type_total.sum(), 1.0)
+    type_rate = (type_followed + TYPE_PRIOR * overall) / (type_total + TYPE_PRIOR)
+    type_weight = type_rate / overall if overall > 0 else np.ones(n_types)
+    pair_type = type_weight[types[runs.last]] if n_types > 1 else type_weight[0]
 
+    latest = runs.by_key[runs.last]  # position of each pair's latest interaction, pairs in key order
+    counts = np.diff(np.r_[np.flatnonzero(runs.first), len(runs.order)])
+    weight_of_pair = counts * pair_type * item_weight[pair_item]
     # The histories (scoring.histories) hold each pair at its latest interaction, in (user, time)
     # order: the pairs sorted by that interaction's position.
     pair_weight = weight_of_pair[stable_order(latest)].astype(np.float32)
