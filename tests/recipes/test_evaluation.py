@@ -57,3 +57,22 @@ def test_deduplicate_drops_only_identical_rows():
     out = ev.deduplicate(data)
     assert out.n_interactions == 3
     assert sorted(zip(out.user.tolist(), out.timestamp.tolist())) == [(0, 1), (0, 2), (1, 1)]
+
+
+def test_deduplicate_keeps_the_first_of_each_identical_row_on_many_rows():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    users, items = rng.integers(0, 30, n), rng.integers(0, 20, n)
+    times, values = rng.integers(0, 5, n), np.where(rng.random(n) < 0.5, None, rng.integers(0, 2, n).astype(float))
+    data = TrainingData.from_records([f"u{u}" for u in users], [f"i{i}" for i in items], times,
+                                     [f"t{t % 2}" for t in times], list(values))
+    out = ev.deduplicate(data)
+    seen, expected = set(), []
+    for row in zip(data.user.tolist(), data.item.tolist(), data.timestamp.tolist(), data.event_type.tolist(),
+                   np.nan_to_num(data.event_value, nan=-1.0).tolist()):
+        if row not in seen:
+            seen.add(row)
+            expected.append(row)
+    got = list(zip(out.user.tolist(), out.item.tolist(), out.timestamp.tolist(), out.event_type.tolist(),
+                   np.nan_to_num(out.event_value, nan=-1.0).tolist()))
+    assert got == expected and len(got) < n
