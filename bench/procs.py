@@ -37,18 +37,16 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
-class PeakSampler:
-    """While in its ``with`` block, samples the peak memory of the processes that appear below
-    ``root`` (the job started meanwhile; the ones already there, like the fork server, are not
-    it). ``peak_kb`` is the highest VmHWM seen."""
+class Sampler:
+    """Calls :meth:`sample` every ``interval`` seconds on a thread while in its ``with`` block,
+    and once more at its end."""
 
-    def __init__(self, root: int, interval: float = 0.02):
-        self.root, self.interval, self.peak_kb = root, interval, 0
-        self._known = set(descendants(root))
+    def __init__(self, interval: float):
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -56,9 +54,29 @@ class PeakSampler:
         self._stop.set()
         self._thread.join()
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in descendants(self.root):
-                if pid not in self._known:
-                    self.peak_kb = max(self.peak_kb, peak_rss_kb(pid))
+        while True:
+            stopping = self._stop.is_set()
+            self.sample()
+            if stopping:
+                return
             self._stop.wait(self.interval)
+
+
+class PeakSampler(Sampler):
+    """While in its ``with`` block, samples the peak memory of the processes that appear below
+    ``root`` (the job started meanwhile; the ones already there, like the fork server, are not
+    it). ``peak_kb`` is the highest VmHWM seen."""
+
+    def __init__(self, root: int, interval: float = 0.02):
+        super().__init__(interval)
+        self.root, self.peak_kb = root, 0
+        self._known = set(descendants(root))
+
+    def sample(self) -> None:
+        for pid in descendants(self.root):
+            if pid not in self._known:
+                self.peak_kb = max(self.peak_kb, peak_rss_kb(pid))

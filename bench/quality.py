@@ -41,7 +41,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from datasets import DATASETS, QUICK, DataSet, Split  # noqa: E402
-from procs import descendants  # noqa: E402
+from procs import Sampler, descendants  # noqa: E402
 from quality_offline import LIST, Outcome, Table, baselines, score_lists, seen_rule  # noqa: E402
 
 try:
@@ -144,7 +143,7 @@ def memory_kb(pid: int) -> tuple[int, int]:
             return 0, 0
 
 
-class PeakMemory:
+class PeakMemory(Sampler):
     """Samples the server's process tree while a recipe trains and scores.
 
     The peak is the larger of the highest summed RSS of the tree at any sample and the highest
@@ -153,31 +152,19 @@ class PeakMemory:
     """
 
     def __init__(self, root: int, interval: float = 0.1):
-        self.root, self.interval = root, interval
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval)
+        self.root, self.peak_kb = root, 0
 
     def __enter__(self) -> PeakMemory:
         try:
             Path(f"/proc/{self.root}/clear_refs").write_text("5")
         except OSError:
             pass
-        self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            stopping = self._stop.is_set()
-            samples = [memory_kb(pid) for pid in process_tree(self.root)]
-            self.peak_kb = max(self.peak_kb, sum(r for r, _ in samples), max((h for _, h in samples), default=0))
-            if stopping:
-                return
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        samples = [memory_kb(pid) for pid in process_tree(self.root)]
+        self.peak_kb = max(self.peak_kb, sum(r for r, _ in samples), max((h for _, h in samples), default=0))
 
     @property
     def peak_mb(self) -> float:
