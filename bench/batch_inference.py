@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from openpersonalize import synthetic  # noqa: E402
-from procs import PeakSampler  # noqa: E402
+from procs import PeakSampler, load_average  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 BUCKET = "bench"
@@ -373,10 +373,6 @@ def breakdown(folder: Path, input_path: Path, lines: int = 16_384) -> dict[str, 
 def first_users(path: Path, count: int) -> list[str]:
     with open(path) as f:
         return [json.loads(next(f))["userId"] for _ in range(count)]
-
-
-def load_average() -> str:
-    return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
 def sizes(args) -> None:

@@ -27,6 +27,9 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procs import load_average  # noqa: E402
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -89,11 +92,6 @@ doc = store.get(job).doc
 assert doc["status"] == "ACTIVE", doc
 print(doc["_report"]["rows"], s)
 """
-
-
-def load_average() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def run_child(code: str, *args: str) -> tuple[int, float, float]:

@@ -265,7 +265,7 @@ def main() -> None:
                   f"(scoring {', '.join(f'{r[0]:.2f}' for r in rounds)}; HTTP "
                   f"{', '.join(f'{r[2]:.2f}' for r in rounds)})   [load {load_average()}]")
             run = closed_and_paced(server.port, bodies, clients, args.seconds, label)
-            closed, paced, best, ok = run["closed"], run["paced"], run["best"], run["ok"]
+            closed, best, ok = run["closed"], run["best"], run["ok"]
             one = closed[min(closed)]
             overhead = http_ms - score_ms
             if label == "unfiltered":

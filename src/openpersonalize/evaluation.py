@@ -233,20 +233,20 @@ def recommend_lists(model: Model, protocol: str, split: HoldOut, seed: int) -> l
         rows = max(1, min(512, (1 << 24) // (max(model.n_items, 1) * workers)))
 
         def block(start: int) -> list[list[int]]:
-            # BLAS and OpenMP (implicit's fold-in solves) to one thread in this worker; OpenMP's
-            # limit is the calling thread's own, so each worker sets it.
-            with threadpool_limits(1):
-                hists = split.histories[start:start + rows]
-                S = model.scores_for_histories(hists)
-                if trim is not None:
-                    idx, _ = topk_rows(S, 2 * K)
-                    idx = trim(idx, hists, K)
-                else:
-                    idx, _ = topk_rows(S, K)
-                return [[int(i) for i in row if i >= 0] for row in idx]
+            hists = split.histories[start:start + rows]
+            S = model.scores_for_histories(hists)
+            if trim is not None:
+                idx, _ = topk_rows(S, 2 * K)
+                idx = trim(idx, hists, K)
+            else:
+                idx, _ = topk_rows(S, K)
+            return [[int(i) for i in row if i >= 0] for row in idx]
 
+        # One BLAS thread (the process's setting, set once) and one OpenMP thread for implicit's
+        # fold-in solves (a thread's own setting: each worker sets it as it starts).
         starts = range(0, len(split.histories), rows)
-        with ThreadPoolExecutor(max(1, min(workers, len(starts)))) as pool:
+        with threadpool_limits(1, "blas"), ThreadPoolExecutor(
+                max(1, min(workers, len(starts))), initializer=threadpool_limits, initargs=(1, "openmp")) as pool:
             return [items for part in pool.map(block, starts) for items in part]
     lists = []
     for hist, truth in zip(split.histories, split.truths):

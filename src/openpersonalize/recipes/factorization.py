@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, _lookup, model_class
 from .capabilities import FOLD_IN, Capabilities
 from .checks import enough_interactions
 from .cost import Plan, plan
@@ -494,7 +494,6 @@ class PersonalizationModel(CollaborativeModel):
         allowed = np.ones(self.n_items, bool) if mask is None else np.asarray(mask, bool).copy()
         if exclude is not None and len(exclude):
             allowed[np.asarray(exclude)] = False
-        unmasked = mask is None
         fresh, age_rank = self._fresh_items(now, ex.age_cutoff_days)
         usable = allowed[fresh]
         candidates = fresh[usable]
@@ -502,12 +501,9 @@ class PersonalizationModel(CollaborativeModel):
         profile = content[hist].mean(axis=0) if len(hist) else np.zeros(content.shape[1], np.float32)
         fresh_score = (content[candidates] @ profile + 1e-3 * age_rank[usable]).astype(np.float64)
         new_idx = candidates[_best_first(fresh_score, candidates, slots)] if slots > 0 else np.empty(0, np.int64)
-        allowed[new_idx] = False
-        if unmasked:  # the few items to leave out, rather than a mask over the catalogue
-            left_out = np.concatenate([np.asarray(exclude if exclude is not None else [], dtype=np.int64), new_idx])
-            base_idx, _ = topk(s, n - len(new_idx), exclude=left_out)
-        else:
-            base_idx, _ = topk(s, n - len(new_idx), allowed)
+        # The few items to leave out beside the mask, rather than another mask over the catalogue.
+        left_out = np.concatenate([np.asarray(exclude if exclude is not None else [], dtype=np.int64), new_idx])
+        base_idx, _ = topk(s, n - len(new_idx), mask, exclude=left_out)
         idx = np.concatenate([np.asarray(base_idx, dtype=np.int64), new_idx])
         p_model = softmax_of(s[idx], s, self.meta["temperature"], log_z).astype(np.float64)
         q = np.zeros(len(idx))
@@ -515,8 +511,8 @@ class PersonalizationModel(CollaborativeModel):
             share = np.exp(fresh_score - fresh_score.max())
             share /= share.sum()
             # candidates are in index order (np.flatnonzero): look the list's items up in them
-            at = np.minimum(np.searchsorted(candidates, idx), len(candidates) - 1)
-            q = np.where(candidates[at] == idx, share[at], 0.0)
+            at = _lookup(candidates, idx)
+            q = np.where(at >= 0, share[at], 0.0)
         mixed = (1.0 - weight) * p_model + weight * q
         ranked = np.lexsort((np.arange(len(idx)), -mixed))  # descending, ties in list order
         ex.explored = new_idx

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ordering import stable_order
+from .base import _lookup
 from .scoring import refresh_group_maxima, row_log_normalisers
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
@@ -216,9 +217,8 @@ class RepeatPolicy:
         """Positions in ``idx`` (best first; -1 pads) of the first ``n`` entries once the user's
         items (``seen``) beyond the first ``cap`` are skipped."""
         idx = np.asarray(idx)
-        ordered = np.sort(np.asarray(seen))  # a lookup by search: np.isin costs more than this on a request's arrays
-        at = np.minimum(np.searchsorted(ordered, idx), max(len(ordered) - 1, 0))
-        is_seen = (ordered[at] == idx) & (idx >= 0) if len(ordered) else np.zeros(len(idx), dtype=bool)
+        # A lookup by search: np.isin costs more than this on a request's arrays.
+        is_seen = (_lookup(np.sort(np.asarray(seen)), idx) >= 0) & (idx >= 0)
         keep = ~is_seen | (np.cumsum(is_seen) <= cap)
         return np.flatnonzero(keep)[:n]
 
@@ -265,16 +265,15 @@ class RepeatPolicy:
         with np.errstate(divide="ignore"):
             log_other = log_z + np.log1p(-np.minimum(seen_share, 1.0 - 1e-6))
         crowded = np.flatnonzero(seen_share > 0.5)
-        if len(crowded) == len(scores):  # every row (a single request's): masked in place, no copy
-            saved = scores[rows, items]
-            scores[rows, items] = -np.inf
-            log_other = row_log_normalisers(scores, self.t)[:, 0]
-            scores[rows, items] = saved
-        elif len(crowded):
-            others = scores[crowded]
-            at = np.isin(rows, crowded)
-            others[np.searchsorted(crowded, rows[at]), items[at]] = -np.inf
-            log_other[crowded] = row_log_normalisers(others, self.t)[:, 0]
+        if len(crowded):
+            # The user's items masked in place for the sum, then put back; a single request's
+            # row (every row crowded) is swept as it is, without a copy.
+            at = seen_share[rows] > 0.5
+            saved = scores[rows[at], items[at]]
+            scores[rows[at], items[at]] = -np.inf
+            swept = scores if len(crowded) == len(scores) else scores[crowded]
+            log_other[crowded] = row_log_normalisers(swept, self.t)[:, 0]
+            scores[rows[at], items[at]] = saved
         return log_other
 
     def _rewritten(self, r: np.ndarray, q: np.ndarray, log_other: np.ndarray) -> np.ndarray:

@@ -253,13 +253,11 @@ class Store:
         happens only while the status is one of those values; returns the new row or None.
         """
         if conn is None:
-            outermost = not getattr(self._open, "depth", 0)
-            with self.transaction() as c:
-                if outermost:
-                    # The read below and the write after it hold against other processes too
-                    # (serve's API processes, workers): SQLite takes its write lock first,
-                    # PostgreSQL a lock on this ARN. Nested, the outer transaction decides.
-                    self.dialect.serialise(c, "update:" + arn)
+            # The read below and the write after it hold against other processes too (serve's
+            # API processes, workers): a serialised transaction on this ARN. Nested, the outer
+            # transaction decides.
+            nested = getattr(self._open, "depth", 0)
+            with (self.transaction() if nested else self.serialised("update:" + arn)) as c:
                 return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
         self._row_written(arn)
         row = self.get(arn, conn=conn)
