@@ -228,3 +228,24 @@ def test_batch_lists_are_the_single_lists_when_own_items_crowd_the_top(n):
             hist = model.history(u) if u >= 0 else np.empty(0, int)
             crowded += int(np.isin(model.recommend(u, 2 * n, candidates_mask=row_mask)[0], hist).sum() > 1)
     assert crowded > len(users)  # the case is exercised: own items crowd the top for most users
+
+
+@pytest.mark.parametrize("n", [3, 25])
+def test_batch_lists_are_the_single_lists_when_own_items_are_left_out(n):
+    """No repeats: a batch block's normalisers come from the fused product less the user's own
+    items (RepeatPolicy.adjust_block given the normalisers), a single request's from a sweep
+    over the items left. Both must give the same lists and probabilities, with and without a
+    mask, over candidate groups (n 3) and without them (n 25 on this catalogue)."""
+    cat = synthetic.generate(n_users=200, n_items=6000, interactions_per_user=25, seed=6, distinct=True)
+    data = data_of(cat)
+    model = train("aws-user-personalization", data, {}, seed="arn:test", settings=ALS).model
+    assert model._repeat_policy().excludes
+    users = np.r_[np.arange(0, data.n_users, 3), -1]
+    one_row = np.random.default_rng(1).random(data.n_items) < 0.7
+    for mask in (None, one_row):
+        idx, probs = model.recommend_batch(users, n, mask)
+        for r, u in enumerate(users.tolist()):
+            single, single_probs = model.recommend(u, n, candidates_mask=mask)
+            assert idx[r].tolist() == single.tolist(), (u, idx[r], single)
+            np.testing.assert_allclose(probs[r], single_probs, rtol=1e-4, atol=1e-12, err_msg=f"{u} {mask is None}")
+            assert not set(idx[r].tolist()) & set(model.history(u).tolist() if u >= 0 else [])

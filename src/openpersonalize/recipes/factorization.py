@@ -36,8 +36,8 @@ from .features import metadata_embedding
 from .local_ease import local_ease
 from .repeats import RepeatPolicy, measure
 from .scoring import (RowMasks, group_maxima_for, histories, interaction_matrix, mask_allows,
-                      outside_history_percentiles, popularity, probabilities, refresh_group_maxima, softmax_of,
-                      softmax_topk_rows, topk, topk_rows)
+                      outside_history_percentiles, popularity, probabilities, product_with_normalisers,
+                      refresh_group_maxima, row_log_normalisers, softmax_of, softmax_topk_rows, topk, topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -201,6 +201,33 @@ class CollaborativeModel(Model):
             S[empty] = a["popularity"]
         return S
 
+    def normalised_block(self, users: np.ndarray, out: np.ndarray, maxima: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score_block`'s scores (written to ``out``) and each row's log-normaliser, as
+        ``row_log_normalisers`` gives them; ``maxima``, when given, is filled with the rows'
+        group maxima. A factor model's product and the normalisers' sweep run fused, tile by
+        tile in the cache (``product_with_normalisers``)."""
+        users = np.asarray(users, dtype=np.int64)
+        t = self.meta["temperature"]
+        if self.meta["backend"] in ITEM_TO_ITEM or self.meta.get("recency"):
+            S = self._with_objective(self._raw_block(users, out))
+            return S, row_log_normalisers(S, t, maxima)
+        a = self.arrays
+        boost = a.get("objective_boost")
+        boost = None if boost is None else np.asarray(boost)
+        log_z = product_with_normalisers(np.asarray(a["user_factors"])[np.maximum(users, 0)],
+                                         np.asarray(a["item_factors"]), out, t, boost, maxima)
+        empty = np.flatnonzero(self.history_lengths(users) == 0)
+        if len(empty):  # popularity rows, as _raw_block gives them
+            out[empty] = a["popularity"]
+            if boost is not None:
+                out[empty] += boost
+            again = None if maxima is None else np.empty((len(empty), maxima.shape[1]), maxima.dtype)
+            log_z[empty] = row_log_normalisers(out[empty], t, again)
+            if again is not None:
+                maxima[empty] = again
+        return out, log_z
+
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
         """(len(hists), n_items) raw scores for ad-hoc histories, as one matrix product."""
         return self._with_objective(self._raw_histories(hists))
@@ -269,15 +296,16 @@ class PersonalizationModel(CollaborativeModel):
         """The block's scores with the repeat policy applied, and the rows' log-normalisers
         when the policy knows them (None: compute them). ``maxima`` is filled with the group
         maxima whenever the normalisers are known (``RepeatPolicy.adjust_block``)."""
-        S = super().score_block(users, out)
         policy = self._repeat_policy()
-        log_z = None
-        if policy is not None:
-            rows, items, positions = self._block_history(users)
-            weights = np.asarray(policy.pair_weight, dtype=np.float64)[positions]
-            repeat = np.array([policy.probability(int(u)) for u in np.asarray(users)])
-            log_z = policy.adjust_block(S, rows, items, weights, repeat, maxima)
-        return S, log_z
+        if policy is None:
+            return super().score_block(users, out), None
+        if out is None:
+            out = np.empty((len(users), self.n_items), dtype=np.float32)
+        S, log_z = self.normalised_block(users, out, maxima)
+        rows, items, positions = self._block_history(users)
+        weights = np.asarray(policy.pair_weight, dtype=np.float64)[positions]
+        repeat = np.array([policy.probability(int(u)) for u in np.asarray(users)])
+        return S, policy.adjust_block(S, rows, items, weights, repeat, maxima, log_z)
 
     def _block_history(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The training histories of a block of users as (row in the block, item, position in

@@ -223,20 +223,23 @@ class RepeatPolicy:
         return np.flatnonzero(keep)[:n]
 
     def adjust_block(self, scores: np.ndarray, rows: np.ndarray, items: np.ndarray, weights: np.ndarray,
-                     repeat: np.ndarray, maxima: np.ndarray | None = None) -> np.ndarray | None:
+                     repeat: np.ndarray, maxima: np.ndarray | None = None, log_z: np.ndarray | None = None
+                     ) -> np.ndarray | None:
         """:meth:`adjust` for a block of rows at once: ``scores[rows[k], items[k]]`` is user row
         ``rows[k]``'s item ``items[k]``, ``repeat`` one probability per row. Returns the rows'
         log-normalisers after the change (shape (rows, 1)), known in closed form (the user's
         items take R of the mass, so Z' = Z_other / (1 - R)), so a softmax need not sweep the
-        block again; None when the user's items were simply removed. With ``maxima`` (see
-        ``row_log_normalisers``), it holds the group maxima after the change whenever the
-        normalisers are returned."""
-        if len(items) == 0 and not self.excludes:
-            return row_log_normalisers(scores, self.t, maxima)
-        if self.excludes:
+        block again; None when the user's items were simply removed and the normalisers before
+        the change were not given (``log_z``, shape (rows, 1); ``maxima`` then holds the group
+        maxima before it). With ``maxima`` (see ``row_log_normalisers``), it holds the group
+        maxima after the change whenever the normalisers are returned."""
+        if log_z is None and self.excludes:
             scores[rows, items] = -np.inf
             return None
-        log_z = row_log_normalisers(scores, self.t, maxima)
+        if log_z is None:
+            log_z = row_log_normalisers(scores, self.t, maxima)
+        if len(items) == 0:
+            return log_z
         old = scores[rows, items].astype(np.float64)
         with np.errstate(under="ignore", over="ignore"):
             share = np.exp(np.where(np.isfinite(old), old / self.t - log_z[rows, 0], -np.inf))
@@ -245,6 +248,11 @@ class RepeatPolicy:
         has = np.bincount(rows, minlength=n_rows) > 0
         r = np.minimum(np.clip(np.asarray(repeat, dtype=np.float64), 0.0, None), 0.99)
         log_other = self._others_log_z(scores, rows, items, log_z[:, 0], seen_share)
+        if self.excludes:  # the user's items removed: the others' mass is all there is
+            scores[rows, items] = -np.inf
+            if maxima is not None:
+                refresh_group_maxima(scores, maxima, rows, items)
+            return log_other[:, None]
         # Rows whose every finite score is the user's own keep them as they are (as adjust does).
         usable = has & np.isfinite(log_other)
         total = np.bincount(rows, weights=weights, minlength=n_rows)

@@ -469,6 +469,74 @@ def row_log_normalisers(scores: np.ndarray, temperature: float, maxima: np.ndarr
     return out
 
 
+PRODUCT_TILE_CELLS = 1 << 19  # scores per tile of the fused product: written, then swept, in cache
+
+
+def product_with_normalisers(left: np.ndarray, right: np.ndarray, out: np.ndarray, temperature: float,
+                             boost: np.ndarray | None = None, maxima: np.ndarray | None = None) -> np.ndarray:
+    """``out = left @ right.T (+ boost)`` and each row's log sum exp(out / t), as
+    :func:`row_log_normalisers` gives it, in one pass over cache-sized tiles.
+
+    Separately, the product writes a block far bigger than the cache and the sweep reads it
+    back from memory (a third of the sweep's time at 100,000 items). Here each tile (a few
+    thousand items of a hundred-odd rows) is written by the product and swept at once: the
+    group maxima (``maxima``, as :func:`_group_maxima` fills it) grow tile by tile, and the
+    normaliser is a running log-sum-exp, its sum rescaled whenever a row's maximum rises.
+    Rows with a NaN or infinite score are redone by :func:`row_log_normalisers`."""
+    rows, items = out.shape
+    t = max(float(temperature), 1e-6)
+    log_z = np.empty((rows, 1), np.float64)
+    if rows == 0 or items == 0:
+        log_z.fill(-np.inf)
+        return log_z
+    groups = maxima.shape[1] if maxima is not None else 0
+    cols = groups * GROUP
+    # Item tiles hold whole chunks of ``groups`` columns, so a tile's group maxima are an
+    # element-wise maximum per chunk; the leftover columns ride with the last tile.
+    width = -(-3072 // groups) * groups if groups else min(items, 3072)
+    step = max(1, PRODUCT_TILE_CELLS // width)
+    work = np.empty((min(step, rows), width + (items - cols if groups else 0)), np.float32)
+    ones = _ones(work.shape[1])
+    starts = list(range(0, cols if groups else items, width))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for r0 in range(0, rows, step):
+            r1 = min(r0 + step, rows)
+            u = left[r0:r1]
+            top = np.full((r1 - r0, 1), -np.inf, np.float32)
+            total = np.zeros(r1 - r0, np.float64)
+            m = maxima[r0:r1] if groups else None
+            if groups:
+                m.fill(-np.inf)
+            for n, c0 in enumerate(starts):
+                c1 = items if n == len(starts) - 1 else c0 + width
+                tile = out[r0:r1, c0:c1]
+                np.matmul(u, right[c0:c1].T, out=tile)
+                if boost is not None:
+                    tile += boost[c0:c1]
+                if groups:
+                    for q in range(c0, c1, groups):
+                        w = min(groups, c1 - q)
+                        np.maximum(m[:, :w], out[r0:r1, q:q + w], out=m[:, :w])
+                    new_top = m.max(axis=1, keepdims=True)
+                else:
+                    new_top = np.maximum(top, tile.max(axis=1, keepdims=True))
+                total *= np.exp((top[:, 0] - new_top[:, 0]) / t)  # 0 where the maximum was -inf
+                top = new_top
+                scaled = work[:r1 - r0, :c1 - c0]
+                np.subtract(tile, top, out=scaled)
+                np.multiply(scaled, 1.0 / t, out=scaled)
+                np.exp(scaled, out=scaled)
+                total += scaled @ ones[:c1 - c0]
+            log_z[r0:r1, 0] = top[:, 0].astype(np.float64) / t + np.log(total)
+    odd = np.flatnonzero(~np.isfinite(log_z[:, 0]))
+    if len(odd):  # NaN, +inf or a row without a finite score: the careful way
+        again = np.empty((len(odd), groups), maxima.dtype) if groups else None
+        log_z[odd] = row_log_normalisers(out[odd], t, again)
+        if groups:
+            maxima[odd] = again
+    return log_z
+
+
 def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float,
                log_z: float | None = None) -> np.ndarray:
     """Softmax probabilities of ``selected`` scores, normalised over ``all_scores`` (or by
@@ -479,7 +547,8 @@ def softmax_of(selected: np.ndarray, all_scores: np.ndarray, temperature: float,
         if finite.size == 0:
             return np.zeros_like(selected, dtype=np.float32)
         top = float(finite.max())
-        log_z = top / t + np.log(np.exp((finite - top) / t).sum())
+        # float(): a float32 log would make the sum float32, off by up to 1e-4 when s / t is large.
+        log_z = top / t + float(np.log(np.exp((finite - top) / t).sum()))
     return probabilities(selected, t, log_z)
 
 
