@@ -193,13 +193,21 @@ class CollaborativeModel(Model):
             # at every block (8 to 15 % of the product at 100,000 items).
             S = np.matmul(np.asarray(a["user_factors"])[np.maximum(users, 0)], np.asarray(a["item_factors"]).T,
                           out=out)
-            if self.meta.get("recency"):  # long histories are re-weighted: fold those users in again
-                for k in np.flatnonzero(lengths > self.meta["bptt"]):
-                    S[k] = CollaborativeModel._raw_scores(self, self.history(int(users[k])), -1)
-        empty = lengths == 0
-        if empty.any():
-            S[empty] = a["popularity"]
+        self._rows_of_their_own(users, lengths, S)
         return S
+
+    def _rows_of_their_own(self, users: np.ndarray, lengths: np.ndarray, S: np.ndarray) -> np.ndarray:
+        """Rewrite the rows a block's product does not score: users without history get
+        popularity, and with ``recency`` a factor model folds long histories in again (their
+        latest ``bptt`` items re-weighted). Returns the rows rewritten."""
+        refold = np.flatnonzero(lengths > self.meta["bptt"]) \
+            if self.meta.get("recency") and self.meta["backend"] not in ITEM_TO_ITEM else np.empty(0, np.int64)
+        for k in refold:
+            S[k] = CollaborativeModel._raw_scores(self, self.history(int(users[k])), -1)
+        empty = np.flatnonzero(lengths == 0)
+        if len(empty):
+            S[empty] = self.arrays["popularity"]
+        return np.r_[refold, empty]
 
     def normalised_block(self, users: np.ndarray, out: np.ndarray, maxima: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +217,7 @@ class CollaborativeModel(Model):
         tile in the cache (``product_with_normalisers``)."""
         users = np.asarray(users, dtype=np.int64)
         t = self.meta["temperature"]
-        if self.meta["backend"] in ITEM_TO_ITEM or self.meta.get("recency"):
+        if self.meta["backend"] in ITEM_TO_ITEM:
             S = self._with_objective(self._raw_block(users, out))
             return S, row_log_normalisers(S, t, maxima)
         a = self.arrays
@@ -217,15 +225,14 @@ class CollaborativeModel(Model):
         boost = None if boost is None else np.asarray(boost)
         log_z = product_with_normalisers(np.asarray(a["user_factors"])[np.maximum(users, 0)],
                                          np.asarray(a["item_factors"]), out, t, boost, maxima)
-        empty = np.flatnonzero(self.history_lengths(users) == 0)
-        if len(empty):  # popularity rows, as _raw_block gives them
-            out[empty] = a["popularity"]
+        redone = self._rows_of_their_own(users, self.history_lengths(users), out)
+        if len(redone):  # as score_block gives them; their normalisers and maxima again
             if boost is not None:
-                out[empty] += boost
-            again = None if maxima is None else np.empty((len(empty), maxima.shape[1]), maxima.dtype)
-            log_z[empty] = row_log_normalisers(out[empty], t, again)
+                out[redone] += boost
+            again = None if maxima is None else np.empty((len(redone), maxima.shape[1]), maxima.dtype)
+            log_z[redone] = row_log_normalisers(out[redone], t, again)
             if again is not None:
-                maxima[empty] = again
+                maxima[redone] = again
         return out, log_z
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
