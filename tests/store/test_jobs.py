@@ -180,3 +180,36 @@ def test_each_start_counts_so_the_runner_can_give_up(store):
         store.orphan_running_jobs()
     assert attempts == [1, 2, 3, 4]
     assert store.job_state("cursed")["attempts"] == 4
+
+
+def test_an_outcome_and_the_deletion_of_its_resource_do_not_deadlock(open_store):
+    """A worker records a job's outcome while the API deletes the resource (DeleteFilter racing
+    the filter's activation). Both lock the resource's row and the job's row; in opposite orders
+    PostgreSQL would abort one of them as a deadlock. A third transaction holds the job's row so
+    that both are inside their transactions at once when it lets go."""
+    worker, api, holder = open_store(), open_store(), open_store()
+    queue(worker, "j")
+    assert worker.claim_job("w", LONG, 3) is not None
+    outcomes: dict = {}
+
+    def run(name: str, work) -> threading.Thread:
+        def body() -> None:
+            try:
+                outcomes[name] = work()
+            except Exception as exc:  # noqa: BLE001 (the outcome under test)
+                outcomes[name] = exc
+        t = threading.Thread(target=body)
+        t.start()
+        return t
+
+    with holder.transaction() as conn:
+        conn.execute(jobs.update().where(jobs.c.arn == "j").values(heartbeat=time.time()))
+        recording = run("record", lambda: worker.record_outcome("j", {"status": "ACTIVE"}, "w"))
+        time.sleep(0.3)  # the worker is waiting inside its transaction
+        deleting = run("delete", lambda: api.delete("j"))
+        time.sleep(0.3)  # and so is the deletion
+    recording.join(60)
+    deleting.join(60)
+    assert not isinstance(outcomes["record"], Exception), outcomes
+    assert not isinstance(outcomes["delete"], Exception), outcomes
+    assert api.get("j") is None

@@ -184,11 +184,8 @@ class JobRunner:
             log.exception("cleaning up after job %s", arn)
 
     def _finish(self, arn: str, changes: dict) -> None:
-        with self.store.transaction() as conn:
-            if self.store.finish_job(arn, conn, worker=self.worker_id):
-                self.store.update_doc(arn, changes, conn=conn)
-            else:
-                log.warning("job %s was taken over by another worker; dropping this outcome", arn)
+        if not self.store.record_outcome(arn, changes, self.worker_id):
+            log.warning("job %s was taken over by another worker or deleted; dropping this outcome", arn)
 
     def _heartbeat(self, job: JobContext) -> None:
         interval = max(0.2, min(5.0, self.settings.job_lease_seconds / 3))

@@ -369,6 +369,20 @@ class Store:
             stmt = stmt.where(and_(jobs.c.worker == worker, jobs.c.state.in_(("running", "cancel"))))
         return conn.execute(stmt.values(state="done")).rowcount == 1
 
+    def record_outcome(self, arn: str, changes: dict, worker: str) -> bool:
+        """Finish ``worker``'s job and merge ``changes`` into its resource's document, in one
+        transaction; False (and nothing written) when the worker no longer holds the job.
+
+        Lock order: the resource's row before the job's row, as deletion and StopSolutionVersion
+        take them. Finishing the job first would deadlock against a DeleteFilter racing the
+        filter's own activation on PostgreSQL, and one of the two would fail."""
+        with self.transaction() as conn:
+            conn.execute(select(resources.c.arn).where(resources.c.arn == arn).with_for_update())
+            if not self.finish_job(arn, conn, worker=worker):
+                return False
+            self.update_doc(arn, changes, conn=conn)
+            return True
+
     def job_state(self, arn: str, conn=None) -> dict | None:
         stmt = select(jobs).where(jobs.c.arn == arn)
         if conn is not None:
