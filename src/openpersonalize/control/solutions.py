@@ -252,7 +252,9 @@ class SolutionVersionOperations:
 
     def stop_solution_version_creation(self, ctx: Context, p: dict) -> dict:
         arn = p["solutionVersionArn"]
-        with ctx.store.transaction() as conn:
+        # The lock every rewrite of the document takes (the job's outcome too): the status read
+        # here is still the status when the update below is written.
+        with ctx.store.serialised("update:" + arn) as conn:
             row = ctx.store.get(arn, conn=conn)
             if row is None or row.kind != "solution-version":
                 raise ResourceNotFoundException.for_arn(arn)

@@ -120,7 +120,11 @@ class PostgresDialect(Dialect):
     def create_engine(self, url: str) -> Engine:
         # Pre-ping: a server restart or an idle timeout must not fail the next request. The pool
         # covers the request threads plus the job runner's threads of one process.
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # READ COMMITTED whatever the server's default: the store's row locks (a document read
+        # FOR UPDATE, a deletion) wait for each other and then go on with the committed row;
+        # at REPEATABLE READ the later of two would fail with a serialization error instead.
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                             isolation_level="READ COMMITTED")
 
     def serialise(self, conn, key: str) -> None:
         # A transaction-scoped advisory lock on a 64-bit hash of the key (a collision between

@@ -220,8 +220,12 @@ class Store:
         except IntegrityError as exc:
             raise Conflict(arn) from exc
 
-    def get(self, arn: str, conn=None) -> Row | None:
+    def get(self, arn: str, conn=None, *, for_update: bool = False) -> Row | None:
+        """The row; with ``for_update`` (on ``conn``) locked until ``conn``'s transaction ends, so
+        that a document read to be rewritten is not rewritten by another transaction meanwhile."""
         stmt = select(resources).where(resources.c.arn == arn)
+        if for_update:
+            stmt = stmt.with_for_update()
         if conn is not None:
             m = conn.execute(stmt).mappings().first()
         else:
@@ -260,7 +264,7 @@ class Store:
             with (self.transaction() if nested else self.serialised("update:" + arn)) as c:
                 return self.update_doc(arn, changes, conn=c, expect_status=expect_status)
         self._row_written(arn)
-        row = self.get(arn, conn=conn)
+        row = self.get(arn, conn=conn, for_update=True)
         if row is None or (expect_status is not None and row.status not in expect_status):
             return None
         now = time.time()
@@ -373,10 +377,11 @@ class Store:
         """Finish ``worker``'s job and merge ``changes`` into its resource's document, in one
         transaction; False (and nothing written) when the worker no longer holds the job.
 
-        Lock order: the resource's row before the job's row, as deletion and StopSolutionVersion
-        take them. Finishing the job first would deadlock against a DeleteFilter racing the
-        filter's own activation on PostgreSQL, and one of the two would fail."""
-        with self.transaction() as conn:
+        Lock order: ``update:<arn>`` (as every other rewrite of the document), the resource's
+        row, then the job's row, as deletion and StopSolutionVersion take them. Finishing the job
+        first deadlocked against a DeleteFilter racing the filter's own activation on
+        PostgreSQL, and one of the two failed."""
+        with self.serialised("update:" + arn) as conn:
             conn.execute(select(resources.c.arn).where(resources.c.arn == arn).with_for_update())
             if not self.finish_job(arn, conn, worker=worker):
                 return False
