@@ -323,7 +323,7 @@ def breakdown(folder: Path, input_path: Path, lines: int = 16_384) -> dict[str, 
     from openpersonalize.recipes.registry import capabilities
 
     stages = [(factorization, "product_with_normalisers", "product"),  # split below
-              (factorization.CollaborativeModel, "_rows_of_their_own", "cold and refolded rows"),
+              (factorization.CollaborativeModel, "_rewrite_unscored_rows", "cold and refolded rows"),
               (repeats.RepeatPolicy, "adjust_block", "repeat policy"),
               (factorization.PersonalizationModel, "_top_with_own_items", "selection"),
               (inference.Scorer, "_item_rows", "output objects"),
@@ -347,12 +347,15 @@ def breakdown(folder: Path, input_path: Path, lines: int = 16_384) -> dict[str, 
     def bare_product(left, right, out, *_):
         """The fused product's block again as one plain product: its time splits the fused
         pass into the product and the normalisation (and leaves the job's total)."""
-        scratch = bare.setdefault(out.shape, np.empty_like(out))  # reused: no page faults, as the job's
+        scratch = blocks.get(out.shape)
+        if scratch is None:  # reused, and touched once untimed: no page faults, as the job's
+            scratch = blocks[out.shape] = np.zeros_like(out)
         t = time.perf_counter()
         np.matmul(left, right.T, out=scratch)
-        bare["seconds"] = bare.get("seconds", 0.0) + time.perf_counter() - t
+        bare["seconds"] += time.perf_counter() - t
 
-    bare: dict = {}
+    bare = {"seconds": 0.0}
+    blocks: dict = {}
 
     model = Model.load(folder)
     with open(input_path, "rb") as f:

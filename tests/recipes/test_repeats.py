@@ -249,3 +249,25 @@ def test_batch_lists_are_the_single_lists_when_own_items_are_left_out(n):
             assert idx[r].tolist() == single.tolist(), (u, idx[r], single)
             np.testing.assert_allclose(probs[r], single_probs, rtol=1e-4, atol=1e-12, err_msg=f"{u} {mask is None}")
             assert not set(idx[r].tolist()) & set(model.history(u).tolist() if u >= 0 else [])
+
+
+def test_batch_lists_are_the_single_lists_for_refolded_recency_rows():
+    """With the recency mask a factor model folds a long history in again (its latest ``bptt``
+    items re-weighted) instead of using the user's trained factors: the fused batch product
+    rewrites those rows, with their normalisers and group maxima, after the block's product.
+    Every list and probability must be the single request's, with and without a mask."""
+    cat = synthetic.generate_staples(n_users=160, n_items=5000, interactions_per_user=30, seed=7, repeat_share=0.4)
+    data = data_of(cat)
+    config = {"algorithmHyperParameters": {"recency_mask": "true", "bptt": "8"}}
+    model = train("aws-user-personalization", data, config, seed="arn:test", settings=ALS).model
+    assert model.meta["recency"] and model.meta["backend"] == "als"
+    users = np.r_[np.arange(0, data.n_users, 2), -1]
+    refolded = model.history_lengths(users) > 8
+    assert refolded.sum() > len(users) // 2  # the case is exercised
+    mask = np.random.default_rng(2).random(data.n_items) < 0.6
+    for n, row_mask in ((3, None), (25, mask)):
+        idx, probs = model.recommend_batch(users, n, row_mask)
+        for r, u in enumerate(users.tolist()):
+            single, single_probs = model.recommend(u, n, candidates_mask=row_mask)
+            assert idx[r].tolist() == single.tolist(), (u, idx[r], single)
+            np.testing.assert_allclose(probs[r], single_probs, rtol=1e-4, atol=1e-12, err_msg=str(u))

@@ -37,7 +37,8 @@ from .local_ease import local_ease
 from .repeats import RepeatPolicy, measure
 from .scoring import (RowMasks, group_maxima_for, histories, interaction_matrix, mask_allows,
                       outside_history_percentiles, popularity, probabilities, product_with_normalisers,
-                      refresh_group_maxima, row_log_normalisers, softmax_of, softmax_topk_rows, topk, topk_rows)
+                      refresh_group_maxima, renormalise_rows, row_log_normalisers, softmax_of, softmax_topk_rows,
+                      topk, topk_rows)
 
 OLDER_WEIGHT = 0.85  # history items older than the bptt window, when recency bias is on
 BLOCK = 1024  # users scored per matrix product in batch calls (fewer for big catalogues)
@@ -92,7 +93,8 @@ class CollaborativeModel(Model):
 
     def _with_objective(self, S: np.ndarray) -> np.ndarray:
         """Scores (a fresh array: added to in place) plus the optimizationObjective's per-item
-        boost (recipes/training.py); the one place raw scores get it."""
+        boost (recipes/training.py). The fused batch product adds it tile by tile instead
+        (``normalised_block``)."""
         boost = self.arrays.get("objective_boost")
         if boost is not None:
             S += np.asarray(boost)
@@ -193,10 +195,10 @@ class CollaborativeModel(Model):
             # at every block (8 to 15 % of the product at 100,000 items).
             S = np.matmul(np.asarray(a["user_factors"])[np.maximum(users, 0)], np.asarray(a["item_factors"]).T,
                           out=out)
-        self._rows_of_their_own(users, lengths, S)
+        self._rewrite_unscored_rows(users, lengths, S)
         return S
 
-    def _rows_of_their_own(self, users: np.ndarray, lengths: np.ndarray, S: np.ndarray) -> np.ndarray:
+    def _rewrite_unscored_rows(self, users: np.ndarray, lengths: np.ndarray, S: np.ndarray) -> np.ndarray:
         """Rewrite the rows a block's product does not score: users without history get
         popularity, and with ``recency`` a factor model folds long histories in again (their
         latest ``bptt`` items re-weighted). Returns the rows rewritten."""
@@ -211,28 +213,24 @@ class CollaborativeModel(Model):
 
     def normalised_block(self, users: np.ndarray, out: np.ndarray, maxima: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`score_block`'s scores (written to ``out``) and each row's log-normaliser, as
+        """:meth:`score_block`'s scores (in ``out`` for a factor model) and each row's log-normaliser, as
         ``row_log_normalisers`` gives them; ``maxima``, when given, is filled with the rows'
         group maxima. A factor model's product and the normalisers' sweep run fused, tile by
         tile in the cache (``product_with_normalisers``)."""
         users = np.asarray(users, dtype=np.int64)
         t = self.meta["temperature"]
         if self.meta["backend"] in ITEM_TO_ITEM:
-            S = self._with_objective(self._raw_block(users, out))
+            S = CollaborativeModel.score_block(self, users, out)
             return S, row_log_normalisers(S, t, maxima)
         a = self.arrays
         boost = a.get("objective_boost")
         boost = None if boost is None else np.asarray(boost)
         log_z = product_with_normalisers(np.asarray(a["user_factors"])[np.maximum(users, 0)],
                                          np.asarray(a["item_factors"]), out, t, boost, maxima)
-        redone = self._rows_of_their_own(users, self.history_lengths(users), out)
+        redone = self._rewrite_unscored_rows(users, self.history_lengths(users), out)
         if len(redone):  # as score_block gives them; their normalisers and maxima again
-            if boost is not None:
-                out[redone] += boost
-            again = None if maxima is None else np.empty((len(redone), maxima.shape[1]), maxima.dtype)
-            log_z[redone] = row_log_normalisers(out[redone], t, again)
-            if again is not None:
-                maxima[redone] = again
+            out[redone] = self._with_objective(out[redone])
+            renormalise_rows(out, redone, t, log_z, maxima)
         return out, log_z
 
     def scores_for_histories(self, hists: list[np.ndarray]) -> np.ndarray:
@@ -301,7 +299,7 @@ class PersonalizationModel(CollaborativeModel):
     def _scored_block(self, users: np.ndarray, out: np.ndarray | None = None, maxima: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray | None]:
         """The block's scores with the repeat policy applied, and the rows' log-normalisers
-        when the policy knows them (None: compute them). ``maxima`` is filled with the group
+        (None when there is no repeat policy: compute them). ``maxima`` is filled with the group
         maxima whenever the normalisers are known (``RepeatPolicy.adjust_block``)."""
         policy = self._repeat_policy()
         if policy is None:

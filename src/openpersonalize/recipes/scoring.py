@@ -470,6 +470,17 @@ def row_log_normalisers(scores: np.ndarray, temperature: float, maxima: np.ndarr
 
 
 PRODUCT_TILE_CELLS = 1 << 19  # scores per tile of the fused product: written, then swept, in cache
+PRODUCT_TILE_ITEMS = 3072  # about this many items per tile (whole chunks of the groups)
+
+
+def renormalise_rows(scores: np.ndarray, rows: np.ndarray, temperature: float, log_z: np.ndarray,
+                     maxima: np.ndarray | None) -> None:
+    """After ``scores[rows]`` were rewritten: their normalisers in ``log_z`` and, when given,
+    their group maxima again."""
+    again = None if maxima is None else np.empty((len(rows), maxima.shape[1]), maxima.dtype)
+    log_z[rows] = row_log_normalisers(scores[rows], temperature, again)
+    if again is not None:
+        maxima[rows] = again
 
 
 def product_with_normalisers(left: np.ndarray, right: np.ndarray, out: np.ndarray, temperature: float,
@@ -478,13 +489,14 @@ def product_with_normalisers(left: np.ndarray, right: np.ndarray, out: np.ndarra
     :func:`row_log_normalisers` gives it, in one pass over cache-sized tiles.
 
     Separately, the product writes a block far bigger than the cache and the sweep reads it
-    back from memory (a third of the sweep's time at 100,000 items). Here each tile (a few
+    back from memory (more than half of the sweep's time at 100,000 items). Here each tile (a few
     thousand items of a hundred-odd rows) is written by the product and swept at once: the
     group maxima (``maxima``, as :func:`_group_maxima` fills it) grow tile by tile, and the
     normaliser is a running log-sum-exp, its sum rescaled whenever a row's maximum rises.
-    Rows with a NaN or infinite score are redone by :func:`row_log_normalisers`."""
+    Rows whose normaliser comes out NaN or infinite (a NaN or +inf score, no finite score) are
+    redone by :func:`row_log_normalisers`."""
     rows, items = out.shape
-    t = max(float(temperature), 1e-6)
+    t = float(temperature)
     log_z = np.empty((rows, 1), np.float64)
     if rows == 0 or items == 0:
         log_z.fill(-np.inf)
@@ -493,7 +505,7 @@ def product_with_normalisers(left: np.ndarray, right: np.ndarray, out: np.ndarra
     cols = groups * GROUP
     # Item tiles hold whole chunks of ``groups`` columns, so a tile's group maxima are an
     # element-wise maximum per chunk; the leftover columns ride with the last tile.
-    width = -(-3072 // groups) * groups if groups else min(items, 3072)
+    width = -(-PRODUCT_TILE_ITEMS // groups) * groups if groups else min(items, PRODUCT_TILE_ITEMS)
     step = max(1, PRODUCT_TILE_CELLS // width)
     work = np.empty((min(step, rows), width + (items - cols if groups else 0)), np.float32)
     ones = _ones(work.shape[1])
@@ -530,10 +542,7 @@ def product_with_normalisers(left: np.ndarray, right: np.ndarray, out: np.ndarra
             log_z[r0:r1, 0] = top[:, 0].astype(np.float64) / t + np.log(total)
     odd = np.flatnonzero(~np.isfinite(log_z[:, 0]))
     if len(odd):  # NaN, +inf or a row without a finite score: the careful way
-        again = np.empty((len(odd), groups), maxima.dtype) if groups else None
-        log_z[odd] = row_log_normalisers(out[odd], t, again)
-        if groups:
-            maxima[odd] = again
+        renormalise_rows(out, odd, t, log_z, maxima if groups else None)
     return log_z
 
 
