@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import pytest
 
 from openpersonalize.recipes.scoring import (Candidates, RowMasks, group_maxima_for, product_with_normalisers,
-                                             row_log_normalisers, softmax_topk_rows, topk_rows)
+                                             row_log_normalisers, softmax_topk_rows, topk, topk_rows)
 
 
 @st.composite
@@ -83,3 +83,29 @@ def test_fused_product_matches_the_product_then_the_sweep(items, rows, temperatu
         np.testing.assert_allclose(got_maxima, want_maxima, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_z, want_z, rtol=1e-6, atol=2e-5 / temperature)
     assert np.array_equal(np.isfinite(got_z), np.isfinite(want_z))
+
+
+@pytest.mark.parametrize("items", [500, 20_000])
+def test_ties_at_the_last_place_go_to_the_lowest_indices_in_every_path(items):
+    """Popularity counts (a cold user's row, Popularity-Count) tie a lot: whichever path selects
+    (a block over candidate groups or whole rows, with a mask, softmax or not), the items tied at
+    the n-th place are the lowest-indexed ones, as a single request picks them."""
+    rng = np.random.default_rng(items)
+    counts = rng.integers(0, 6, items).astype(np.float32)
+    block = np.tile(counts, (3, 1))
+    mask = rng.random(items) < 0.7
+    for n in (5, 25):
+        want, _ = topk(counts, n)
+        idx, _ = topk_rows(block.copy(), n)
+        assert all(row.tolist() == want.tolist() for row in idx), (n, idx[0], want)
+        maxima = group_maxima_for(block, n)
+        log_z = row_log_normalisers(block, 1.0, maxima)
+        idx, _ = softmax_topk_rows(block.copy(), n, 1.0, None, log_z=log_z, maxima=maxima)
+        assert all(row.tolist() == want.tolist() for row in idx), (n, idx[0], want)
+        want, _ = topk(counts, n, mask)
+        idx, _ = topk_rows(block.copy(), n, mask)
+        assert all(row.tolist() == want.tolist() for row in idx), (n, idx[0], want)
+        compact = RowMasks([Candidates(mask)], np.zeros(3, np.int64), np.empty(0, np.int64),
+                           np.empty(0, np.int64), items)
+        idx, _ = softmax_topk_rows(block.copy(), n, 1.0, compact)
+        assert all(row.tolist() == want.tolist() for row in idx), (n, idx[0], want)

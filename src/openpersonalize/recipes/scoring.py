@@ -112,6 +112,19 @@ def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int) -> np.ndarray:
     return np.r_[above, np.flatnonzero(s == kth)[: k - len(above)]]
 
 
+def _ties_left_out(vals: np.ndarray, k: int, pool: np.ndarray, maxima: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose selection (``vals``: k scores per row) left out an entry equal to its lowest
+    score, which :func:`_lowest_ties` would have taken instead. ``pool`` is what was selected
+    from: the whole rows, or with group ``maxima`` the candidates' scores; then a group that was
+    not a candidate holds such an entry exactly when more than ``k`` groups reach that score (no
+    group left out has a higher maximum than a selected score)."""
+    kth = vals.min(axis=1, keepdims=True)
+    crossing = (pool == kth).sum(axis=1) > (vals == kth).sum(axis=1)
+    if maxima is not None:
+        crossing |= (maxima >= kth).sum(axis=1) > k
+    return np.flatnonzero(crossing & np.isfinite(kth[:, 0]))
+
+
 GROUP = 64  # items per group in the two-stage top-k
 TILE_CELLS = 1 << 18  # scores per tile (1 MB of float32): a tile's passes run in the CPU cache
 
@@ -173,15 +186,20 @@ def _select(scores: np.ndarray, n: int, k: int, maxima: np.ndarray | None) -> tu
     """
     if maxima is not None:
         cand = _candidates(maxima, scores.shape[1], k)
-        vals = np.take_along_axis(scores, np.maximum(cand, 0), axis=1)
-        vals[cand < 0] = -np.inf
-        part = np.argpartition(-vals, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(vals, part, axis=1)
+        cand_vals = np.take_along_axis(scores, np.maximum(cand, 0), axis=1)
+        cand_vals[cand < 0] = -np.inf
+        part = np.argpartition(-cand_vals, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(cand_vals, part, axis=1)
         part = np.take_along_axis(cand, part, axis=1)
+        tied = _ties_left_out(vals, k, cand_vals, maxima)
     else:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
             np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
         vals = np.take_along_axis(scores, part, axis=1)
+        tied = _ties_left_out(vals, k, scores) if k < scores.shape[1] else []
+    for r in tied:  # few rows (a cold user's popularity counts): as a single request picks
+        part[r] = _lowest_ties(scores[r], part[r], k)
+        vals[r] = scores[r, part[r]]
     order = np.lexsort((part, -vals), axis=-1)  # best first, lower index first among equals
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
