@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (Algorithm, HyperParameters, Model, TrainingSettings, TooLittleData, TrainingData, _lookup, model_class,
+from .base import (Algorithm, HyperParameters, Model, TrainingSettings, TooLittleData, TrainingData, index_in, model_class,
                    sorter_of)
 from .capabilities import FOLD_IN, Capabilities
 from .checks import enough_actions
@@ -125,7 +125,7 @@ class NextBestAction(Algorithm):
              "eligible_actions": int(eligible.sum())})
 
     def _fit_actions(self, data, ai, action_ids, feats, period_days, W, eligible) -> None:
-        users = _lookup(data.user_ids, np.asarray(ai.column("USER_ID").to_pylist(), dtype=str),
+        users = index_in(data.user_ids, np.asarray(ai.column("USER_ID").to_pylist(), dtype=str),
                         sorter_of(data.user_ids))
         acts_raw = np.asarray(ai.column("ACTION_ID").to_pylist(), dtype=str)
         acts = np.searchsorted(action_ids, acts_raw)

@@ -153,7 +153,7 @@ class TrainingData:
         item ids) come first, in that order, then the other items in their current order.
         None when some of ``first`` are not items of this data any more."""
         first = np.asarray(first)
-        position = _lookup(self.item_ids, first, sorter_of(self.item_ids))  # of each first id here
+        position = index_in(self.item_ids, first, sorter_of(self.item_ids))  # of each first id here
         if len(first) and (position < 0).any():
             return None
         rest = np.ones(self.n_items, dtype=bool)
@@ -172,7 +172,7 @@ class TrainingData:
         if self.items is None:
             return rows
         ids = np.asarray(self.items.column("ITEM_ID").to_pylist(), dtype=str)
-        position = _lookup(self.item_ids, ids, sorter_of(self.item_ids))
+        position = index_in(self.item_ids, ids, sorter_of(self.item_ids))
         ok = position >= 0
         rows[position[ok]] = np.flatnonzero(ok)
         return rows
@@ -230,7 +230,7 @@ class PairRuns:
         return np.r_[self.first[1:], True] if len(self.first) else self.first
 
 
-def _lookup(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:
+def index_in(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:
     """Index of each value in a vocabulary, -1 when absent. ``sorter`` (an argsort of the
     vocabulary) makes any order work; without it the vocabulary must be sorted."""
     if len(vocabulary) == 0:
@@ -385,11 +385,11 @@ class Model:
 
     def item_index(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Indices of item ids, -1 for unknown ones."""
-        return _lookup(self.item_ids, np.asarray(ids, dtype=str), self._sorter("item_ids"))
+        return index_in(self.item_ids, np.asarray(ids, dtype=str), self._sorter("item_ids"))
 
     def user_index(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Indices of user ids, -1 for unknown ones."""
-        return _lookup(self.user_ids, np.asarray(ids, dtype=str), self._sorter("user_ids"))
+        return index_in(self.user_ids, np.asarray(ids, dtype=str), self._sorter("user_ids"))
 
     def user_position(self, user_id: str) -> int:
         """:meth:`user_index` of one id, without building arrays (one request's lookup)."""

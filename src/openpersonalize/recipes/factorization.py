@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, _lookup, model_class
+from .base import Algorithm, HyperParameters, Model, TrainingSettings, TrainingData, index_in, model_class
 from .capabilities import FOLD_IN, Capabilities
 from .checks import enough_interactions
 from .cost import Plan, plan
@@ -544,7 +544,7 @@ class PersonalizationModel(CollaborativeModel):
             share = np.exp(fresh_score - fresh_score.max())
             share /= share.sum()
             # candidates are in index order (np.flatnonzero): look the list's items up in them
-            at = _lookup(candidates, idx)
+            at = index_in(candidates, idx)
             q = np.where(at >= 0, share[at], 0.0)
         mixed = (1.0 - weight) * p_model + weight * q
         ranked = np.lexsort((np.arange(len(idx)), -mixed))  # descending, ties in list order

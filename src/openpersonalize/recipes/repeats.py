@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ordering import stable_order
-from .base import _lookup
+from .base import index_in
 from .scoring import refresh_group_maxima, row_log_normalisers
 
 MIN_SHARE = 0.01  # below this overall repeat share, items a user has are never recommended back
@@ -218,7 +218,7 @@ class RepeatPolicy:
         items (``seen``) beyond the first ``cap`` are skipped."""
         idx = np.asarray(idx)
         # A lookup by search: np.isin costs more than this on a request's arrays.
-        is_seen = (_lookup(np.sort(np.asarray(seen)), idx) >= 0) & (idx >= 0)
+        is_seen = (index_in(np.sort(np.asarray(seen)), idx) >= 0) & (idx >= 0)
         keep = ~is_seen | (np.cumsum(is_seen) <= cap)
         return np.flatnonzero(keep)[:n]
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import HyperParameters, Model, TrainingData, TrainingSettings, _lookup, model_class, sorter_of
+from .base import HyperParameters, Model, TrainingData, TrainingSettings, index_in, model_class, sorter_of
 from .features import metadata_embedding
 from .factorization import (USER_PERSONALIZATION, CollaborativeAlgorithm, CollaborativeModel, PersonalizationModel,
                             stored_csr)
@@ -137,7 +137,7 @@ def user_segments(data: TrainingData) -> tuple[np.ndarray, sp.csr_matrix] | None
     ids = np.asarray(table.column(id_column).to_pylist(), dtype=str)
     keys = np.asarray(["\x1f".join(map(str, values)) for values in
                        zip(*(table.column(c).to_pylist() for c in roles.categorical))], dtype=str)
-    position = _lookup(data.user_ids, ids, sorter_of(data.user_ids))
+    position = index_in(data.user_ids, ids, sorter_of(data.user_ids))
     known = position >= 0
     labels, segment_of_row = np.unique(keys[known], return_inverse=True)
     segment = np.full(data.n_users, -1, dtype=np.int64)
