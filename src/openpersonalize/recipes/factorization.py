@@ -282,16 +282,17 @@ class PersonalizationModel(CollaborativeModel):
     def scores_for_history(self, hist: np.ndarray, user: int = -1) -> np.ndarray:
         return self._scores_and_log_z(hist, user)[0]
 
-    def _scores_and_log_z(self, hist: np.ndarray, user: int) -> tuple[np.ndarray, float | None]:
-        """The row's scores with the repeat policy applied, and its log-normaliser when the
-        policy computed it (a softmax need not sweep the row again)."""
+    def _scores_and_log_z(self, hist: np.ndarray, user: int) -> tuple[np.ndarray, float | None, np.ndarray | None]:
+        """The row's scores with the repeat policy applied, its log-normaliser when the policy
+        computed it (a softmax need not sweep the row again), and the user's distinct items as
+        the policy saw them (None without a policy)."""
         S = super().scores_for_history(hist, user)
         policy = self._repeat_policy()
-        log_z = None
+        log_z = items = None
         if policy is not None:
             items, weights = policy.weights_of(hist, user, self.arrays["hist_indptr"], self.arrays["hist_items"])
             log_z = policy.adjust(S, items, weights, policy.probability(user))
-        return S, log_z
+        return S, log_z, items
 
     def score_block(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return self._scored_block(users, out)[0]
@@ -347,12 +348,11 @@ class PersonalizationModel(CollaborativeModel):
         """Top ``n`` items; scores are softmax probabilities over the whole catalogue."""
         hist = self.history(user) if np.isscalar(user) else np.asarray(user)
         uid = int(user) if np.isscalar(user) else -1
-        s, log_z = self._scores_and_log_z(hist, uid)
+        s, log_z, seen = self._scores_and_log_z(hist, uid)
         if exploration is not None and exploration.weight > 0:
             return self._explore(s, hist, n, exclude, candidates_mask, exploration, log_z)
         policy = self._repeat_policy()
         if policy is not None and not policy.excludes and len(hist):
-            seen, _ = policy.weights_of(hist, uid, self.arrays["hist_indptr"], self.arrays["hist_items"])
             idx, top = topk(s, n + len(seen), candidates_mask, exclude)  # room for every skip
             keep = policy.trim(idx, seen, policy.cap(n, policy.probability(uid)), n)
             idx, top = idx[keep], top[keep]

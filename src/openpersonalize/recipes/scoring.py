@@ -91,23 +91,33 @@ def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
         cand = _candidates(maxima, len(s), k)[0]
         cand = cand[cand >= 0]
         part = cand[np.argpartition(-s[cand], k - 1)[:k]]
+        part = _lowest_ties(s, part, k, s[cand], maxima)
     else:
         part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
-    part = _lowest_ties(s, part, k)
+        part = _lowest_ties(s, part, k)
     part = part[np.isfinite(s[part])]
     order = part[np.lexsort((part, -s[part]))]
     return order.astype(np.int64), s[order]
 
 
-def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int) -> np.ndarray:
+def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int, pool: np.ndarray | None = None,
+                 maxima: np.ndarray | None = None) -> np.ndarray:
     """``part`` (k indices holding the k best scores of row ``s``), with ties at the k-th score
     resolved toward the lowest indices, so that every path (single request, batch block,
-    candidate groups or not) picks the same items."""
+    candidate groups or not) picks the same items. With candidate groups (``pool``, the
+    candidates' scores, and the group ``maxima``) whether a tie crosses the boundary is told
+    from them, as :func:`_ties_left_out` does, without a pass over the row."""
     if not len(part):
         return part
     kth = s[part].min()
-    if not np.isfinite(kth) or int((s == kth).sum()) == int((s[part] == kth).sum()):
-        return part  # no tie crosses the boundary
+    if not np.isfinite(kth):
+        return part
+    if pool is not None:
+        crossing = _ties_left_out(s[part][None], k, pool[None], maxima).size > 0
+    else:
+        crossing = int((s == kth).sum()) > int((s[part] == kth).sum())
+    if not crossing:
+        return part
     above = np.flatnonzero(s > kth)
     return np.r_[above, np.flatnonzero(s == kth)[: k - len(above)]]
 
