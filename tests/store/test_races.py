@@ -240,5 +240,9 @@ def test_a_stop_racing_the_jobs_outcome_does_not_write_over_it(open_store):
     assert outcomes["record"] is True, outcomes
     row = api.get(arn)
     assert row.status == "ACTIVE" and row.doc["_metrics"] == {"ndcg_at_10": 0.5}, (row.status, outcomes)
-    assert isinstance(outcomes["stop"], ServiceError) and outcomes["stop"].code == "ResourceInUseException"
-    assert "is ACTIVE" in outcomes["stop"].message
+    # Usually the outcome goes first and the stop finds the version ACTIVE; on SQLite the two
+    # may take the database lock in either order, and a stop that went first is then simply
+    # followed by the outcome. Either way nothing is written from a stale read.
+    stop = outcomes["stop"]
+    assert stop == {} or (isinstance(stop, ServiceError) and stop.code == "ResourceInUseException"
+                          and "is ACTIVE" in stop.message), stop
