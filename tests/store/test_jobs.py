@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 
 from openpersonalize.store.metadata import Store, jobs
 
+from .interleaving import while_the_job_row_is_held
+
 LONG = 3600.0  # a lease that does not expire during a test
 
 
@@ -190,26 +192,9 @@ def test_an_outcome_and_the_deletion_of_its_resource_do_not_deadlock(open_store)
     worker, api, holder = open_store(), open_store(), open_store()
     queue(worker, "j")
     assert worker.claim_job("w", LONG, 3) is not None
-    outcomes: dict = {}
-
-    def run(name: str, work) -> threading.Thread:
-        def body() -> None:
-            try:
-                outcomes[name] = work()
-            except Exception as exc:  # noqa: BLE001 (the outcome under test)
-                outcomes[name] = exc
-        t = threading.Thread(target=body)
-        t.start()
-        return t
-
-    with holder.transaction() as conn:
-        conn.execute(jobs.update().where(jobs.c.arn == "j").values(heartbeat=time.time()))
-        recording = run("record", lambda: worker.record_outcome("j", {"status": "ACTIVE"}, "w"))
-        time.sleep(0.3)  # the worker is waiting inside its transaction
-        deleting = run("delete", lambda: api.delete("j"))
-        time.sleep(0.3)  # and so is the deletion
-    recording.join(60)
-    deleting.join(60)
+    outcomes = while_the_job_row_is_held(
+        holder, "j", ("record", lambda: worker.record_outcome("j", {"status": "ACTIVE"}, "w")),
+        ("delete", lambda: api.delete("j")))
     assert not isinstance(outcomes["record"], Exception), outcomes
     assert not isinstance(outcomes["delete"], Exception), outcomes
     assert api.get("j") is None

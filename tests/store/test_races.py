@@ -23,6 +23,8 @@ from openpersonalize.control.base import Context
 from openpersonalize.errors import ServiceError
 from openpersonalize.store.metadata import Conflict, Store
 
+from .interleaving import while_the_job_row_is_held
+
 N = 16
 
 
@@ -208,38 +210,19 @@ def test_a_stop_racing_the_jobs_outcome_does_not_write_over_it(open_store):
     wrote: the stop must not rewrite the document from a read taken before the outcome (that
     left the version CREATE STOPPING for ever, its job done and its metrics lost). A third
     transaction holds the job's row so that both are under way when it lets go."""
-    from openpersonalize.store.metadata import jobs
-
     worker, api, holder = open_store(), open_store(), open_store()
     arn = "arn:aws:personalize:us-east-1:000000000000:solution/s/v1"
     worker.insert(arn=arn, kind="solution-version", name="v1", doc={"status": "CREATE IN_PROGRESS"},
                   status="CREATE IN_PROGRESS", job=True)
     assert worker.claim_job("w", 3600.0, 3) is not None
     plane, ctx = ControlPlane(), _contexts([api])[0]
-    outcomes: dict = {}
-
-    def run(name: str, work) -> threading.Thread:
-        def body() -> None:
-            try:
-                outcomes[name] = work()
-            except Exception as exc:  # noqa: BLE001 (the outcome under test)
-                outcomes[name] = exc
-        t = threading.Thread(target=body)
-        t.start()
-        return t
-
-    with holder.transaction() as conn:
-        conn.execute(jobs.update().where(jobs.c.arn == arn).values(heartbeat=time.time()))
-        recording = run("record", lambda: worker.record_outcome(
-            arn, {"status": "ACTIVE", "_metrics": {"ndcg_at_10": 0.5}}, "w"))
-        time.sleep(0.3)  # the worker is waiting inside its transaction
-        stopping = run("stop", lambda: plane.stop_solution_version_creation(ctx, {"solutionVersionArn": arn}))
-        time.sleep(0.3)  # and so is the stop
-    recording.join(60)
-    stopping.join(60)
+    metrics = {"ndcg_at_10": 0.5}
+    outcomes = while_the_job_row_is_held(
+        holder, arn, ("record", lambda: worker.record_outcome(arn, {"status": "ACTIVE", "_metrics": metrics}, "w")),
+        ("stop", lambda: plane.stop_solution_version_creation(ctx, {"solutionVersionArn": arn})))
     assert outcomes["record"] is True, outcomes
     row = api.get(arn)
-    assert row.status == "ACTIVE" and row.doc["_metrics"] == {"ndcg_at_10": 0.5}, (row.status, outcomes)
+    assert row.status == "ACTIVE" and row.doc["_metrics"] == metrics, (row.status, outcomes)
     # Usually the outcome goes first and the stop finds the version ACTIVE; on SQLite the two
     # may take the database lock in either order, and a stop that went first is then simply
     # followed by the outcome. Either way nothing is written from a stale read.
