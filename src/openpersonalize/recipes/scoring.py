@@ -91,40 +91,29 @@ def topk(scores: np.ndarray, n: int, mask: np.ndarray | None = None,
         cand = _candidates(maxima, len(s), k)[0]
         cand = cand[cand >= 0]
         part = cand[np.argpartition(-s[cand], k - 1)[:k]]
-        part = _lowest_ties(s, part, k, s[cand], maxima)
+        pool = s[cand]
     else:
         part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+        pool, maxima = s, None
+    if _ties_left_out(s[part][None], k, pool[None], maxima).size:
         part = _lowest_ties(s, part, k)
     part = part[np.isfinite(s[part])]
     order = part[np.lexsort((part, -s[part]))]
     return order.astype(np.int64), s[order]
 
 
-def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int, pool: np.ndarray | None = None,
-                 maxima: np.ndarray | None = None) -> np.ndarray:
-    """``part`` (k indices holding the k best scores of row ``s``), with ties at the k-th score
-    resolved toward the lowest indices, so that every path (single request, batch block,
-    candidate groups or not) picks the same items. With candidate groups (``pool``, the
-    candidates' scores, and the group ``maxima``) whether a tie crosses the boundary is told
-    from them, as :func:`_ties_left_out` does, without a pass over the row."""
-    if not len(part):
-        return part
+def _lowest_ties(s: np.ndarray, part: np.ndarray, k: int) -> np.ndarray:
+    """``part`` (k indices holding the k best scores of row ``s``) with the entries tied at its
+    k-th score taken from the lowest indices, so that every path (single request, batch block,
+    candidate groups or not) picks the same items. For the rows :func:`_ties_left_out` finds."""
     kth = s[part].min()
-    if not np.isfinite(kth):
-        return part
-    if pool is not None:
-        crossing = _ties_left_out(s[part][None], k, pool[None], maxima).size > 0
-    else:
-        crossing = int((s == kth).sum()) > int((s[part] == kth).sum())
-    if not crossing:
-        return part
     above = np.flatnonzero(s > kth)
     return np.r_[above, np.flatnonzero(s == kth)[: k - len(above)]]
 
 
 def _ties_left_out(vals: np.ndarray, k: int, pool: np.ndarray, maxima: np.ndarray | None = None) -> np.ndarray:
     """Rows whose selection (``vals``: k scores per row) left out an entry equal to its lowest
-    score, which :func:`_lowest_ties` would have taken instead. ``pool`` is what was selected
+    score, which :func:`_lowest_ties` takes instead. ``pool`` is what was selected
     from: the whole rows, or with group ``maxima`` the candidates' scores; then a group that was
     not a candidate holds such an entry exactly when more than ``k`` groups reach that score (no
     group left out has a higher maximum than a selected score)."""
@@ -206,7 +195,7 @@ def _select(scores: np.ndarray, n: int, k: int, maxima: np.ndarray | None) -> tu
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
             np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
         vals = np.take_along_axis(scores, part, axis=1)
-        tied = _ties_left_out(vals, k, scores) if k < scores.shape[1] else []
+        tied = _ties_left_out(vals, k, scores)
     for r in tied:  # few rows (a cold user's popularity counts): as a single request picks
         part[r] = _lowest_ties(scores[r], part[r], k)
         vals[r] = scores[r, part[r]]

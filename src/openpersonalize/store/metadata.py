@@ -382,7 +382,7 @@ class Store:
         first deadlocked against a DeleteFilter racing the filter's own activation on
         PostgreSQL, and one of the two failed."""
         with self.serialised("update:" + arn) as conn:
-            conn.execute(select(resources.c.arn).where(resources.c.arn == arn).with_for_update())
+            self.get(arn, conn=conn, for_update=True)  # the resource's row first: see above
             if not self.finish_job(arn, conn, worker=worker):
                 return False
             self.update_doc(arn, changes, conn=conn)
