@@ -10,7 +10,7 @@ import pytest
 
 from openpersonalize.recipes.base import TrainingData
 from openpersonalize.recipes.registry import LEGACY
-from openpersonalize.recipes.sequential import SequentialModel
+from openpersonalize.recipes.sequential import SequentialModel, significant_best
 from openpersonalize.recipes.training import train
 
 from tests.recipes.conftest import SETTINGS
@@ -218,3 +218,38 @@ def test_metadata_recipe_uses_the_user_columns():
         return float(np.mean(hits))
 
     assert share(with_users, on) > share(without, off) + 0.2, (share(with_users, on), share(without, off))
+
+
+# -- without recency bias: the guard -----------------------------------------------------------------
+
+
+def test_a_blend_that_loses_the_random_hold_out_is_not_kept_under_the_guard():
+    """significant_best: the blend wins the newest interactions clearly; under the guard, whether
+    it is kept depends on the interactions held out at random from earlier in the histories."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    blind, blend = (0.0, 0.0), (0.4, 0.6)
+    newest = {blind: rng.random(n) * 0.1}
+    newest[blend] = newest[blind] + 0.05
+    earlier_blind = rng.random(n) * 0.3
+    same = {blind: earlier_blind, blend: earlier_blind + rng.normal(0, 1e-3, n)}
+    worse = {blind: earlier_blind, blend: earlier_blind - 0.02}
+    assert significant_best(newest, blind) == blend  # no guard: the newest alone decides
+    assert significant_best(newest, blind, same) == blend
+    assert significant_best(newest, blind, worse) == blind
+    # users with nothing held out earlier (NaN) do not count either way
+    gaps = {c: np.where(np.arange(n) % 2 == 0, np.nan, v) for c, v in worse.items()}
+    assert significant_best(newest, blind, gaps) == blind
+
+
+def test_without_recency_bias_the_chains_get_a_light_blend(models, sequences):
+    """On the chains a random earlier item is a gap in the user's walk, which the order-blind
+    model ranks first; with apply_recency_bias false the transitions may only weigh as much as
+    costs that ranking nothing, and the successor still comes before the predecessor."""
+    params = {"algorithmHyperParameters": {"apply_recency_bias": "false"}}
+    guarded = train("aws-user-personalization-v2", sequences, params, seed="arn:seq", settings=SETTINGS).model
+    default = models["aws-user-personalization-v2"].model
+    assert guarded.meta["seq_weight"] < default.meta["seq_weight"]
+    assert guarded.meta["seq_weight"] <= 0.2
+    assert next_item_first(guarded, sequences) > next_item_first(models["aws-user-personalization"].model,
+                                                                 sequences)

@@ -22,7 +22,10 @@ of the newest item or of now), scored with the metadata part too, since they hav
 interactions for the rest to go on. ``seq_weight`` and ``decay`` are chosen on a validation split inside training
 (each user's newest interaction held out), so data without order gets the collaborative
 model alone, data where the next item follows the last gets the transitions, and data between
-gets the blend. Real-time events are the newest items of the history the runtime passes, so
+gets the blend. With ``apply_recency_bias`` (HRNN: ``recency_mask``) false, a random share of
+each user's earlier interactions is held out too, and a blend is kept only when it does not rank
+those worse than the order-blind model (for lists judged against the whole history rather than
+the next interactions). Real-time events are the newest items of the history the runtime passes, so
 an event moves the answer at once.
 """
 
@@ -40,7 +43,7 @@ from .scoring import histories, topk_rows
 WINDOW = 10  # most recent history items whose transitions count
 GAPS = (1.0, 0.5, 0.25)  # weight of the item 1, 2, 3 steps later in a sequence
 KEEP_PER_ITEM = 200  # transitions stored per item (the strongest)
-WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # seq_weight candidates: the collaborative part always counts
+WEIGHTS = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)  # seq_weight candidates: the collaborative part always counts
 DECAYS = (0.0, 0.3, 0.6, 0.9)  # decay candidates (0: the last item alone)
 META_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # meta_weight candidates (HRNN-Metadata, HRNN-Coldstart)
 USER_WEIGHTS = (0.0, 0.2, 0.4, 0.6)  # user_weight candidates (the user metadata part)
@@ -51,6 +54,9 @@ VALIDATION_USERS = 3000  # users scored per candidate when choosing
 VALIDATION_CELLS = 300_000_000  # ... but at most this many scores per candidate (fewer users on huge catalogues)
 BLOCK_CELLS = 1 << 24  # validation scores held at once (64 MB of float32)
 MIN_VALIDATION_USERS = 30
+EARLIER_SHARE = 0.2  # share of each user's earlier interactions held out at random (the guard's truth)
+GUARD_MARGIN = 0.01  # a blend may cost the random hold-out at most this share of its NDCG@10 ...
+GUARD_CONFIDENCE = 2.0  # ... with this many standard errors of confidence
 
 
 def ordered(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
@@ -196,16 +202,33 @@ def blend(base: np.ndarray, seq: np.ndarray, weight: float, has_history: np.ndar
     return np.where(has_history[:, None], mixed, base).astype(np.float32)
 
 
-def significant_best(gains: dict[tuple[float, float], np.ndarray], blind: tuple[float, float]
-                     ) -> tuple[float, float]:
-    """The candidate with the best mean gain, if it beats the order-blind one by more than two
-    standard errors of the paired per-user differences; else the order-blind one. On data
-    without order, noise would otherwise pick some blend by chance."""
-    best = max(gains, key=lambda c: (gains[c].mean(), -c[0]))
+def significant_best(gains: dict[tuple[float, float], np.ndarray], blind: tuple[float, float],
+                     earlier: dict[tuple[float, float], np.ndarray] | None = None) -> tuple[float, float]:
+    """The candidate with the best mean gain on the newest interactions, if it beats the
+    order-blind one by more than two standard errors of the paired per-user differences; else
+    the order-blind one. On data without order, noise would otherwise pick some blend by chance.
+
+    With ``earlier`` (gains on interactions held out at random from earlier in each history),
+    only candidates that do not rank those worse than the order-blind model are eligible: the
+    paired difference's lower confidence bound must stay above -GUARD_MARGIN x the order-blind
+    gain. Lists are judged against the next interactions by some and against the whole history
+    by others; a blend that wins the first by losing the second is not kept."""
+    eligible = [c for c in gains if earlier is None or c == blind or _not_worse(earlier[c], earlier[blind])]
+    best = max(eligible, key=lambda c: (gains[c].mean(), -c[0]))
     diff = gains[best] - gains[blind]
     if best == blind or len(diff) < 2:
         return blind
     return best if diff.mean() > 2.0 * diff.std(ddof=1) / np.sqrt(len(diff)) else blind
+
+
+def _not_worse(candidate: np.ndarray, blind: np.ndarray) -> bool:
+    """Non-inferiority on the random hold-out (NaN: users with nothing held out there)."""
+    keep = ~np.isnan(blind)
+    diff = candidate[keep] - blind[keep]
+    if len(diff) < 2:
+        return True
+    low = diff.mean() - GUARD_CONFIDENCE * diff.std(ddof=1) / np.sqrt(len(diff))
+    return bool(low >= -GUARD_MARGIN * blind[keep].mean())
 
 
 @model_class
@@ -263,13 +286,14 @@ class SequentialModel(PersonalizationModel):
 
 class _BlockScores:
     """A block of validation users: their scaled collaborative scores, and NDCG@10 gains of a
-    blend on their held-out newest item."""
+    blend on their held-out newest item and on their earlier interactions held out at random."""
 
     DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
+    IDEAL = np.cumsum(DISCOUNTS)
 
     def __init__(self, core: CollaborativeModel, T: sp.csr_matrix, users: np.ndarray, truth: np.ndarray,
-                 drop_seen: bool, n_items: int):
-        self.T, self.truth, self.n_items, self.users = T, truth, n_items, users
+                 earlier: sp.csr_matrix, drop_seen: bool, n_items: int):
+        self.T, self.truth, self.earlier, self.n_items, self.users = T, truth, earlier, n_items, users
         self.base = row_scaled(core._raw_block(users))
         self.hists = [core.history(int(u)) for u in users]
         lengths = [len(h) for h in self.hists]
@@ -286,7 +310,10 @@ class _BlockScores:
         return self._seq[decay]
 
     def gains(self, weight: float, decay: float, content: np.ndarray | None = None, meta_weight: float = 0.0,
-              segments: tuple[np.ndarray, sp.csr_matrix] | None = None, user_weight: float = 0.0) -> np.ndarray:
+              segments: tuple[np.ndarray, sp.csr_matrix] | None = None, user_weight: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """NDCG@10 per user on the newest interaction, and on the earlier ones (NaN for users
+        with none held out)."""
         S = self.base if weight == 0.0 else (1.0 - weight) * self.base + weight * self.seq(decay)
         if content is not None:
             S = (1.0 - meta_weight) * row_scaled(S) + meta_weight * row_scaled(
@@ -299,7 +326,11 @@ class _BlockScores:
             S = S.copy() if S is self.base else S
             S[self.seen.nonzero()] = -np.inf
         idx, _ = topk_rows(S, 10)
-        return ((idx == self.truth[:, None]) * self.DISCOUNTS).sum(axis=1)
+        newest = ((idx == self.truth[:, None]) * self.DISCOUNTS).sum(axis=1)
+        held = np.diff(self.earlier.indptr)
+        hits = np.asarray(self.earlier[np.arange(len(idx))[:, None], idx].todense()) > 0
+        ideal = self.IDEAL[np.clip(held, 1, 10) - 1]
+        return newest, np.where(held > 0, (hits * self.DISCOUNTS).sum(axis=1) / ideal, np.nan)
 
 
 class SequentialPersonalization(CollaborativeAlgorithm):
@@ -360,13 +391,25 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         last[order[ends]] = True
         if len(ends) < MIN_VALIDATION_USERS:
             return 0.0, 0.0, 0.0, 0.0
-        rest = data.subset(~last)
-        truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
+        # Without recency bias (apply_recency_bias / recency_mask false) a blend must also not
+        # rank the rest of the history worse: its truth is a random EARLIER_SHARE of the same
+        # users' earlier interactions, held out too.
+        guarded = not params.get("apply_recency_bias", params.get("recency_mask", True))
         rng = np.random.default_rng(settings.seed)
+        earlier = np.zeros(data.n_interactions, dtype=bool)
+        if guarded:
+            per_row = np.repeat(counts, counts)  # in ``order``: the user's count, and the position
+            position = np.arange(data.n_interactions) - np.repeat(np.cumsum(counts) - counts, counts)
+            earlier[order[(per_row >= 3) & (position < per_row - 1)
+                          & (rng.random(data.n_interactions) < EARLIER_SHARE)]] = True
+        rest = data.subset(~(last | earlier))
+        truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
         users = max(MIN_VALIDATION_USERS * 10, min(VALIDATION_USERS, VALIDATION_CELLS // max(data.n_items, 1)))
         if len(truth_user) > users:
             pick = np.sort(rng.choice(len(truth_user), users, replace=False))
             truth_user, truth_item = truth_user[pick], truth_item[pick]
+        held = sp.csr_matrix((np.ones(int(earlier.sum()), np.float32), (data.user[earlier], data.item[earlier])),
+                             shape=(data.n_users, data.n_items))[truth_user]
         arrays, meta, X = self.fit_core(rest, params, settings)
         arrays["hist_indptr"], arrays["hist_items"] = histories(rest)
         arrays["popularity"] = np.bincount(X.indices, minlength=rest.n_items).astype(np.float32)
@@ -379,39 +422,44 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         content = metadata_embedding(rest, 32, settings.seed) if metadata else None
         candidates = [(w, d) for d in DECAYS for w in WEIGHTS if w > 0.0 or d == DECAYS[0]]
         gains = {c: np.zeros(len(truth_user)) for c in candidates}
+        guard = {c: np.zeros(len(truth_user)) for c in candidates}
         # Users are scored in blocks of at most BLOCK_CELLS scores, so memory stays flat at any
         # catalogue size.
         block = max(1, BLOCK_CELLS // max(rest.n_items, 1))
         blocks = [slice(start, start + block) for start in range(0, len(truth_user), block)]
 
         def part(rows: slice) -> _BlockScores:
-            return _BlockScores(core, T, truth_user[rows], truth_item[rows], repeats < 0.01, rest.n_items)
+            return _BlockScores(core, T, truth_user[rows], truth_item[rows], held[rows], repeats < 0.01,
+                                rest.n_items)
 
         for rows in blocks:
             scores = part(rows)
             for c in candidates:
-                gains[c][rows] = scores.gains(*c)
-        weight, decay = significant_best(gains, (0.0, DECAYS[0]))
+                gains[c][rows], guard[c][rows] = scores.gains(*c)
+        weight, decay = significant_best(gains, (0.0, DECAYS[0]), guard if guarded else None)
         if not metadata:
             return weight, decay, 0.0, 0.0
         # The metadata part, on top of the chosen blend, kept only when it beats it likewise
         # (a second pass over the blocks, rather than holding them all).
         meta_gains = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
+        meta_guard = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
         for rows in blocks:
             scores = part(rows)
             for m in META_WEIGHTS:
-                meta_gains[(m, 0.0)][rows] = scores.gains(weight, decay, content, m)
-        meta_weight = significant_best(meta_gains, (0.0, 0.0))[0]
+                meta_gains[(m, 0.0)][rows], meta_guard[(m, 0.0)][rows] = scores.gains(weight, decay, content, m)
+        meta_weight = significant_best(meta_gains, (0.0, 0.0), meta_guard if guarded else None)[0]
         # The user metadata part likewise, on top of the chosen blend.
         segments = user_segments(rest)
         user_weight = 0.0
         if segments is not None:
             user_gains = {(u, 0.0): np.zeros(len(truth_user)) for u in USER_WEIGHTS}
+            user_guard = {(u, 0.0): np.zeros(len(truth_user)) for u in USER_WEIGHTS}
             for rows in blocks:
                 scores = part(rows)
                 for u in USER_WEIGHTS:
-                    user_gains[(u, 0.0)][rows] = scores.gains(weight, decay, content, meta_weight, segments, u)
-            user_weight = significant_best(user_gains, (0.0, 0.0))[0]
+                    user_gains[(u, 0.0)][rows], user_guard[(u, 0.0)][rows] = scores.gains(
+                        weight, decay, content, meta_weight, segments, u)
+            user_weight = significant_best(user_gains, (0.0, 0.0), user_guard if guarded else None)[0]
         if params.get("_asked") == "aws-hrnn-coldstart":
             # Cold items have few or no interactions: the validation (newest interactions, warm
             # items) cannot see their need, and without the metadata part they would all tie.
