@@ -61,3 +61,29 @@ def test_the_successor_comes_first_and_follows_events(server, personalize, seque
                       eventList=[{"eventType": "click", "itemId": item(jump), "sentAt": time.time()}])
     moved = rt.get_recommendations(campaignArn=campaign, userId=u, numResults=5)["itemList"]
     assert moved[0]["itemId"] == item(jump + 1)
+
+
+def test_without_recency_bias_the_blend_is_guarded(server, personalize, sequence_campaign):
+    """apply_recency_bias false (CreateSolution's algorithmHyperParameters) reaches training: the
+    blend is kept only as far as it costs the rest of the history nothing (on these chains a
+    random earlier item is a gap the order-blind model fills first), so the lists move from the
+    default's."""
+    campaign, tracker, last, version = sequence_campaign
+    group = personalize.describe_solution_version(solutionVersionArn=version)["solutionVersion"]["datasetGroupArn"]
+    sol = personalize.create_solution(
+        name=f"guarded-{int(time.time() * 1000) % 10**8}", datasetGroupArn=group, performAutoTraining=False,
+        recipeArn="arn:aws:personalize:::recipe/aws-user-personalization-v2",
+        solutionConfig={"algorithmHyperParameters": {"apply_recency_bias": "false"}})["solutionArn"]
+    guarded = personalize.create_solution_version(solutionArn=sol)["solutionVersionArn"]
+    doc = wait(lambda: personalize.describe_solution_version(solutionVersionArn=guarded)["solutionVersion"])
+    assert doc["status"] == "ACTIVE", doc
+    assert doc["tunedHPOParams"]["algorithmHyperParameters"]["apply_recency_bias"] == "false"
+    rt = make_client("personalize-runtime", server.endpoint)
+    served = personalize.create_campaign(name=f"{sol.rsplit('/', 1)[1]}-c", solutionVersionArn=guarded)["campaignArn"]
+    assert wait(lambda: personalize.describe_campaign(campaignArn=served)["campaign"])["status"] == "ACTIVE"
+    users = sorted(last)[20:40]
+
+    def lists(arn):
+        return [[i["itemId"] for i in rt.get_recommendations(campaignArn=arn, userId=u, numResults=10)["itemList"]]
+                for u in users]
+    assert lists(served) != lists(campaign)
