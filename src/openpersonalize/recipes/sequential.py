@@ -327,6 +327,8 @@ class _BlockScores:
             S[self.seen.nonzero()] = -np.inf
         idx, _ = topk_rows(S, 10)
         newest = ((idx == self.truth[:, None]) * self.DISCOUNTS).sum(axis=1)
+        if self.earlier.nnz == 0:  # no guard (or nothing held out earlier)
+            return newest, np.full(len(idx), np.nan)
         held = np.diff(self.earlier.indptr)
         hits = np.asarray(self.earlier[np.arange(len(idx))[:, None], idx].todense()) > 0
         ideal = self.IDEAL[np.clip(held, 1, 10) - 1]
