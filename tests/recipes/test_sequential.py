@@ -238,8 +238,10 @@ def test_a_blend_that_loses_the_random_hold_out_is_not_kept_under_the_guard():
     assert significant_best(newest, blind, same) == blend
     assert significant_best(newest, blind, worse) == blind
     # users with nothing held out earlier (NaN) do not count either way
-    gaps = {c: np.where(np.arange(n) % 2 == 0, np.nan, v) for c, v in worse.items()}
-    assert significant_best(newest, blind, gaps) == blind
+    def gaps(gains):
+        return {c: np.where(np.arange(n) % 2 == 0, np.nan, v) for c, v in gains.items()}
+    assert significant_best(newest, blind, gaps(same)) == blend
+    assert significant_best(newest, blind, gaps(worse)) == blind
 
 
 def test_without_recency_bias_the_chains_get_a_light_blend(models, sequences):

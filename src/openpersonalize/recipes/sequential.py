@@ -55,7 +55,7 @@ VALIDATION_CELLS = 300_000_000  # ... but at most this many scores per candidate
 BLOCK_CELLS = 1 << 24  # validation scores held at once (64 MB of float32)
 MIN_VALIDATION_USERS = 30
 EARLIER_SHARE = 0.2  # share of each user's earlier interactions held out at random (the guard's truth)
-GUARD_MARGIN = 0.01  # a blend may cost the random hold-out at most this share of its NDCG@10 ...
+GUARD_MARGIN = 0.01  # a blend may cost the random hold-out at most this share of the order-blind NDCG@10 ...
 GUARD_CONFIDENCE = 2.0  # ... with this many standard errors of confidence
 
 
@@ -210,7 +210,7 @@ def significant_best(gains: dict[tuple[float, float], np.ndarray], blind: tuple[
 
     With ``earlier`` (gains on interactions held out at random from earlier in each history),
     only candidates that do not rank those worse than the order-blind model are eligible: the
-    paired difference's lower confidence bound must stay above -GUARD_MARGIN x the order-blind
+    paired difference's lower confidence bound must stay at or above -GUARD_MARGIN x the order-blind
     gain. Lists are judged against the next interactions by some and against the whole history
     by others; a blend that wins the first by losing the second is not kept."""
     eligible = [c for c in gains if earlier is None or c == blind or _not_worse(earlier[c], earlier[blind])]
@@ -330,7 +330,9 @@ class _BlockScores:
         if self.earlier.nnz == 0:  # no guard (or nothing held out earlier)
             return newest, np.full(len(idx), np.nan)
         held = np.diff(self.earlier.indptr)
-        hits = np.asarray(self.earlier[np.arange(len(idx))[:, None], idx].todense()) > 0
+        # topk_rows pads short rows with -1, which a sparse index would read as the last column
+        rows = np.arange(len(idx))[:, None]
+        hits = (np.asarray(self.earlier[rows, np.maximum(idx, 0)].todense()) > 0) & (idx >= 0)
         ideal = self.IDEAL[np.clip(held, 1, 10) - 1]
         return newest, np.where(held > 0, (hits * self.DISCOUNTS).sum(axis=1) / ideal, np.nan)
 
@@ -385,7 +387,9 @@ class SequentialPersonalization(CollaborativeAlgorithm):
                      ) -> tuple[float, float, float, float]:
         """(seq_weight, decay) with the best NDCG@10 on each user's newest interaction, the
         models fitted on the rest; and for the metadata recipes the item and the user metadata
-        weights. Zeros when too few users have three or more interactions."""
+        weights. Zeros when too few users have three or more interactions. Without recency bias
+        each candidate must also pass the guard (``significant_best``); the models it compares
+        are then fitted without the randomly held-out earlier interactions too."""
         order = data.pair_runs.order  # by user, then time
         counts = np.bincount(data.user, minlength=data.n_users)
         last = np.zeros(data.n_interactions, dtype=bool)
