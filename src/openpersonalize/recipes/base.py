@@ -227,7 +227,10 @@ class PairRuns:
     @property
     def last(self) -> np.ndarray:
         """Over key[by_key]: True at the latest interaction of each pair."""
-        return np.r_[self.first[1:], True] if len(self.first) else self.first
+        last = np.empty_like(self.first)
+        last[:-1] = self.first[1:]
+        last[-1:] = True
+        return last
 
 
 def index_in(vocabulary: np.ndarray, values: np.ndarray, sorter: np.ndarray | None = None) -> np.ndarray:

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ordering import stable_order
 from .base import index_in
 from .scoring import refresh_group_maxima, row_log_normalisers
 
@@ -138,12 +137,17 @@ def measure(data) -> RepeatProfile:
     pair_type = type_weight[types[runs.last]] if n_types > 1 else type_weight[0]
 
     latest = runs.by_key[runs.last]  # position of each pair's latest interaction, pairs in key order
-    counts = np.diff(np.r_[np.flatnonzero(runs.first), len(runs.order)])
+    starts = np.flatnonzero(runs.first)
+    counts = np.diff(starts, append=len(runs.order))
     weight_of_pair = counts * pair_type * item_weight[pair_item]
     # The histories (scoring.histories) hold each pair at its latest interaction, in (user, time)
-    # order: the pairs sorted by that interaction's position.
-    pair_weight = weight_of_pair[stable_order(latest)].astype(np.float32)
-    return RepeatProfile(share, user_share, item_weight, pair_weight)
+    # order: the pairs by that interaction's position. The positions are distinct, so placing
+    # each weight at its position and reading the placed ones back in order sorts them (no sort).
+    placed = np.zeros(len(runs.order), dtype=np.float32)
+    placed[latest] = weight_of_pair
+    present = np.zeros(len(runs.order), dtype=bool)
+    present[latest] = True
+    return RepeatProfile(share, user_share, item_weight, placed[present])
 
 
 class RepeatPolicy:
