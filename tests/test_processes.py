@@ -1,6 +1,6 @@
 """``openpersonalize serve`` with several API processes on one port (``OPENPERSONALIZE_PROCESSES``).
 
-Every process answers; a write answered by one shows in the next request answered by another
+Every process answers, and new connections go round them; a write answered by one shows in the next request answered by another
 (events, deleted resources); /metrics counts the requests of all of them; jobs created through
 any of them run; and the others do not outlive the first, however it ends.
 
@@ -108,6 +108,24 @@ def test_both_processes_answer_and_only_the_first_runs_jobs(server, lab):
                         )["batchInferenceJobArn"]
     doc = wait(lambda: other.control("DescribeBatchInferenceJob", batchInferenceJobArn=arn)["batchInferenceJob"])
     assert doc["status"] == "ACTIVE", doc
+
+
+def test_connections_go_round_the_processes(server):
+    """A client's pool opening its keep-alive connections at once gets them spread evenly: each
+    process takes its turn (api/accepting.py), where an event loop's accept loop would take all
+    the connections waiting when it wakes."""
+    one_per_process(server.port)  # both are up
+    for _ in range(5):
+        pool = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=60) for _ in range(8)]
+        for c in pool:
+            c.connect()
+        per_process: dict[int, int] = {}
+        for c in pool:
+            c.request("GET", "/health")
+            pid = json.loads(c.getresponse().read())["process"]
+            per_process[pid] = per_process.get(pid, 0) + 1
+            c.close()
+        assert len(per_process) == 2 and max(per_process.values()) <= 5, per_process
 
 
 def test_an_event_sent_to_one_process_shows_in_the_other_at_once(server, lab, campaign):

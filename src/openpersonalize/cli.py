@@ -114,12 +114,15 @@ def _serve(args, settings: Settings, processes: int) -> int:
             "the open-file limit fits %d connections, not max_connections %d: capping at %d", fits,
             settings.max_connections, fits)
         settings = dataclasses.replace(settings, max_connections=fits)
-    others = _start_api_processes(settings, listener, processes - 1)
+    from .api.accepting import Turns
+
+    taken = Turns.shared(processes) if processes > 1 else None
+    others = _start_api_processes(settings, listener, processes - 1, taken)
     # uvicorn stops on SIGTERM, then raises the signal again once its handlers are gone: end
     # through the cleanup below instead of the default action (which would skip it).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        _run_api(service, settings, listener)
+        _run_api(service, settings, listener, None if taken is None else Turns(taken, 0))
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         for process in others:
@@ -134,15 +137,19 @@ def _serve(args, settings: Settings, processes: int) -> int:
     return 0
 
 
-def _run_api(service, settings: Settings, listener) -> None:
+def _run_api(service, settings: Settings, listener, turns=None) -> None:
+    """uvicorn on ``listener``; when other API processes share it (``turns``), connections are
+    accepted in turn with them (api/accepting.py), so each process gets its share."""
     import uvicorn
 
+    from .api.accepting import TurnTakingServer
     from .api.app import create_app
     from .api.connections import guarded_protocol
 
     config = uvicorn.Config(create_app(service, freeze_heap=True), log_level="warning", log_config=None,
                             http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_seconds)
-    uvicorn.Server(config).run(sockets=[listener])
+    server = uvicorn.Server(config) if turns is None else TurnTakingServer(config, turns)
+    server.run(sockets=[listener])
 
 
 def _shared_folder() -> str:
@@ -180,7 +187,7 @@ def _remove_dead_shared_folders(directory: str) -> None:
             pass  # alive, someone else's
 
 
-def _start_api_processes(settings: Settings, listener, count: int) -> list:
+def _start_api_processes(settings: Settings, listener, count: int, taken) -> list:
     """``count`` more processes answering API calls on the same listening socket (the kernel
     hands each new connection to one that is waiting), without job workers or timers."""
     import multiprocessing
@@ -189,7 +196,8 @@ def _start_api_processes(settings: Settings, listener, count: int) -> list:
     started = []
     for k in range(count):
         process = context.Process(target=_api_process, name=f"openpersonalize-api-{k + 2}", daemon=True,
-                                  args=(settings, listener, os.environ["OPENPERSONALIZE_LOG_FORMAT"], os.getpid()))
+                                  args=(settings, listener, os.environ["OPENPERSONALIZE_LOG_FORMAT"], os.getpid(),
+                                        taken, k + 1))
         process.start()
         started.append(process)
     if started:
@@ -198,7 +206,7 @@ def _start_api_processes(settings: Settings, listener, count: int) -> list:
     return started
 
 
-def _api_process(settings: Settings, listener, log_format: str, parent: int) -> None:
+def _api_process(settings: Settings, listener, log_format: str, parent: int, taken, index: int) -> None:
     """An API process beside serve's first: answers calls until the first one stops it (or dies).
     Ctrl-C reaches the whole process group; each process then stops on its own."""
     from .s3local import die_with_parent
@@ -207,7 +215,9 @@ def _api_process(settings: Settings, listener, log_format: str, parent: int) -> 
     configure_logs(log_format)
     from .api.app import Service
 
-    _run_api(Service(settings, run_jobs=False), settings, listener)
+    from .api.accepting import Turns
+
+    _run_api(Service(settings, run_jobs=False), settings, listener, Turns(taken, index))
 
 
 def _start_local_s3(settings: Settings, listener):
