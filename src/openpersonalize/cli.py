@@ -88,7 +88,8 @@ def _serve(args, settings: Settings, processes: int) -> int:
     from .api.connections import fit_file_limit
 
     try:
-        listener = socket.create_server((settings.host, settings.port), reuse_port=False)
+        # uvicorn's backlog: with several processes uvicorn never calls listen() on the socket itself
+        listener = socket.create_server((settings.host, settings.port), reuse_port=False, backlog=2048)
     except OSError as exc:
         raise SystemExit(f"openpersonalize serve: cannot listen on {settings.host}:{settings.port}: "
                          f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (another server runs there? choose a port with --port)"

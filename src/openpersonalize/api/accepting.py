@@ -12,7 +12,9 @@ holding more than another waits (at most ``TURN_WAIT_SECONDS``, so a process tha
 cannot stall the rest) while the other takes the next. Least connections, as a load balancer
 in front would do. The listening socket stays blocking in every process (its flags are shared
 between them); an accepted connection is handed to the process's event loop, which serves it
-as uvicorn serves the ones it accepts itself.
+as uvicorn serves the ones it accepts itself (the protocol is built as ``uvicorn.Server.startup``
+builds it; tests/test_processes.py runs it against the installed uvicorn). A process that dies
+keeps its count: the others then wait up to 20 ms before each accept, and still serve.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import errno
 import logging
 import socket
+import struct
 import threading
 import time
 
@@ -28,7 +31,8 @@ import uvicorn
 
 log = logging.getLogger("openpersonalize.api")
 
-RETRY_SECONDS = 0.1  # after an accept() that failed for want of descriptors
+RETRY_SECONDS = 0.1  # after an accept() that failed for want of descriptors, or for no known reason
+ACCEPT_TIMEOUT_SECONDS = 0.25  # a blocked accept() returns this often, to see that the server stops
 TURN_WAIT_SECONDS = 0.02  # the longest a process ahead waits for the others to take their turn
 TURN_POLL_SECONDS = 0.0005
 
@@ -89,6 +93,12 @@ class TurnTakingServer(uvicorn.Server):
             return Counted(config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=loop)
 
         for sock in sockets or []:
+            # Closing the socket at shutdown does not wake a thread blocked in accept(), and the
+            # other processes keep it open: a receive timeout does (accept() then fails with
+            # EAGAIN), while the socket stays blocking, so the kernel still serves the waiting
+            # processes in turn. Every process sets the same value on the one shared socket.
+            timeout = struct.pack("ll", 0, int(ACCEPT_TIMEOUT_SECONDS * 1e6))  # struct timeval
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
             threading.Thread(target=self._accept_in_turn, args=(sock, loop, protocol), daemon=True,
                              name=f"accept-{sock.fileno()}").start()
 
@@ -100,9 +110,12 @@ class TurnTakingServer(uvicorn.Server):
             except OSError as exc:
                 if self.should_exit or exc.errno in (errno.EBADF, errno.EINVAL):
                     return  # the socket was closed at shutdown
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    time.sleep(RETRY_SECONDS)  # the connection waits in the backlog meanwhile
-                continue  # ECONNABORTED and the like: that client left
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNABORTED, errno.EPROTO):
+                    continue  # the receive timeout, or a client that left before its turn
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accepting a connection failed: %s", exc)
+                time.sleep(RETRY_SECONDS)  # the connection waits in the backlog meanwhile
+                continue
             self.turns.add(1)  # until its connection_lost
             try:
                 loop.call_soon_threadsafe(self._adopt, conn, loop, protocol)
