@@ -1,8 +1,9 @@
 """``openpersonalize serve`` with several API processes on one port (``OPENPERSONALIZE_PROCESSES``).
 
 Every process answers, and new connections go round them; a write answered by one shows in the
-next request answered by another (events, deleted resources); /metrics counts the requests of all of them; jobs created through
-any of them run; and the others do not outlive the first, however it ends.
+next request answered by another (events, deleted resources); /metrics counts the requests of
+all of them; jobs created through any of them run; and the others do not outlive the first,
+however it ends.
 
 Requests here go over raw HTTP connections whose process is known (``/health`` names it), so
 that "written through one, read through the other" is certain rather than likely.
