@@ -131,6 +131,25 @@ def test_connections_go_round_the_processes(server):
         assert len(per_process) == 2 and max(per_process.values()) <= 6, per_process
 
 
+def test_a_process_that_stopped_looking_in_takes_no_turns():
+    """api/accepting.Turns: a process holding more connections than a live one waits for it;
+    one that has not looked in for STALE_MS (dead, or not started) is not waited for."""
+    from openpersonalize.api import accepting
+
+    slots = [0] * 4  # (connections, last look-in) for two processes
+    me, other = accepting.Turns(slots, 0), accepting.Turns(slots, 1)
+    me.looked_in()
+    me.add(3)
+    assert me.my_turn()  # the other has never looked in: not started
+    other.looked_in()
+    assert not me.my_turn() and other.my_turn()  # the other holds fewer: its turn
+    other.add(3)
+    assert me.my_turn() and other.my_turn()
+    other.add(-3)
+    slots[3] -= accepting.STALE_MS + 1  # the other stopped looking in
+    assert me.my_turn()
+
+
 def test_an_event_sent_to_one_process_shows_in_the_other_at_once(server, lab, campaign):
     conns = list(one_per_process(server.port).values())
     tracker = lab.c.create_event_tracker(name=lab.name("t"), datasetGroupArn=lab.group)["eventTrackerArn"]

@@ -8,13 +8,13 @@ best rate its p99 goes from milliseconds to hundreds of them.
 
 Here each process accepts on a thread of its own, one connection at a time, in turn with the
 others: a shared counter per process says how many connections each holds open, and a process
-holding more than another waits (at most ``TURN_WAIT_SECONDS``, so a process that stopped
-cannot stall the rest) while the other takes the next. Least connections, as a load balancer
+holding more than another waits (at most ``TURN_WAIT_SECONDS``) while the other takes the next;
+a process whose accept thread has not looked in for a second (not started yet, or dead) takes
+no turns. Least connections, as a load balancer
 in front would do. The listening socket stays blocking in every process (its flags are shared
 between them); an accepted connection is handed to the process's event loop, which serves it
 as uvicorn serves the ones it accepts itself (the protocol is built as ``uvicorn.Server.startup``
-builds it; tests/test_processes.py runs it against the installed uvicorn). A process that dies
-keeps its count: the others then wait up to 20 ms before each accept, and still serve.
+builds it; tests/test_processes.py runs it against the installed uvicorn).
 """
 
 from __future__ import annotations
@@ -35,36 +35,51 @@ RETRY_SECONDS = 0.1  # after an accept() that failed for want of descriptors, or
 ACCEPT_TIMEOUT_SECONDS = 0.25  # a blocked accept() returns this often, to see that the server stops
 TURN_WAIT_SECONDS = 0.02  # the longest a process ahead waits for the others to take their turn
 TURN_POLL_SECONDS = 0.0005
+STALE_MS = 1000  # a process whose accept thread has not looked in for this long takes no turns
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000  # CLOCK_MONOTONIC: the same clock in every process
 
 
 class Turns:
-    """The open connections of each API process (shared memory, one slot per process) and which
-    slot is this process's. A process counts a connection from its accept to its close."""
+    """The open connections of each API process and when its accept thread last looked in
+    (shared memory, two slots per process), and which process this is. A process counts a
+    connection from its accept to its close; one that has not looked in for STALE_MS (not
+    started yet, or dead) is left out of the turns, so the others never wait for it."""
 
     def __init__(self, slots, index: int):
         self.slots, self.index = slots, index
-        self._lock = threading.Lock()  # the accept thread and the event loop both write this slot
+        self._lock = threading.Lock()  # the accept thread and the event loop both write this count
 
     @staticmethod
     def shared(processes: int):
         """The slots for ``processes`` processes, to hand to each (spawn or fork)."""
         import multiprocessing
 
-        return multiprocessing.get_context("spawn").Array("q", processes, lock=False)
+        return multiprocessing.get_context("spawn").Array("q", 2 * processes, lock=False)
+
+    def looked_in(self) -> None:
+        self.slots[2 * self.index + 1] = _now_ms()
+
+    def my_turn(self) -> bool:
+        """Whether no live process holds fewer connections than this one."""
+        mine, now = self.slots[2 * self.index], _now_ms()
+        for k in range(len(self.slots) // 2):
+            if k != self.index and now - self.slots[2 * k + 1] <= STALE_MS and self.slots[2 * k] < mine:
+                return False
+        return True
 
     def wait_for_mine(self) -> None:
-        """Return when no other process holds fewer connections than this one, or after
-        TURN_WAIT_SECONDS."""
+        """Return at this process's turn, or after TURN_WAIT_SECONDS."""
+        self.looked_in()
         deadline = time.monotonic() + TURN_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            mine = self.slots[self.index]
-            if all(mine <= n for k, n in enumerate(self.slots) if k != self.index):
-                return
+        while not self.my_turn() and time.monotonic() < deadline:
             time.sleep(TURN_POLL_SECONDS)
 
     def add(self, change: int) -> None:
         with self._lock:
-            self.slots[self.index] += change
+            self.slots[2 * self.index] += change
 
 
 class TurnTakingServer(uvicorn.Server):
