@@ -402,18 +402,20 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         # users' earlier interactions, held out too.
         guarded = not params.get("apply_recency_bias", params.get("recency_mask", True))
         rng = np.random.default_rng(settings.seed)
-        earlier = np.zeros(data.n_interactions, dtype=bool)
-        if guarded:
-            per_row = np.repeat(counts, counts)  # in ``order``: the user's count, and the position
-            position = np.arange(data.n_interactions) - np.repeat(np.cumsum(counts) - counts, counts)
-            earlier[order[(per_row >= 3) & (position < per_row - 1)
-                          & (rng.random(data.n_interactions) < EARLIER_SHARE)]] = True
-        rest = data.subset(~(last | earlier))
         truth_user, truth_item = data.user[last].astype(np.int64), data.item[last].astype(np.int64)
         users = max(MIN_VALIDATION_USERS * 10, min(VALIDATION_USERS, VALIDATION_CELLS // max(data.n_items, 1)))
         if len(truth_user) > users:
             pick = np.sort(rng.choice(len(truth_user), users, replace=False))
             truth_user, truth_item = truth_user[pick], truth_item[pick]
+        earlier = np.zeros(data.n_interactions, dtype=bool)
+        if guarded:  # only the validation users' earlier interactions: the others' stay in the fit
+            per_row = np.repeat(counts, counts)  # in ``order``: the user's count, and the position
+            position = np.arange(data.n_interactions) - np.repeat(np.cumsum(counts) - counts, counts)
+            scored = np.zeros(data.n_users, dtype=bool)
+            scored[truth_user] = True
+            earlier[order[scored[data.user[order]] & (position < per_row - 1)
+                          & (rng.random(data.n_interactions) < EARLIER_SHARE)]] = True
+        rest = data.subset(~(last | earlier))
         held = sp.csr_matrix((np.ones(int(earlier.sum()), np.float32), (data.user[earlier], data.item[earlier])),
                              shape=(data.n_users, data.n_items))[truth_user]
         arrays, meta, X = self.fit_core(rest, params, settings)
