@@ -189,8 +189,9 @@ def _remove_dead_shared_folders(directory: str) -> None:
 
 
 def _start_api_processes(settings: Settings, listener, count: int, taken) -> list:
-    """``count`` more processes answering API calls on the same listening socket (the kernel
-    hands each new connection to one that is waiting), without job workers or timers."""
+    """``count`` more processes answering API calls on the same listening socket (taking new
+    connections in turn with the first through ``taken``: api/accepting.py), without job
+    workers or timers."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or locks copied

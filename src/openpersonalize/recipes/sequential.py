@@ -218,7 +218,7 @@ def significant_best(gains: dict[tuple[float, float], np.ndarray], blind: tuple[
     diff = gains[best] - gains[blind]
     if best == blind or len(diff) < 2:
         return blind
-    return best if diff.mean() > 2.0 * diff.std(ddof=1) / np.sqrt(len(diff)) else blind
+    return best if diff.mean() > 2.0 * _standard_error(diff) else blind
 
 
 def _not_worse(candidate: np.ndarray, blind: np.ndarray) -> bool:
@@ -227,8 +227,12 @@ def _not_worse(candidate: np.ndarray, blind: np.ndarray) -> bool:
     diff = candidate[keep] - blind[keep]
     if len(diff) < 2:
         return True
-    low = diff.mean() - GUARD_CONFIDENCE * diff.std(ddof=1) / np.sqrt(len(diff))
-    return bool(low >= -GUARD_MARGIN * blind[keep].mean())
+    return bool(diff.mean() - GUARD_CONFIDENCE * _standard_error(diff) >= -GUARD_MARGIN * blind[keep].mean())
+
+
+def _standard_error(diff: np.ndarray) -> float:
+    """Of the mean of paired per-user differences."""
+    return float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 @model_class
@@ -428,46 +432,37 @@ class SequentialPersonalization(CollaborativeAlgorithm):
         T = transitions(rest)
         metadata = params.get("_asked") in METADATA_RECIPES
         content = metadata_embedding(rest, 32, settings.seed) if metadata else None
-        candidates = [(w, d) for d in DECAYS for w in WEIGHTS if w > 0.0 or d == DECAYS[0]]
-        gains = {c: np.zeros(len(truth_user)) for c in candidates}
-        guard = {c: np.zeros(len(truth_user)) for c in candidates}
         # Users are scored in blocks of at most BLOCK_CELLS scores, so memory stays flat at any
-        # catalogue size.
+        # catalogue size; each choice below is a pass over the blocks, rather than holding them all.
         block = max(1, BLOCK_CELLS // max(rest.n_items, 1))
         blocks = [slice(start, start + block) for start in range(0, len(truth_user), block)]
 
-        def part(rows: slice) -> _BlockScores:
-            return _BlockScores(core, T, truth_user[rows], truth_item[rows], held[rows], repeats < 0.01,
-                                rest.n_items)
+        def best(candidates: list, gains_of, blind: tuple[float, float]) -> tuple[float, float]:
+            """significant_best over ``candidates``, ``gains_of(scores, candidate)`` giving a
+            block's (newest, earlier) gains of one."""
+            newest = {c: np.zeros(len(truth_user)) for c in candidates}
+            earlier_gains = {c: np.zeros(len(truth_user)) for c in candidates}
+            for rows in blocks:
+                scores = _BlockScores(core, T, truth_user[rows], truth_item[rows], held[rows], repeats < 0.01,
+                                      rest.n_items)
+                for c in candidates:
+                    newest[c][rows], earlier_gains[c][rows] = gains_of(scores, c)
+            return significant_best(newest, blind, earlier_gains if guarded else None)
 
-        for rows in blocks:
-            scores = part(rows)
-            for c in candidates:
-                gains[c][rows], guard[c][rows] = scores.gains(*c)
-        weight, decay = significant_best(gains, (0.0, DECAYS[0]), guard if guarded else None)
+        weight, decay = best([(w, d) for d in DECAYS for w in WEIGHTS if w > 0.0 or d == DECAYS[0]],
+                             lambda scores, c: scores.gains(*c), (0.0, DECAYS[0]))
         if not metadata:
             return weight, decay, 0.0, 0.0
-        # The metadata part, on top of the chosen blend, kept only when it beats it likewise
-        # (a second pass over the blocks, rather than holding them all).
-        meta_gains = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
-        meta_guard = {(m, 0.0): np.zeros(len(truth_user)) for m in META_WEIGHTS}
-        for rows in blocks:
-            scores = part(rows)
-            for m in META_WEIGHTS:
-                meta_gains[(m, 0.0)][rows], meta_guard[(m, 0.0)][rows] = scores.gains(weight, decay, content, m)
-        meta_weight = significant_best(meta_gains, (0.0, 0.0), meta_guard if guarded else None)[0]
+        # The metadata part, on top of the chosen blend, kept only when it beats it likewise.
+        meta_weight = best([(m, 0.0) for m in META_WEIGHTS],
+                           lambda scores, c: scores.gains(weight, decay, content, c[0]), (0.0, 0.0))[0]
         # The user metadata part likewise, on top of the chosen blend.
         segments = user_segments(rest)
         user_weight = 0.0
         if segments is not None:
-            user_gains = {(u, 0.0): np.zeros(len(truth_user)) for u in USER_WEIGHTS}
-            user_guard = {(u, 0.0): np.zeros(len(truth_user)) for u in USER_WEIGHTS}
-            for rows in blocks:
-                scores = part(rows)
-                for u in USER_WEIGHTS:
-                    user_gains[(u, 0.0)][rows], user_guard[(u, 0.0)][rows] = scores.gains(
-                        weight, decay, content, meta_weight, segments, u)
-            user_weight = significant_best(user_gains, (0.0, 0.0), user_guard if guarded else None)[0]
+            user_weight = best([(u, 0.0) for u in USER_WEIGHTS],
+                               lambda scores, c: scores.gains(weight, decay, content, meta_weight, segments, c[0]),
+                               (0.0, 0.0))[0]
         if params.get("_asked") == "aws-hrnn-coldstart":
             # Cold items have few or no interactions: the validation (newest interactions, warm
             # items) cannot see their need, and without the metadata part they would all tie.
